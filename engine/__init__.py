@@ -1,0 +1,1 @@
+"""Physical execution: decoding, operators, the DuckDB store."""

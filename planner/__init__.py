@@ -1,0 +1,1 @@
+"""The cost-based planner: sampling, specialized models, thresholds, cascade search."""

@@ -1,0 +1,48 @@
+"""Shared fixtures: where ../shared is, the real clip, the golden vectors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VQL_SHARED", ROOT.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"shared data not found at {SHARED}; set VQL_SHARED")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def vtest_path(shared: Path) -> Path:
+    return shared / "data" / "vtest.avi"
+
+
+@pytest.fixture(scope="session")
+def golden(shared: Path) -> dict[str, np.ndarray]:
+    data = np.load(shared / "models" / "centernet" / "golden_vtest.npz")
+    return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def golden_frames(vtest_path: Path, golden) -> list[np.ndarray]:
+    """The vtest frames (BGR, 768×576) the golden vectors were computed on."""
+    wanted = {int(i) for i in golden["frame_index"]}
+    cap = cv2.VideoCapture(str(vtest_path))
+    frames: dict[int, np.ndarray] = {}
+    index = 0
+    while len(frames) < len(wanted):
+        ok, frame = cap.read()
+        assert ok, f"vtest.avi ended at frame {index}"
+        if index in wanted:
+            frames[index] = frame
+        index += 1
+    cap.release()
+    return [frames[int(i)] for i in golden["frame_index"]]

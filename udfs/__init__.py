@@ -1,0 +1,1 @@
+"""What queries call: model predicates, reference models, user-registered functions."""
