@@ -225,3 +225,14 @@ def test_missing_input_node_is_reported(tmp_path):
     path = write_model(tmp_path, [("c", "Relu", ["nowhere"], {})], {}, [1, 2, 2, 3], ["c"])
     with pytest.raises(ModelError, match="'nowhere' is not a node"):
         TfjsModel(load_graph(path))
+
+
+def test_micro_batches_give_the_same_answers(tmp_path):
+    path = _batch_unsafe_graph(tmp_path)
+    whole = TfjsModel(load_graph(path), micro_batch=100)
+    split = TfjsModel(load_graph(path), micro_batch=2)
+    x = torch.from_numpy(RNG.normal(size=(5, 6, 6, 3)).astype(np.float32))
+    a, b = whole(x), split(x)
+    assert b["top"].shape == (5, 3)
+    torch.testing.assert_close(a["top"], b["top"])
+    assert torch.equal(a["idx"], b["idx"])

@@ -90,7 +90,7 @@ class TfjsDetector(ReferenceModel):
         self.input_hw = (int(shape[1]), int(shape[2]))
         self.normalized_boxes = normalized_boxes
         self.precision = precision
-        self.max_batch = max_batch or (128 if self.device.type == "cuda" else 8)
+        self.max_batch = max_batch or (256 if self.device.type == "cuda" else 32)
         self.model = TfjsModel(graph, self.device, _DTYPES[precision], outputs=[self.output])
         weight_files = sorted(p for p in self.path.parent.iterdir() if p.suffix == ".bin")
         self._version = fingerprint(
