@@ -30,3 +30,7 @@ __all__ = [
     "VqlError",
     "__version__",
 ]
+
+from vql.api import Connection, Result, connect  # noqa: E402  (after the errors it uses)
+
+__all__ += ["Connection", "Result", "connect"]

@@ -1,4 +1,8 @@
-"""The ``vql`` command line."""
+"""The ``vql`` command line: run statements, scripts, an interactive shell, or the demo.
+
+    vql [DB_FILE] [-c "SQL; SQL"] [-f script.vql] [--format table|csv|json|markdown]
+    vql demo
+"""
 
 from __future__ import annotations
 
@@ -10,92 +14,110 @@ from pathlib import Path
 
 from vql import __version__
 from vql.errors import VqlError
+from vql.formatting import FORMATS, render
 
 SAMPLE_VIDEO = Path(str(resources.files("vql") / "data" / "sample.avi"))
 
-
-def _read_frames(path: Path) -> tuple[list, float]:
-    import cv2
-
-    from vql.errors import VideoError
-
-    if not path.is_file():
-        raise VideoError(f"video file not found: {path}")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise VideoError(f"cannot open video: {path}")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        raise VideoError(f"no frames could be decoded from {path}")
-    return frames, fps
+DEMO_QUERIES = (
+    ("How many persons does the reference see?",
+     "SELECT count(*) AS frames, round(avg(object_count('person')), 2) AS mean_persons, "
+     "max(object_count('person')) AS max_persons FROM sample"),
+    ("When are there at least six persons?",
+     "SELECT frame, ts, object_count('person') AS persons FROM sample "
+     "WHERE object_count('person') >= 6 ORDER BY frame LIMIT 8"),
+    ("Someone in the lower half of the picture, per 5-second window",
+     "SELECT floor(ts / 5) * 5 AS from_s, count(*) AS frames, "
+     "CAST(sum(CASE WHEN contains('person', region := (0, 0.5, 1, 1)) THEN 1 ELSE 0 END) AS INTEGER) AS with_someone_low "
+     "FROM sample GROUP BY 1 ORDER BY 1"),
+)
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Run the default reference model (CenterNet) over the packaged sample clip."""
-    import numpy as np
+    """Register the packaged sample clip in a transient database and run a few queries."""
+    import vql
 
-    from vql.progress import Progress
-    from vql.udfs.registry import default_model
-    from vql.udfs.reference import batches
-
+    con = vql.connect(None, device=args.device)
     video = Path(args.video) if args.video else SAMPLE_VIDEO
-    t0 = time.perf_counter()
-    frames, fps = _read_frames(video)
-    decode_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model = default_model(args.device)
-    load_s = time.perf_counter() - t0
-    print(f"video: {video.name} ({len(frames)} frames, {frames[0].shape[1]}x{frames[0].shape[0]}, {fps:g} fps)")
-    print(f"reference model: {model.name} (version {model.version}, {len(model.classes)} classes, on {model.device})")
-    person = model.class_index("person")
-    counts: list[int] = []
-    t0 = time.perf_counter()
-    with Progress(len(frames), "frames", "centernet: ") as progress:
-        for chunk in batches(frames, 8):
-            for dets in model.detect(chunk):
-                counts.append(dets.count(person, args.min_score))
-            progress.update(len(chunk))
-    model_s = time.perf_counter() - t0
-    counts_a = np.array(counts)
-    print(f"\npersons per frame (score >= {args.min_score}): mean {counts_a.mean():.2f}, max {counts_a.max()} "
-          f"(frame {int(counts_a.argmax())}, t = {counts_a.argmax() / (fps or 1):.1f} s)")
-    print("| persons >= k | frames | share |")
-    print("|---|---|---|")
-    for k in (1, 2, 3, 4, 5, 6):
-        n = int((counts_a >= k).sum())
-        print(f"| {k} | {n} | {100 * n / len(counts):.1f}% |")
-    print(f"\ntimings: decode {decode_s:.2f} s ({len(frames) / decode_s:.0f} frames/s), model load {load_s:.2f} s, "
-          f"reference {model_s:.2f} s ({len(frames) / model_s:.1f} frames/s)")
+    print(f"-- a transient database; the sample is 15 s of OpenCV's vtest.avi ({video.name})")
+    statement = f"CREATE VIDEO sample FROM '{video}'"
+    print(f"vql> {statement};")
+    print(render(con.sql(statement).arrow(), "table"))
+    for title, query in DEMO_QUERIES:
+        print(f"\n-- {title}\nvql> {query};")
+        start = time.perf_counter()
+        result = con.sql(query)
+        elapsed = time.perf_counter() - start
+        print(render(result.arrow(), "table"))
+        labelled = int(result.metadata.get("frames_labelled", 0))
+        cached = int(result.metadata.get("frames_cached", 0))
+        print(f"-- {elapsed:.2f} s: CenterNet ran on {labelled} frames, {cached} came from the label cache")
     return 0
 
 
+def _print_result(result, fmt: str, timer: bool = False, seconds: float = 0.0) -> None:
+    print(render(result.arrow(), fmt))
+    if timer:
+        print(f"Run Time: {seconds:.3f} s")
+
+
+def run_text(con, text: str, fmt: str, every: bool) -> None:
+    """Run statements; print each result (scripts) or only the last one (-c)."""
+    from vql.parser import split_statements
+
+    statements = split_statements(text)
+    for i, statement in enumerate(statements):
+        result = con.sql(statement)
+        if every or i == len(statements) - 1:
+            _print_result(result, fmt)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vql", description="vql: a declarative query engine for video.")
+    parser = argparse.ArgumentParser(
+        prog="vql",
+        description="vql: a declarative query engine for video. Without -c or -f, an interactive shell.",
+        epilog="Subcommand: 'vql demo' runs queries on the packaged sample clip.",
+    )
+    parser.add_argument("db", nargs="?", metavar="DB_FILE", help="DuckDB database file (default: a transient one)")
+    parser.add_argument("-c", dest="command", metavar="SQL", help="run these statements and print the last result")
+    parser.add_argument("-f", dest="file", metavar="FILE", help="run a script, printing each result")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--device", default="cpu", help="where reference models run: cpu, cuda or auto")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--version", action="version", version=f"vql {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("demo", help="run the reference detector over the packaged sample clip")
-    p.add_argument("--video", help="another video file instead of the packaged sample")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    p.add_argument("--min-score", type=float, default=0.5, help="detection score threshold (default 0.5)")
-    p.set_defaults(run=demo)
+    return parser
+
+
+def build_demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vql demo", description="Queries on the packaged sample clip (15 s of vtest.avi).")
+    parser.add_argument("--video", help="another video file instead of the packaged sample")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 0
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        return args.run(args)
+        if argv and argv[0] == "demo":
+            return demo(build_demo_parser().parse_args(argv[1:]))
+        args = build_parser().parse_args(argv)
+        import vql
+
+        con = vql.connect(args.db, device=args.device, progress=False if args.no_progress else None)
+        if args.command is not None:
+            run_text(con, args.command, args.format, every=False)
+        elif args.file is not None:
+            try:
+                text = Path(args.file).read_text(encoding="utf-8")
+            except OSError as e:
+                raise VqlError(f"cannot read {args.file}: {e.strerror}") from e
+            run_text(con, text, args.format, every=True)
+        elif sys.stdin.isatty():
+            from vql.repl import repl
+
+            return repl(con, args)
+        else:
+            run_text(con, sys.stdin.read(), args.format, every=True)
+        return 0
     except VqlError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

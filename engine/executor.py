@@ -1,0 +1,137 @@
+"""Running a logical plan: label what the reference has not seen, evaluate predicates, run SQL.
+
+Each plan operator has one function here, picked by type (``run_operator`` dispatches on the
+node's class). Labelling decodes in a background thread, runs the reference in batches and
+commits each batch to the store, so an interrupted run loses at most one batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import singledispatch
+
+import numpy as np
+
+from vql.engine.store import Store
+from vql.engine.video import read_frames
+from vql.errors import ExecutionError
+from vql.plan import EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery
+from vql.progress import Progress
+from vql.sqlgen import ident
+from vql.udfs.reference import ReferenceModel
+
+LABEL_BATCH = 16
+
+
+@dataclass
+class Context:
+    """What operators need: the store, models by name, how to show progress, and counters."""
+
+    store: Store
+    model: Callable[[str], ReferenceModel]
+    progress: bool | None = None  # None: on when stderr is a terminal
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def count(self, key: str, value: float) -> None:
+        self.stats[key] = self.stats.get(key, 0) + value
+
+
+@singledispatch
+def run_operator(node, ctx: Context) -> None:
+    raise ExecutionError(f"no operator for plan node {type(node).__name__}")
+
+
+@run_operator.register
+def _label_frames(node: LabelFrames, ctx: Context) -> None:
+    """Run the reference on every frame of the scan that has no stored labels yet."""
+    scan = node.scan
+    model = ctx.model(node.model)
+    done = ctx.store.labelled_frames(scan.info.fingerprint, node.model_version, scan.first, scan.last)
+    missing = np.setdiff1d(np.arange(scan.first, scan.last + 1, dtype=np.int64), done, assume_unique=True)
+    ctx.count("frames_cached", len(done))
+    if not len(missing):
+        return
+    start = time.perf_counter()
+    with Progress(len(missing), "frames", f"{model.name} on {scan.video}: ", enabled=ctx.progress) as bar:
+        for indices, frames in read_frames(scan.info.path, missing, LABEL_BATCH):
+            detections = model.detect(frames)
+            ctx.store.save_labels(scan.info.fingerprint, node.model_version, model.classes, indices, detections)
+            bar.update(len(indices))
+            ctx.count("frames_labelled", len(indices))
+    ctx.count("label_seconds", time.perf_counter() - start)
+
+
+def predicate_sql(pred: ModelPredicate, info) -> str:
+    """The aggregate counting a predicate's objects in one frame's labels."""
+    cond = [f"class_id = {pred.class_id}", f"score >= {pred.min_score!r}"]
+    if pred.region is not None:
+        x0, y0, x1, y1 = pred.region
+        cx, cy = f"((x1 + x2) / 2 / {float(info.width)!r})", f"((y1 + y2) / 2 / {float(info.height)!r})"
+        cond += [f"{cx} BETWEEN {x0!r} AND {x1!r}", f"{cy} BETWEEN {y0!r} AND {y1!r}"]
+    return f"count(*) FILTER (WHERE {' AND '.join(cond)}) AS {ident(pred.column)}"
+
+
+@run_operator.register
+def _evaluate(node: EvaluatePredicates, ctx: Context) -> None:
+    """Materialise the per-frame table: frame, ts and one column per model predicate."""
+    for labels in node.labels:
+        run_operator(labels, ctx)
+    scan, info = node.scan, node.scan.info
+    selects = ["f.frame AS frame", f"f.frame / {float(info.fps)!r} AS ts"]
+    joins = []
+    for i, labels in enumerate(node.labels):
+        preds = [p for p in node.predicates if p.model == labels.model]
+        if not preds:
+            continue
+        aggs = ", ".join(predicate_sql(p, info) for p in preds)
+        joins.append(
+            f"LEFT JOIN (SELECT frame, {aggs} FROM vql_labels WHERE video_fp = '{info.fingerprint}' "
+            f"AND model_version = '{labels.model_version}' AND frame BETWEEN {scan.first} AND {scan.last} "
+            f"GROUP BY frame) l{i} ON l{i}.frame = f.frame"
+        )
+        for p in preds:
+            value = f"coalesce(l{i}.{ident(p.column)}, 0)"
+            selects.append(f"({value} > 0) AS {ident(p.column)}" if p.function == "contains"
+                           else f"CAST({value} AS INTEGER) AS {ident(p.column)}")
+    sql = (
+        f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT {', '.join(selects)} "
+        f"FROM range({scan.first}, {scan.last + 1}) f(frame) {' '.join(joins)} ORDER BY f.frame"
+    )
+    ctx.store.con.execute(sql)
+
+
+def record_results(node: EvaluatePredicates, ctx: Context, query_id: int) -> None:
+    """Keep the frame-level predicate values in ``vql_results`` (one INSERT per predicate)."""
+    for p in node.predicates:
+        version = next(lf.model_version for lf in node.labels if lf.model == p.model)
+        ctx.store.con.execute(
+            f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(p.column)} AS DOUBLE) FROM {ident(node.table)}",
+            [query_id, node.scan.video, p.text, version],
+        )
+
+
+def check_sql(plan: SqlQuery, ctx: Context, params=None) -> None:
+    """Let DuckDB bind the final SQL against empty per-frame tables, before any frame is labelled:
+    an unknown table, column or function fails in milliseconds instead of after the reference ran."""
+    for node in plan.inputs:
+        columns = ["frame BIGINT", "ts DOUBLE"] + [f"{ident(p.column)} {p.sql_type}" for p in node.predicates]
+        ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} ({', '.join(columns)})")
+    ctx.store.con.execute("EXPLAIN " + plan.sql, params or [])
+
+
+def run_plan(plan: SqlQuery, ctx: Context, params=None):
+    """Execute the plan; returns the DuckDB result of the final SQL."""
+    check_sql(plan, ctx, params)
+    query_id = ctx.store.next_query_id()
+    for node in plan.inputs:
+        run_operator(node, ctx)
+        record_results(node, ctx, query_id)
+    ctx.stats["query_id"] = query_id
+    return ctx.store.con.execute(plan.sql, params or [])
+
+
+def drop_tables(plan: SqlQuery, ctx: Context) -> None:
+    for node in plan.inputs:
+        ctx.store.con.execute(f"DROP TABLE IF EXISTS {ident(node.table)}")

@@ -1,0 +1,157 @@
+"""End to end: exact answers against the reference run directly, the label cache, joins with
+ordinary tables, recovery after an interrupted run, and decoding."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import vql
+from vql.cli import SAMPLE_VIDEO
+from vql.engine import executor
+from vql.engine.video import probe, read_frames
+from vql.udfs.tfjs_detector import centernet
+
+FIRST, LAST = 30, 69  # 40 frames of the packaged sample (people walking through)
+
+
+@pytest.fixture(scope="module")
+def direct():
+    """The reference's detections on frames FIRST..LAST, computed straight through the udfs API."""
+    cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    frames = []
+    for i in range(LAST + 1):
+        ok, frame = cap.read()
+        assert ok
+        if i >= FIRST:
+            frames.append(frame)
+    return dict(zip(range(FIRST, LAST + 1), centernet().detect(frames)))
+
+
+@pytest.fixture()
+def con(tmp_path):
+    c = vql.connect(tmp_path / "test.duckdb", progress=False)
+    c.sql(f"CREATE VIDEO cam FROM '{SAMPLE_VIDEO}'")
+    yield c
+    c.close()
+
+
+def test_exact_answers_match_the_reference(con, direct):
+    model = centernet()
+    person = model.class_index("person")
+    for k in (3, 4, 5):
+        got = [r[0] for r in con.sql(
+            f"SELECT frame FROM cam WHERE object_count('person') >= {k} AND frame BETWEEN {FIRST} AND {LAST} ORDER BY frame"
+        ).fetchall()]
+        want = [f for f, d in direct.items() if d.count(person, 0.5) >= k]
+        assert got == want and 0 < len(want) < LAST - FIRST + 1
+    region = (0.0, 0.5, 1.0, 1.0)
+    got = con.sql(
+        f"SELECT frame, object_count('person', region := (0, 0.5, 1, 1), min_score := 0.4) AS n "
+        f"FROM cam WHERE frame BETWEEN {FIRST} AND {LAST} ORDER BY frame"
+    ).fetchall()
+    want = [(f, d.count(person, 0.4, region, (768, 576))) for f, d in direct.items()]
+    assert got == want
+    assert any(n for _, n in want) and not all(n for _, n in want)
+
+
+def test_label_cache_is_reused_and_results_stored(con):
+    q = f"SELECT count(*) FROM cam WHERE contains('person') AND ts BETWEEN {FIRST / 10} AND {LAST / 10}"
+    first = con.sql(q)
+    assert first.metadata["frames_labelled"] == LAST - FIRST + 1
+    second = con.sql(q.replace("contains('person')", "object_count('car') = 0"))
+    assert second.metadata.get("frames_labelled", 0) == 0 and second.metadata["frames_cached"] == LAST - FIRST + 1
+    stored = con.sql("SELECT count(*), count(DISTINCT query_id) FROM vql_frame_results WHERE video = 'cam'").fetchall()
+    assert stored == [(2 * (LAST - FIRST + 1), 2)]
+    detections = con.sql(f"SELECT count(*) FROM vql_detections WHERE frame BETWEEN {FIRST} AND {LAST} AND class = 'person'")
+    assert detections.fetchall()[0][0] > 0
+    assert "dropped" in con.sql("DROP RESULTS cam").fetchall()[0][0]
+    assert con.sql("SELECT count(*) FROM vql_results").fetchall() == [(0,)]
+
+
+def test_join_with_an_ordinary_table(con, direct):
+    con.sql("CREATE TABLE events (label VARCHAR, start_s DOUBLE, end_s DOUBLE)")
+    con.sql("INSERT INTO events VALUES ('early', 3.0, 3.5), ('late', 6.0, 6.9)")
+    rows = con.sql(
+        "SELECT c.frame, e.label FROM cam AS c JOIN events AS e ON c.ts BETWEEN e.start_s AND e.end_s "
+        f"WHERE object_count('person') >= 4 AND c.frame BETWEEN {FIRST} AND {LAST} ORDER BY c.frame"
+    ).fetchall()
+    person = centernet().class_index("person")
+    want = [(f, "early" if f <= 35 else "late") for f, d in direct.items()
+            if d.count(person, 0.5) >= 4 and (30 <= f <= 35 or 60 <= f <= 69)]
+    assert rows == want
+
+
+def test_parameters_are_bound_like_duckdb(con):
+    rows = con.sql(f"SELECT frame FROM cam WHERE frame BETWEEN {FIRST} AND {FIRST + 3} AND frame > ? ORDER BY frame",
+                   params=[FIRST + 1]).fetchall()
+    assert rows == [(FIRST + 2,), (FIRST + 3,)]
+
+
+def test_interrupted_run_keeps_its_labels(tmp_path, monkeypatch):
+    path = tmp_path / "interrupt.duckdb"
+    con = vql.connect(path, progress=False)
+    con.sql(f"CREATE VIDEO cam FROM '{SAMPLE_VIDEO}'")
+    real_detect = centernet().detect
+    calls = {"n": 0}
+
+    def flaky(frames):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_detect(frames)
+
+    monkeypatch.setattr(executor, "LABEL_BATCH", 8)
+    monkeypatch.setattr(centernet(), "detect", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        con.sql("SELECT count(*) FROM cam WHERE contains('person') AND frame < 40")
+    con.close()
+    monkeypatch.setattr(centernet(), "detect", real_detect)
+    reopened = vql.connect(path, progress=False)  # the file opens and is consistent
+    assert reopened.sql("SELECT count(*) FROM vql_labelled_frames").fetchall() == [(16,)]
+    result = reopened.sql("SELECT count(*) FROM cam WHERE contains('person') AND frame < 40")
+    assert result.metadata["frames_labelled"] == 24 and result.metadata["frames_cached"] == 16
+    reopened.close()
+
+
+def test_describe_show_drop(con):
+    assert con.sql("DESCRIBE cam").fetchall()[0][:2] == ("frame", "BIGINT")
+    assert con.sql("SHOW VIDEOS").fetchall()[0][:2] == ("cam", 150)
+    con.sql("DROP VIDEO cam")
+    assert con.sql("SHOW VIDEOS").fetchall() == []
+    with pytest.raises(vql.BindError, match="no video named 'cam'"):
+        con.sql("DROP VIDEO cam")
+    con.sql("DROP VIDEO IF EXISTS cam")
+
+
+def test_set_min_score_changes_the_default(con, direct):
+    person = centernet().class_index("person")
+    con.sql("SET min_score = 0.3")
+    got = con.sql(f"SELECT object_count('person') FROM cam WHERE frame = {FIRST}").fetchall()[0][0]
+    assert got == direct[FIRST].count(person, 0.3)
+    with pytest.raises(vql.BindError, match="min_score must be between 0.2 and 1"):
+        con.sql("SET min_score = 0.1")
+
+
+def test_read_frames_decodes_the_wanted_frames(tmp_path):
+    info = probe(SAMPLE_VIDEO)
+    assert (info.frames, info.width, info.height, info.fps) == (150, 768, 576, 10.0)
+    cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    sequential = [cap.read()[1] for _ in range(150)]
+    wanted = [0, 1, 7, 100, 149, 160]  # 160 is past the end: absent
+    got = [(i, f) for idx, frames in read_frames(SAMPLE_VIDEO, wanted, batch_size=2) for i, f in zip(idx, frames)]
+    assert [i for i, _ in got] == [0, 1, 7, 100, 149]
+    for i, frame in got:
+        assert np.array_equal(frame, sequential[i])
+
+
+def test_seeking_lands_on_the_right_frame(monkeypatch):
+    from vql.engine import video
+
+    monkeypatch.setattr(video, "SEEK_GAP", 10)
+    cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    sequential = [cap.read()[1] for _ in range(150)]
+    got = [(i, f) for idx, frames in read_frames(SAMPLE_VIDEO, [3, 90, 140]) for i, f in zip(idx, frames)]
+    for i, frame in got:
+        assert np.array_equal(frame, sequential[i]), f"frame {i} differs after a seek"

@@ -1,0 +1,271 @@
+"""The Python API: ``vql.connect()`` and query results.
+
+>>> con = vql.connect("cam.duckdb")                                          # doctest: +SKIP
+>>> con.sql("CREATE VIDEO cam FROM 'street.mp4'")                            # doctest: +SKIP
+>>> con.sql("SELECT frame, ts FROM cam WHERE object_count('person') >= 3").df()   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import singledispatchmethod
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from vql import ast
+from vql.binder import Catalog, bind_select, video_refs
+from vql.engine.executor import Context, drop_tables, run_plan
+from vql.engine.store import ModelRecord, Store, arrow_table
+from vql.engine.video import probe
+from vql.errors import BindError, ExecutionError, ModelError, VqlError
+from vql.parser import parse, split_statements
+from vql.plan import explain
+from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
+from vql.udfs.registry import MODEL_KINDS, default_model, load_model
+
+SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
+
+
+@dataclass
+class Result:
+    """The outcome of one statement: an Arrow table, plus metadata (timings, counters)."""
+
+    table: pa.Table
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def arrow(self) -> pa.Table:
+        return self.table
+
+    def df(self):
+        return self.table.to_pandas()
+
+    def fetchall(self) -> list[tuple]:
+        columns = [self.table.column(i).to_pylist() for i in range(self.table.num_columns)]
+        return list(zip(*columns)) if columns else []
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        return f"<vql.Result {self.table.num_rows} rows × {self.table.num_columns} columns>"
+
+
+def _message(text: str) -> Result:
+    return Result(pa.table({"result": [text]}))
+
+
+class Connection:
+    """A vql session over one DuckDB database (a file, or in memory when ``path`` is None)."""
+
+    def __init__(self, path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None) -> None:
+        self.store = Store(path)
+        self.device = device
+        self.progress = progress
+        self.settings = dict(SETTINGS)
+        self._models: dict[str, ReferenceModel] = {}
+
+    @property
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        return self.store.con
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- models --------------------------------------------------------------------------
+
+    def model(self, name: str) -> ReferenceModel:
+        key = name.lower()
+        if key not in self._models:
+            if key == "centernet":
+                self._models[key] = default_model(self.device)
+            else:
+                record = next((r for n, r in self.store.models().items() if n.lower() == key), None)
+                if record is None:
+                    known = ["centernet", *self.store.models()]
+                    raise ModelError(f"unknown model {name!r}; registered models: {', '.join(known)}")
+                options = dict(record.options)
+                options.setdefault("name", record.name)
+                if record.kind != "ultralytics":
+                    options.setdefault("device", self.device)
+                self._models[key] = load_model(record.kind, record.path, **options)
+        return self._models[key]
+
+    def catalog(self) -> Catalog:
+        return Catalog(self.store.videos(), self.model, self.settings)
+
+    # --- statements ----------------------------------------------------------------------
+
+    def sql(self, text: str, params: list | tuple | dict | None = None) -> Result:
+        """Run one or more statements; returns the last one's result."""
+        statements = split_statements(text)
+        if not statements:
+            raise BindError("no statement to run")
+        result = None
+        for statement in statements:
+            node = parse(statement, frozenset(self.store.videos()))
+            start = time.perf_counter()
+            result = self._run(node, params)
+            result.metadata.setdefault("seconds", time.perf_counter() - start)
+        return result
+
+    execute = sql
+
+    @singledispatchmethod
+    def _run(self, node: ast.Node, params) -> Result:
+        raise VqlError(f"statement {type(node).__name__} is not supported")
+
+    @_run.register
+    def _passthrough(self, node: ast.Passthrough, params) -> Result:
+        try:
+            cursor = self.store.con.execute(node.sql, params or [])
+        except duckdb.ParserException as e:
+            raise BindError(f"DuckDB could not parse the statement: {e}") from e
+        except duckdb.CatalogException as e:
+            raise BindError(str(e)) from e
+        except duckdb.Error as e:
+            raise ExecutionError(str(e)) from e
+        if cursor.description is None:
+            return _message("OK")
+        return Result(arrow_table(cursor))
+
+    @_run.register
+    def _create_video(self, node: ast.CreateVideo, params) -> Result:
+        if self.store.video(node.name) is not None:
+            raise BindError(f"video {node.name!r} already exists (DROP VIDEO {node.name} first)")
+        if self.store.table_exists(node.name):
+            raise BindError(f"a table named {node.name!r} already exists")
+        info = probe(node.path)
+        self.store.add_video(node.name, info)
+        return _message(f"video {node.name}: {info.frames} frames, {info.width}x{info.height}, {info.fps:g} fps")
+
+    @_run.register
+    def _show_videos(self, node: ast.ShowVideos, params) -> Result:
+        rows = self.store.con.execute(
+            "SELECT name, frames, fps, frames / fps AS seconds, width, height, path FROM vql_videos ORDER BY name"
+        )
+        return Result(arrow_table(rows))
+
+    @_run.register
+    def _describe(self, node: ast.Describe, params) -> Result:
+        info = self.store.video(node.name)
+        if info is None:
+            return self._passthrough(ast.Passthrough(f"DESCRIBE {node.name}"), params)
+        return Result(pa.table({
+            "column_name": ["frame", "ts"],
+            "column_type": ["BIGINT", "DOUBLE"],
+            "description": [f"frame index, 0..{info.frames - 1}", f"seconds, frame / {info.fps:g}"],
+        }))
+
+    @_run.register
+    def _drop_video(self, node: ast.DropVideo, params) -> Result:
+        if self.store.video(node.name) is None:
+            if node.if_exists:
+                return _message("OK")
+            raise BindError(f"no video named {node.name!r}")
+        self.store.drop_video(node.name)
+        return _message(f"dropped video {node.name} (its labels stay cached)")
+
+    @_run.register
+    def _drop_results(self, node: ast.DropResults, params) -> Result:
+        if self.store.video(node.name) is None:
+            raise BindError(f"no video named {node.name!r}")
+        n = self.store.drop_results(node.name)
+        return _message(f"dropped {n} stored results of {node.name} (labels and plans kept)")
+
+    @_run.register
+    def _create_function(self, node: ast.CreateFunction, params) -> Result:
+        if node.kind not in MODEL_KINDS:
+            raise BindError(f"unknown model type {node.kind!r}; one of: {', '.join(sorted(MODEL_KINDS))}")
+        if node.name.lower() == "centernet" or node.name.lower() in {n.lower() for n in self.store.models()}:
+            raise BindError(f"a model named {node.name!r} already exists")
+        options = {}
+        for opt in node.options:
+            value = opt.value
+            if isinstance(value, ast.Literal):
+                options[opt.name] = value.value
+            elif isinstance(value, ast.Tuple) and all(isinstance(v, ast.Literal) for v in value.items):
+                options[opt.name] = [v.value for v in value.items]
+            else:
+                raise BindError(f"option {opt.name!r} must be a constant")
+        record = ModelRecord(node.name, node.kind, node.path, options)
+        opts = dict(options, name=node.name)
+        if node.kind != "ultralytics":
+            opts.setdefault("device", self.device)
+        model = load_model(node.kind, node.path, **opts)  # fails here, before anything is stored
+        self.store.add_model(record)
+        self._models[node.name.lower()] = model
+        return _message(f"model {node.name}: {node.kind}, {len(model.classes)} classes, version {model.version}")
+
+    @_run.register
+    def _set(self, node: ast.SetOption, params) -> Result:
+        if not isinstance(node.value, ast.Literal) or not isinstance(node.value.value, (int, float)):
+            raise BindError(f"SET {node.name} needs a number")
+        value = float(node.value.value)
+        low = SCORE_FLOOR if node.name == "min_score" else 0.0
+        if not low <= value <= 1:
+            raise BindError(f"{node.name} must be between {low} and 1, got {value:g}")
+        self.settings[node.name] = value
+        return _message(f"{node.name} = {value:g}")
+
+    def _plan(self, select: ast.Select):
+        catalog = self.catalog()
+        if not video_refs(select, catalog):
+            return None
+        return bind_select(select, catalog)
+
+    def _execute(self, plan, params) -> tuple[pa.Table, dict]:
+        """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
+        ctx = Context(self.store, self.model, self.progress)
+        try:
+            return arrow_table(run_plan(plan, ctx, params)), ctx.stats
+        except (duckdb.CatalogException, duckdb.BinderException) as e:
+            raise BindError(str(e)) from e
+        except duckdb.Error as e:
+            raise ExecutionError(str(e)) from e
+        finally:
+            drop_tables(plan, ctx)
+
+    @_run.register
+    def _select(self, node: ast.Select, params) -> Result:
+        from vql.sqlgen import to_sql
+
+        plan = self._plan(node)
+        if plan is None:
+            return self._passthrough(ast.Passthrough(to_sql(node)), params)
+        table, stats = self._execute(plan, params)
+        return Result(table, {"plan": explain(plan), **stats})
+
+    @_run.register
+    def _explain(self, node: ast.Explain, params) -> Result:
+        plan = self._plan(node.select)
+        if plan is None:
+            raise BindError("EXPLAIN: the query names no video")
+        if not node.analyze:
+            return Result(pa.table({"plan": explain(plan).splitlines()}))
+        start = time.perf_counter()
+        table, stats = self._execute(plan, params)
+        lines = explain(plan).splitlines() + [
+            f"-- ran in {time.perf_counter() - start:.3f} s: {table.num_rows} rows; frames labelled now "
+            f"{int(stats.get('frames_labelled', 0))}, reused from the label cache "
+            f"{int(stats.get('frames_cached', 0))}, reference time {stats.get('label_seconds', 0.0):.3f} s"
+        ]
+        return Result(pa.table({"plan": lines}), dict(stats))
+
+
+def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None) -> Connection:
+    """Open (or create) a vql database; ``None`` gives a transient in-memory one."""
+    return Connection(path, device=device, progress=progress)

@@ -1,0 +1,280 @@
+"""The VQL syntax tree: frozen dataclasses with source positions, and one bottom-up ``transform``.
+
+Rewrites build new trees and never mutate their input:
+
+>>> e = Binary(">=", Call("object_count", (Literal("person"),)), Literal(7))
+>>> transform(e, lambda n: Literal(8) if n == Literal(7) else n).right
+Literal(value=8, pos=None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+
+@dataclass(frozen=True, slots=True)
+class Pos:
+    """Where a node starts in the statement text (1-based line and column)."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    pass
+
+
+# --- expressions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Literal(Node):
+    value: Any  # int | float | str | bool | None
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Param(Node):
+    text: str  # "?" or "$1"
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Column(Node):
+    name: str
+    table: str | None = None
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Star(Node):
+    table: str | None = None
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedArg(Node):
+    name: str
+    value: Node
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    name: str
+    args: tuple[Node, ...] = ()
+    named: tuple[NamedArg, ...] = ()
+    distinct: bool = False
+    star: bool = False
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Tuple(Node):
+    items: tuple[Node, ...]
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Node):
+    op: str  # "NOT" | "-" | "+"
+    operand: Node
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Binary(Node):
+    op: str  # AND OR = <> < <= > >= + - * / % LIKE
+    left: Node
+    right: Node
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Between(Node):
+    expr: Node
+    low: Node
+    high: Node
+    negated: bool = False
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IsNull(Node):
+    expr: Node
+    negated: bool = False
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InList(Node):
+    expr: Node
+    items: tuple[Node, ...]
+    negated: bool = False
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Cast(Node):
+    expr: Node
+    type_name: str
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Case(Node):
+    whens: tuple[tuple[Node, Node], ...]
+    default: Node | None = None
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+# --- SELECT ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SelectItem(Node):
+    expr: Node
+    alias: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableRef(Node):
+    name: str
+    alias: str | None = None
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def ref(self) -> str:
+        """The name columns are qualified with."""
+        return self.alias or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Join(Node):
+    kind: str  # "INNER" | "LEFT" | "RIGHT" | "FULL" | "CROSS"
+    table: TableRef
+    on: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderItem(Node):
+    expr: Node
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Select(Node):
+    items: tuple[Node, ...]
+    from_: TableRef | None = None
+    joins: tuple[Join, ...] = ()
+    where: Node | None = None
+    group_by: tuple[Node, ...] = ()
+    having: Node | None = None
+    order_by: tuple[OrderItem, ...] = ()
+    limit: Node | None = None
+    offset: Node | None = None
+    distinct: bool = False
+    options: tuple[NamedArg, ...] = ()
+
+    @property
+    def tables(self) -> tuple[TableRef, ...]:
+        return ((self.from_,) if self.from_ else ()) + tuple(j.table for j in self.joins)
+
+
+# --- statements --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateVideo(Node):
+    name: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowVideos(Node):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Describe(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropVideo(Node):
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DropResults(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateFunction(Node):
+    name: str
+    kind: str
+    path: str
+    options: tuple[NamedArg, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SetOption(Node):
+    name: str
+    value: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Explain(Node):
+    select: Select
+    analyze: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Passthrough(Node):
+    """A statement vql does not own: DuckDB runs its text unchanged."""
+
+    sql: str
+
+
+N = TypeVar("N", bound=Node)
+
+
+def _map_value(value: Any, fn: Callable[[Node], Node]) -> Any:
+    if isinstance(value, Node):
+        return transform(value, fn)
+    if isinstance(value, tuple):
+        return tuple(_map_value(v, fn) for v in value)
+    return value
+
+
+def transform(node: N, fn: Callable[[Node], Node]) -> Node:
+    """Rebuild ``node`` bottom-up: children first, then ``fn`` on the rebuilt node."""
+    changes = {}
+    for field in dataclasses.fields(node):
+        old = getattr(node, field.name)
+        new = _map_value(old, fn)
+        if new is not old and new != old:
+            changes[field.name] = new
+    rebuilt = dataclasses.replace(node, **changes) if changes else node
+    return fn(rebuilt)
+
+
+def walk(node: Node):
+    """Every node of the tree, parents before children."""
+    yield node
+    for field in dataclasses.fields(node):
+        yield from _walk_value(getattr(node, field.name))
+
+
+def _walk_value(value: Any):
+    if isinstance(value, Node):
+        yield from walk(value)
+    elif isinstance(value, tuple):
+        for v in value:
+            yield from _walk_value(v)

@@ -1,0 +1,254 @@
+"""Binding a SELECT over videos: names checked, model predicates resolved, a logical plan built.
+
+>>> plan = bind_select(parse_statement(q), catalog)             # doctest: +SKIP
+>>> print(explain(plan))                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from vql import ast
+from vql.engine.video import VideoInfo
+from vql.errors import BindError, ModelError
+from vql.plan import EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery, VideoScan
+from vql.sqlgen import to_sql
+from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
+
+MODEL_FUNCTIONS = ("contains", "object_count")
+VIDEO_COLUMNS = ("frame", "ts")
+PREDICATE_OPTIONS = ("min_score", "region", "model")
+QUERY_OPTIONS = ("exact", "fpr", "fnr")
+
+
+@dataclass
+class Catalog:
+    """What binding needs to know: videos, models (loaded on demand), session settings."""
+
+    videos: dict[str, VideoInfo]
+    load_model: Callable[[str], ReferenceModel]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def video(self, name: str) -> tuple[str, VideoInfo] | None:
+        for key, info in self.videos.items():
+            if key.lower() == name.lower():
+                return key, info
+        return None
+
+
+def _number(node: ast.Node, what: str) -> float:
+    if isinstance(node, ast.Unary) and node.op in "+-" and isinstance(node.operand, ast.Literal):
+        value = _number(node.operand, what)
+        return -value if node.op == "-" else value
+    if isinstance(node, ast.Literal) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    raise BindError(f"{what} must be a number, got {to_sql(node)}")
+
+
+def bind_predicate(call: ast.Call, catalog: Catalog, column: str) -> ModelPredicate:
+    """Check a ``contains``/``object_count`` call and resolve its class and options."""
+    fn = call.name
+    if call.star or call.distinct or len(call.args) != 1:
+        raise BindError(f"{fn}() takes one class name, e.g. {fn}('person'), then named options ({', '.join(PREDICATE_OPTIONS)})")
+    cls = call.args[0]
+    if not (isinstance(cls, ast.Literal) and isinstance(cls.value, str)):
+        raise BindError(f"{fn}(): the class must be a string literal, e.g. {fn}('person'); got {to_sql(cls)}")
+    options = {}
+    for arg in call.named:
+        if arg.name not in PREDICATE_OPTIONS:
+            raise BindError(f"{fn}(): unknown option {arg.name!r}; options are {', '.join(PREDICATE_OPTIONS)}")
+        if arg.name in options:
+            raise BindError(f"{fn}(): option {arg.name!r} given twice")
+        options[arg.name] = arg.value
+    min_score = float(catalog.settings.get("min_score", 0.5))
+    if "min_score" in options:
+        min_score = _number(options["min_score"], f"{fn}(): min_score")
+    if not SCORE_FLOOR <= min_score <= 1.0:
+        raise BindError(f"{fn}(): min_score must be between {SCORE_FLOOR} and 1, got {min_score:g}")
+    region = None
+    if "region" in options:
+        node = options["region"]
+        if not (isinstance(node, ast.Tuple) and len(node.items) == 4):
+            raise BindError(f"{fn}(): region must be (x0, y0, x1, y1) as fractions of the frame, got {to_sql(node)}")
+        region = tuple(_number(v, f"{fn}(): region") for v in node.items)
+        x0, y0, x1, y1 = region
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise BindError(f"{fn}(): region must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {to_sql(node)}")
+    model_name = catalog.settings.get("model", "centernet")
+    if "model" in options:
+        node = options["model"]
+        if isinstance(node, ast.Literal) and isinstance(node.value, str):
+            model_name = node.value
+        elif isinstance(node, ast.Column) and node.table is None:
+            model_name = node.name
+        else:
+            raise BindError(f"{fn}(): model must be a model name, got {to_sql(node)}")
+    try:
+        model = catalog.load_model(model_name)
+        class_id = model.class_index(cls.value)
+    except ModelError as e:
+        raise BindError(str(e)) from e
+    return ModelPredicate(fn, cls.value, class_id, min_score, region, model.name, column)
+
+
+def _conjuncts(node: ast.Node | None) -> list[ast.Node]:
+    if node is None:
+        return []
+    if isinstance(node, ast.Binary) and node.op == "AND":
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_table: bool) -> tuple[int, int]:
+    """The frame range a WHERE clause allows, from its top-level ``frame``/``ts`` conjuncts.
+
+    Only constant bounds count (``ts BETWEEN 10 AND 60``, ``frame < 100``, ``ts >= 3``);
+    anything else leaves the range as the whole video.
+    """
+    lo, hi = 0.0, float(info.frames - 1)
+
+    def is_video_col(n: ast.Node) -> str | None:
+        if isinstance(n, ast.Column) and n.name in VIDEO_COLUMNS:
+            if (n.table and n.table.lower() == alias.lower()) or (n.table is None and single_table):
+                return n.name
+        return None
+
+    def to_frames(col: str, value: float) -> float:
+        return value * info.fps if col == "ts" else value
+
+    def const(n: ast.Node) -> float | None:
+        try:
+            return _number(n, "")
+        except BindError:
+            return None
+
+    for c in _conjuncts(where):
+        if isinstance(c, ast.Between) and not c.negated and (col := is_video_col(c.expr)):
+            a, b = const(c.low), const(c.high)
+            if a is not None and b is not None:
+                lo, hi = max(lo, math.ceil(to_frames(col, a) - 1e-9)), min(hi, math.floor(to_frames(col, b) + 1e-9))
+        elif isinstance(c, ast.Binary) and c.op in ("<", "<=", ">", ">=", "="):
+            left, right, op = c.left, c.right, c.op
+            if is_video_col(right) and not is_video_col(left):
+                left, right = right, left
+                op = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}[op]
+            col, value = is_video_col(left), const(right)
+            if not col or value is None:
+                continue
+            v = to_frames(col, value)
+            if op in (">", ">="):
+                bound = math.floor(v) + 1 if (op == ">" and col == "frame") else math.ceil(v - 1e-9)
+                if op == ">" and col == "ts" and float(v).is_integer():
+                    bound = int(v) + 1
+                lo = max(lo, bound)
+            elif op in ("<", "<="):
+                bound = math.ceil(v) - 1 if (op == "<" and float(v).is_integer()) else math.floor(v + 1e-9)
+                hi = min(hi, bound)
+            else:
+                lo, hi = max(lo, math.ceil(v - 1e-9)), min(hi, math.floor(v + 1e-9))
+    return int(lo), int(hi)
+
+
+def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], ...]:
+    out = {"fpr": catalog.settings.get("fpr", 0.01), "fnr": catalog.settings.get("fnr", 0.01)}
+    for opt in select.options:
+        if opt.name not in QUERY_OPTIONS:
+            raise BindError(f"unknown query option {opt.name!r}; options are {', '.join(QUERY_OPTIONS)}")
+        if opt.name == "exact":
+            out["exact"] = bool(getattr(opt.value, "value", True))
+        else:
+            value = _number(opt.value, f"option {opt.name}")
+            if not 0 <= value < 1:
+                raise BindError(f"option {opt.name} must be in [0, 1), got {value:g}")
+            out[opt.name] = value
+    return tuple(sorted(out.items()))
+
+
+def video_refs(select: ast.Select, catalog: Catalog) -> dict[str, tuple[ast.TableRef, str, VideoInfo]]:
+    """The FROM entries that are videos, by the name columns are qualified with."""
+    refs = {}
+    for ref in select.tables:
+        found = catalog.video(ref.name)
+        if found:
+            refs[ref.ref.lower()] = (ref, found[0], found[1])
+    return refs
+
+
+def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
+    """A SELECT naming at least one video -> its logical plan."""
+    videos = video_refs(select, catalog)
+    if not videos:
+        raise BindError("the query names no video")
+    single_table = len(select.tables) == 1
+    aliases = {i.alias.lower() for i in select.items if isinstance(i, ast.SelectItem) and i.alias}
+
+    # 1. columns: `frames` is the paper's spelling of `frame`; video columns are frame and ts.
+    def fix_column(node: ast.Node) -> ast.Node:
+        if not isinstance(node, ast.Column):
+            return node
+        owner = node.table.lower() if node.table else (next(iter(videos)) if single_table else None)
+        if owner not in videos or node.name in predicate_columns:
+            return node
+        name = "frame" if node.name.lower() == "frames" else node.name.lower()
+        if name not in VIDEO_COLUMNS:
+            if node.table is None and name in aliases:
+                return node
+            video = videos[owner][1]
+            where = f" (line {node.pos.line}, column {node.pos.column})" if node.pos else ""
+            raise BindError(f"video {video!r} has no column {node.name!r}{where}; its columns are frame, ts")
+        return replace(node, name=name)
+
+    # 2. model predicates -> columns of the per-frame table, one column per distinct predicate.
+    if len(videos) > 1:
+        owner_alias = None
+    else:
+        owner_alias = next(iter(videos))
+    predicates: dict[tuple, ModelPredicate] = {}
+
+    def bind_calls(node: ast.Node) -> ast.Node:
+        if not (isinstance(node, ast.Call) and node.name in MODEL_FUNCTIONS):
+            return node
+        if owner_alias is None:
+            raise BindError(f"{node.name}(): the query has several videos; model predicates over more than one video are not supported yet")
+        pred = bind_predicate(node, catalog, column="")
+        key = (pred.function, pred.class_id, pred.min_score, pred.region, pred.model)
+        if key not in predicates:
+            predicates[key] = replace(pred, column=f"vql_p{len(predicates)}")
+        pred = predicates[key]
+        ref = videos[owner_alias][0]
+        return ast.Column(pred.column, ref.ref, node.pos)
+
+    bound = transform_select(select, bind_calls)
+    predicate_columns = {p.column for p in predicates.values()}
+    bound = transform_select(bound, fix_column)
+    options = _options(select, catalog)
+
+    # 3. one scan and one per-frame table per video; the SQL reads those tables.
+    inputs = []
+    renamed = {}
+    for key, (ref, name, info) in videos.items():
+        first, last = frame_bounds(bound.where, ref.ref, info, single_table)
+        scan = VideoScan(name, ref.ref, info, first, min(last, info.frames - 1))
+        preds = tuple(predicates.values()) if key == owner_alias else ()
+        labels = tuple(
+            LabelFrames(scan, m, catalog.load_model(m).version) for m in dict.fromkeys(p.model for p in preds)
+        )
+        table = f"vql_frames_{ref.ref.lower()}"
+        inputs.append(EvaluatePredicates(scan, labels, preds, table))
+        renamed[ref] = ast.TableRef(table, ref.ref, ref.pos)
+    final = replace(
+        bound,
+        from_=renamed.get(bound.from_, bound.from_),
+        joins=tuple(replace(j, table=renamed.get(j.table, j.table)) for j in bound.joins),
+        options=(),
+    )
+    return SqlQuery(to_sql(final), tuple(inputs), options)
+
+
+def transform_select(select: ast.Select, fn) -> ast.Select:
+    """Apply an expression rewrite everywhere in a SELECT but its table references and options."""
+    result = ast.transform(replace(select, options=()), lambda n: n if isinstance(n, ast.TableRef) else fn(n))
+    return replace(result, options=select.options)
