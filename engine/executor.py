@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import singledispatch
 
 import numpy as np
+import pyarrow as pa
 
-from vql.engine.store import Store
+from vql.engine.store import Store, arrow_table
 from vql.engine.video import read_frames
 from vql.errors import ExecutionError
 from vql.plan import EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery
@@ -23,6 +24,7 @@ from vql.sqlgen import ident
 from vql.udfs.reference import ReferenceModel
 
 LABEL_BATCH = 16
+LIMIT_CHUNK = 64  # first chunk of a LIMIT-bounded scan; doubles each round
 
 
 @dataclass
@@ -121,15 +123,38 @@ def check_sql(plan: SqlQuery, ctx: Context, params=None) -> None:
     ctx.store.con.execute("EXPLAIN " + plan.sql, params or [])
 
 
-def run_plan(plan: SqlQuery, ctx: Context, params=None):
-    """Execute the plan; returns the DuckDB result of the final SQL."""
-    check_sql(plan, ctx, params)
-    query_id = ctx.store.next_query_id()
+def _run_once(plan: SqlQuery, ctx: Context, params, query_id: int) -> pa.Table:
     for node in plan.inputs:
         run_operator(node, ctx)
-        record_results(node, ctx, query_id)
+    return arrow_table(ctx.store.con.execute(plan.sql, params or []))
+
+
+def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
+    """Execute the plan and return the rows of its final SQL.
+
+    With ``plan.stop_after`` (a LIMIT over one video, in frame order) frames are labelled in
+    growing chunks, the query re-run on what is labelled, until enough rows are found.
+    """
+    check_sql(plan, ctx, params)
+    query_id = ctx.store.next_query_id()
     ctx.stats["query_id"] = query_id
-    return ctx.store.con.execute(plan.sql, params or [])
+    if plan.stop_after is None:
+        table = _run_once(plan, ctx, params, query_id)
+    else:
+        (node,) = plan.inputs
+        scan, end, chunk = node.scan, node.scan.first - 1, LIMIT_CHUNK
+        while True:
+            end = min(end + chunk, scan.last)
+            part = replace(node, scan=replace(scan, last=end),
+                           labels=tuple(replace(lf, scan=replace(scan, last=end)) for lf in node.labels))
+            table = _run_once(replace(plan, inputs=(part,)), ctx, params, query_id)
+            if table.num_rows >= plan.stop_after or end >= scan.last:
+                break
+            chunk *= 2
+        ctx.stats["frames_scanned"] = end - scan.first + 1
+    for node in plan.inputs:
+        record_results(node, ctx, query_id)
+    return table
 
 
 def drop_tables(plan: SqlQuery, ctx: Context) -> None:

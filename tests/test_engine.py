@@ -155,3 +155,15 @@ def test_seeking_lands_on_the_right_frame(monkeypatch):
     got = [(i, f) for idx, frames in read_frames(SAMPLE_VIDEO, [3, 90, 140]) for i, f in zip(idx, frames)]
     for i, frame in got:
         assert np.array_equal(frame, sequential[i]), f"frame {i} differs after a seek"
+
+
+def test_limit_bounds_the_scan(con, direct):
+    person = centernet().class_index("person")
+    result = con.sql(f"SELECT frame FROM cam WHERE object_count('person') >= 3 AND frame >= {FIRST} ORDER BY frame LIMIT 3")
+    want = [f for f, d in direct.items() if d.count(person, 0.5) >= 3][:3]
+    assert [r[0] for r in result.fetchall()] == want
+    assert result.metadata["frames_scanned"] == 64 and result.metadata["frames_labelled"] == 64
+    plan = con.sql("EXPLAIN SELECT frame FROM cam WHERE contains('person') LIMIT 5").fetchall()
+    assert any("scan bounded by LIMIT" in r[0] for r in plan)
+    unbounded = con.sql("EXPLAIN SELECT count(*) FROM cam WHERE contains('person') LIMIT 5").fetchall()
+    assert not any("scan bounded by LIMIT" in r[0] for r in unbounded)

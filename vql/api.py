@@ -21,7 +21,7 @@ from vql.binder import Catalog, bind_select, video_refs
 from vql.engine.executor import Context, drop_tables, run_plan
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe
-from vql.errors import BindError, ExecutionError, ModelError, VqlError
+from vql.errors import BindError, ExecutionError, ModelError, ParseError, VqlError
 from vql.parser import parse, split_statements
 from vql.plan import explain
 from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
@@ -133,7 +133,9 @@ class Connection:
         try:
             cursor = self.store.con.execute(node.sql, params or [])
         except duckdb.ParserException as e:
-            raise BindError(f"DuckDB could not parse the statement: {e}") from e
+            if node.our_error:
+                raise ParseError(node.our_error) from e
+            raise ParseError(str(e)) from e
         except duckdb.CatalogException as e:
             raise BindError(str(e)) from e
         except duckdb.Error as e:
@@ -231,7 +233,7 @@ class Connection:
         """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
         ctx = Context(self.store, self.model, self.progress)
         try:
-            return arrow_table(run_plan(plan, ctx, params)), ctx.stats
+            return run_plan(plan, ctx, params), ctx.stats
         except (duckdb.CatalogException, duckdb.BinderException) as e:
             raise BindError(str(e)) from e
         except duckdb.Error as e:

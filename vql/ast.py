@@ -237,9 +237,13 @@ class Explain(Node):
 
 @dataclass(frozen=True, slots=True)
 class Passthrough(Node):
-    """A statement vql does not own: DuckDB runs its text unchanged."""
+    """A statement vql does not own: DuckDB runs its text unchanged.
+
+    ``our_error`` is vql's syntax error for a SELECT its grammar could not read; it is shown if
+    DuckDB cannot parse the statement either."""
 
     sql: str
+    our_error: str | None = dataclasses.field(default=None, compare=False)
 
 
 N = TypeVar("N", bound=Node)

@@ -245,7 +245,33 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
         joins=tuple(replace(j, table=renamed.get(j.table, j.table)) for j in bound.joins),
         options=(),
     )
-    return SqlQuery(to_sql(final), tuple(inputs), options)
+    return SqlQuery(to_sql(final), tuple(inputs), options, stop_after(bound))
+
+
+AGGREGATES = {"count", "sum", "avg", "min", "max", "median", "mode", "quantile", "stddev", "variance",
+              "list", "array_agg", "string_agg", "first", "last", "any_value", "bool_and", "bool_or",
+              "count_if", "arg_min", "arg_max", "histogram"}
+
+
+def stop_after(select: ast.Select) -> int | None:
+    """Rows after which a scan may stop: a constant LIMIT over one video, in frame order, with
+    nothing that needs every row (aggregates, GROUP BY, DISTINCT, other orderings, joins)."""
+    if select.limit is None or select.joins or select.group_by or select.having is not None or select.distinct:
+        return None
+    limit = select.limit
+    if not (isinstance(limit, ast.Literal) and isinstance(limit.value, int)):
+        return None
+    offset = 0
+    if select.offset is not None:
+        if not (isinstance(select.offset, ast.Literal) and isinstance(select.offset.value, int)):
+            return None
+        offset = select.offset.value
+    for item in select.order_by:
+        if item.descending or not (isinstance(item.expr, ast.Column) and item.expr.name in VIDEO_COLUMNS):
+            return None
+    if any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(select)):
+        return None
+    return limit.value + offset
 
 
 def transform_select(select: ast.Select, fn) -> ast.Select:

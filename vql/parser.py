@@ -428,10 +428,10 @@ def parse(statement: str, video_names: frozenset[str] = frozenset()) -> ast.Node
         return ast.Passthrough(statement)
     try:
         node = parse_statement(statement)
-    except ParseError:
+    except ParseError as e:
         words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _strip_comments(statement))}
         head = _strip_comments(statement).split(None, 1)[0].lower()
         if head in ("select", "describe", "desc") and not (words & {v.lower() for v in video_names}):
-            return ast.Passthrough(statement)
+            return ast.Passthrough(statement, str(e))
         raise
     return node

@@ -78,6 +78,7 @@ class SqlQuery:
     sql: str
     inputs: tuple[EvaluatePredicates, ...]
     options: tuple[tuple[str, object], ...] = ()
+    stop_after: int | None = None  # LIMIT (+ OFFSET) rows in frame order: scan only until found
 
 
 def explain(plan: SqlQuery) -> str:
@@ -85,6 +86,8 @@ def explain(plan: SqlQuery) -> str:
     lines = [f"SqlQuery: {plan.sql}"]
     if plan.options:
         lines.append("  options: " + ", ".join(f"{k} = {v}" for k, v in plan.options))
+    if plan.stop_after is not None:
+        lines.append(f"  scan bounded by LIMIT: frames labelled in growing chunks until {plan.stop_after} rows are found")
     for ev in plan.inputs:
         lines.append(f"  EvaluatePredicates {ev.scan.alias} -> {ev.table}")
         for p in ev.predicates:
