@@ -167,3 +167,15 @@ def test_limit_bounds_the_scan(con, direct):
     assert any("scan bounded by LIMIT" in r[0] for r in plan)
     unbounded = con.sql("EXPLAIN SELECT count(*) FROM cam WHERE contains('person') LIMIT 5").fetchall()
     assert not any("scan bounded by LIMIT" in r[0] for r in unbounded)
+
+
+def test_predicates_in_select_group_by_and_having(con, direct):
+    person = centernet().class_index("person")
+    rows = con.sql(
+        f"SELECT object_count('person') AS n, count(frames) AS frames FROM cam WHERE frame BETWEEN {FIRST} AND {LAST} "
+        "GROUP BY object_count('person') HAVING count(*) >= 2 AND object_count('person') > 0 ORDER BY n"
+    ).fetchall()
+    counts = {}
+    for d in direct.values():
+        counts[d.count(person, 0.5)] = counts.get(d.count(person, 0.5), 0) + 1
+    assert rows == sorted((n, c) for n, c in counts.items() if c >= 2 and n > 0)
