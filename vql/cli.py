@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vql",
         description="vql: a declarative query engine for video. Without -c or -f, an interactive shell.",
-        epilog="Subcommand: 'vql demo' runs queries on the packaged sample clip.",
+        epilog="Subcommands: 'vql demo' (queries on the packaged sample clip), 'vql compose' (long videos "
+               "composed from real footage), 'vql check-composed' (compare one with the reference).",
     )
     parser.add_argument("db", nargs="?", metavar="DB_FILE", help="DuckDB database file (default: a transient one)")
     parser.add_argument("-c", dest="command", metavar="SQL", help="run these statements and print the last result")
@@ -94,11 +95,89 @@ def build_demo_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_compose_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vql compose",
+        description="Compose a long fixed-camera video from a real clip: its empty plate, with cut-outs of the "
+                    "persons the reference finds walking through it at a chosen presence rate.",
+    )
+    parser.add_argument("source", help="source clip (e.g. ../shared/data/vtest.avi)")
+    parser.add_argument("out", help="output video (.mp4, .mkv, .avi or .mov); OUT.placements.csv is written beside it")
+    parser.add_argument("--minutes", type=float, required=True, help="length of the composed video")
+    parser.add_argument("--presence", type=float, default=0.1, help="share of frames with someone in view (default 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same video (default 0)")
+    parser.add_argument("--codec", choices=("mpeg4", "h264"), default="mpeg4", help="MPEG-4 part 2 or H.264 (default mpeg4)")
+    parser.add_argument("--group-rate", type=float, default=0.15, help="share of appearances that are groups of 2-4")
+    parser.add_argument("--noise", type=float, default=2.0, help="sensor noise, grey levels (default 2)")
+    parser.add_argument("--drift", type=float, default=0.06, help="lighting drift, relative amplitude (default 0.06)")
+    parser.add_argument("--check", type=int, default=0, metavar="N", help="then check N sampled frames with the reference")
+    parser.add_argument("--device", default="cpu", help="where the reference runs: cpu, cuda or auto")
+    return parser
+
+
+def compose_command(args: argparse.Namespace) -> int:
+    import json
+
+    from vql.engine.compose import ComposeSpec, build_library, check_composed, check_output, compose
+    from vql.udfs.registry import default_model
+
+    spec = ComposeSpec(args.minutes, args.presence, args.seed, args.group_rate, args.noise, args.drift, codec=args.codec)
+    check_output(args.out)
+    model = default_model(args.device)
+    start = time.perf_counter()
+    library = build_library(args.source, model)
+    if library.plate_objects:
+        print(f"warning: the reference finds {library.plate_objects} object(s) on the empty plate", file=sys.stderr)
+    built = time.perf_counter()
+    report = compose(library, args.out, spec)
+    done = time.perf_counter()
+    summary = {
+        "video": str(report.path), "placements": str(report.placements), "frames": report.frames,
+        "seconds_of_video": report.seconds, "appearances": report.tracks,
+        "requested_presence": spec.presence, "placed_presence": round(report.placed_presence, 4),
+        "cutouts": len(library.cutouts), "plate_objects": library.plate_objects,
+        "library_s": round(built - start, 2), "compose_s": round(done - built, 2),
+        "speed_vs_real_time": round(report.seconds / (done - built), 1),
+    }
+    if args.check:
+        summary["check"] = check_composed(report.path, model, sample=args.check, seed=args.seed)
+    print(json.dumps(summary, indent=2, default=float))
+    return 0
+
+
+def build_check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vql check-composed",
+                                     description="Compare the reference's labels on sampled frames of a composed video with its placements file.")
+    parser.add_argument("video")
+    parser.add_argument("--sample", type=int, default=500, help="frames to check (default 500)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def check_command(args: argparse.Namespace) -> int:
+    import json
+
+    from vql.engine.compose import check_composed
+    from vql.udfs.registry import default_model
+
+    print(json.dumps(check_composed(args.video, default_model(args.device), args.sample, args.seed), indent=2, default=float))
+    return 0
+
+
+SUBCOMMANDS = {
+    "demo": (build_demo_parser, demo),
+    "compose": (build_compose_parser, compose_command),
+    "check-composed": (build_check_parser, check_command),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv and argv[0] == "demo":
-            return demo(build_demo_parser().parse_args(argv[1:]))
+        if argv and argv[0] in SUBCOMMANDS:
+            build, run_sub = SUBCOMMANDS[argv[0]]
+            return run_sub(build().parse_args(argv[1:]))
         args = build_parser().parse_args(argv)
         import vql
 
