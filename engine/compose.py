@@ -197,21 +197,39 @@ def _walk(lib: Library, rng: np.random.Generator, start: int, track_id: int, cut
 
 
 
+def visible_frames(lib: Library, track: Track) -> np.ndarray:
+    """The frames where at least half of the track's sprite is inside the picture."""
+    h, w = lib.plate.shape[:2]
+    cut = lib.cutouts[track.cutout].image
+    frames = np.arange(track.start, track.end + 1)
+    t = (frames - track.start) / max(1, track.end - track.start)
+    fx = track.foot_from[0] + t * (track.foot_to[0] - track.foot_from[0])
+    fy = track.foot_from[1] + t * (track.foot_to[1] - track.foot_from[1])
+    sh = np.maximum(12.0, lib.depth[0] + lib.depth[1] * np.minimum(fy, h))
+    sw = sh * cut.shape[1] / cut.shape[0]
+    inside_w = np.clip(np.minimum(fx + sw / 2, w) - np.maximum(fx - sw / 2, 0), 0, None)
+    inside_h = np.clip(np.minimum(fy, h) - np.maximum(fy - sh, 0), 0, None)
+    return frames[inside_w * inside_h >= 0.5 * sw * sh]
+
+
 def schedule(lib: Library, spec: ComposeSpec, n_frames: int) -> list[Track]:
-    """Appearances (single walkers or groups) separated by empty gaps, so that the share of frames
-    with someone in view is about ``spec.presence``."""
+    """Appearances (single walkers or groups) separated by empty gaps. Each gap is chosen so that
+    the share of frames so far with someone at least half in view tracks ``spec.presence``
+    (each gap jittered ±50%), which keeps the composed video's presence rate on target."""
     rng = np.random.default_rng(spec.seed)
     mean_walk = sum(spec.walk_seconds) / 2 * lib.fps
-    mean_active = mean_walk * (1 + spec.group_rate * 0.35)  # groups spread their starts a little
-    mean_gap = mean_active * (1 - spec.presence) / spec.presence
     tracks: list[Track] = []
-    t = int(rng.exponential(mean_gap))
+    covered = 0
+    t = int(rng.exponential(mean_walk * (1 - spec.presence) / spec.presence))
     while t < n_frames:
         size = int(rng.integers(2, 5)) if rng.random() < spec.group_rate else 1
         group = [_walk(lib, rng, t + (int(rng.integers(0, max(1, int(lib.fps)))) if k else 0), len(tracks) + k,
                        int(rng.integers(len(lib.cutouts))), spec.walk_seconds) for k in range(size)]
         tracks.extend(group)
-        t = max(g.end for g in group) + 1 + int(rng.exponential(mean_gap))
+        seen = np.unique(np.concatenate([visible_frames(lib, g) for g in group]))
+        covered += int((seen < n_frames).sum())
+        end = max(g.end for g in group) + 1
+        t = end + 1 + int(max(0.0, covered / spec.presence - end) * rng.uniform(0.5, 1.5))
     return tracks
 
 
@@ -239,7 +257,7 @@ class _Renderer:
             size = (max(2, int(round(cut.image.shape[1] * scale))), target)
             self._scaled[key] = (cv2.resize(cut.image, size, interpolation=cv2.INTER_AREA).astype(np.float32),
                                  cv2.resize(cut.alpha, size, interpolation=cv2.INTER_AREA)[..., None])
-            if len(self._scaled) > 4096:
+            if len(self._scaled) > 512:
                 self._scaled.pop(next(iter(self._scaled)))
         return self._scaled[key]
 

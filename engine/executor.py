@@ -35,6 +35,9 @@ class Context:
     model: Callable[[str], ReferenceModel]
     progress: bool | None = None  # None: on when stderr is a terminal
     stats: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, float] = field(default_factory=dict)  # measured costs, kept per session
+    plan_atom: Callable | None = None  # (EvaluatePredicates, Atom) -> CascadeChoice, cached by the session
+    choices: dict[str, object] = field(default_factory=dict)  # atom column -> the choice used
 
     def count(self, key: str, value: float) -> None:
         self.stats[key] = self.stats.get(key, 0) + value
@@ -75,9 +78,32 @@ def predicate_sql(pred: ModelPredicate, info) -> str:
     return f"count(*) FILTER (WHERE {' AND '.join(cond)}) AS {ident(pred.column)}"
 
 
+def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
+    """Answer each atom with its cascade; materialise frame, ts and one column per atom."""
+    from vql.engine.cascade import run_cascade
+
+    scan, info = node.scan, node.scan.info
+    frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
+    columns = {"frame": pa.array(frames), "ts": pa.array(frames / info.fps)}
+    for atom in node.atoms:
+        choice = ctx.plan_atom(node, atom)
+        ctx.choices[atom.column] = choice
+        model = ctx.model(atom.predicate.model)
+        columns[atom.column] = pa.array(run_cascade(ctx, info, model, model.version, choice, scan.first, scan.last))
+    table = pa.table(columns)
+    ctx.store.con.register("vql_atom_answers", table)
+    try:
+        ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT * FROM vql_atom_answers")
+    finally:
+        ctx.store.con.unregister("vql_atom_answers")
+
+
 @run_operator.register
 def _evaluate(node: EvaluatePredicates, ctx: Context) -> None:
     """Materialise the per-frame table: frame, ts and one column per model predicate."""
+    if node.atoms:
+        _evaluate_atoms(node, ctx)
+        return
     for labels in node.labels:
         run_operator(labels, ctx)
     scan, info = node.scan, node.scan.info
@@ -106,6 +132,11 @@ def _evaluate(node: EvaluatePredicates, ctx: Context) -> None:
 
 def record_results(node: EvaluatePredicates, ctx: Context, query_id: int) -> None:
     """Keep the frame-level predicate values in ``vql_results`` (one INSERT per predicate)."""
+    for atom in node.atoms:
+        ctx.store.con.execute(
+            f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(atom.column)} AS DOUBLE) FROM {ident(node.table)}",
+            [query_id, node.scan.video, atom.text, ctx.model(atom.predicate.model).version],
+        )
     for p in node.predicates:
         version = next(lf.model_version for lf in node.labels if lf.model == p.model)
         ctx.store.con.execute(
@@ -119,6 +150,7 @@ def check_sql(plan: SqlQuery, ctx: Context, params=None) -> None:
     an unknown table, column or function fails in milliseconds instead of after the reference ran."""
     for node in plan.inputs:
         columns = ["frame BIGINT", "ts DOUBLE"] + [f"{ident(p.column)} {p.sql_type}" for p in node.predicates]
+        columns += [f"{ident(a.column)} BOOLEAN" for a in node.atoms]
         ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} ({', '.join(columns)})")
     ctx.store.con.execute("EXPLAIN " + plan.sql, params or [])
 

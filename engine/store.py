@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS vql_results (
     query_id BIGINT NOT NULL, video VARCHAR NOT NULL, predicate VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL, frame BIGINT NOT NULL, value DOUBLE NOT NULL
 );
+CREATE TABLE IF NOT EXISTS vql_plans (
+    key VARCHAR PRIMARY KEY, video_fp VARCHAR NOT NULL, plan BLOB NOT NULL,
+    created TIMESTAMP DEFAULT current_timestamp
+);
 CREATE SEQUENCE IF NOT EXISTS vql_query_ids START 1;
 CREATE OR REPLACE VIEW vql_detections AS
     SELECT v.name AS video, l.frame, l.frame / v.fps AS ts, l.model_version, l.class, l.score,
@@ -189,6 +193,15 @@ class Store:
         finally:
             con.unregister("vql_new_labels")
             con.unregister("vql_new_frames")
+
+    # --- cached cascade plans -------------------------------------------------------------
+
+    def load_plan(self, key: str) -> bytes | None:
+        row = self.con.execute("SELECT plan FROM vql_plans WHERE key = ?", [key]).fetchone()
+        return bytes(row[0]) if row else None
+
+    def save_plan(self, key: str, video_fp: str, blob: bytes) -> None:
+        self.con.execute("INSERT OR REPLACE INTO vql_plans (key, video_fp, plan) VALUES (?, ?, ?)", [key, video_fp, blob])
 
     # --- results -------------------------------------------------------------------------
 

@@ -46,3 +46,12 @@ def golden_frames(vtest_path: Path, golden) -> list[np.ndarray]:
         index += 1
     cap.release()
     return [frames[int(i)] for i in golden["frame_index"]]
+
+
+@pytest.fixture(scope="session")
+def compose_library(vtest_path):
+    """Plate, cut-outs and depth model from vtest (every 24th frame judged by CenterNet)."""
+    from vql.engine.compose import build_library
+    from vql.udfs.tfjs_detector import centernet
+
+    return build_library(vtest_path, centernet(), sample_step=24)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from vql.cli import main
-from vql.engine.compose import ComposeError, ComposeSpec, build_library, check_composed, compose, read_placements
+from vql.engine.compose import ComposeError, ComposeSpec, check_composed, compose, read_placements
 from vql.udfs.tfjs_detector import centernet
 
 
 @pytest.fixture(scope="module")
-def library(vtest_path):
-    return build_library(vtest_path, centernet(), sample_step=24)
+def library(compose_library):
+    return compose_library
 
 
 def decoded(path):

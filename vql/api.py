@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from dataclasses import dataclass, field
 from functools import singledispatchmethod
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from vql import ast
@@ -71,6 +73,8 @@ class Connection:
         self.progress = progress
         self.settings = dict(SETTINGS)
         self._models: dict[str, ReferenceModel] = {}
+        self._calibration: dict[str, float] = {}
+        self._choices: dict[str, object] = {}
 
     @property
     def duckdb(self) -> duckdb.DuckDBPyConnection:
@@ -229,11 +233,84 @@ class Connection:
             return None
         return bind_select(select, catalog)
 
+    def _context(self, plan) -> Context:
+        opts = dict(plan.options)
+        ctx = Context(self.store, self.model, self.progress, calibration=self._calibration)
+        ctx.plan_atom = lambda node, atom: self._plan_atom(ctx, node, atom, float(opts["fpr"]), float(opts["fnr"]))
+        return ctx
+
+    def _plan_atom(self, ctx: Context, node, atom, fpr: float, fnr: float):
+        """The cascade for one atom: from the session, the store, or planned now (and stored)."""
+        from vql.planner.cascade import CascadeChoice, decide, plan_sample
+        from vql.planner.cost import Costs
+
+        scan, info = node.scan, node.scan.info
+        model = self.model(atom.predicate.model)
+        key = f"{info.fingerprint}|{model.version}|{atom.text}|fpr={fpr:g}|fnr={fnr:g}|{scan.first}-{scan.last}"
+        if key in self._choices:
+            return self._choices[key]
+        blob = self.store.load_plan(key)
+        if blob is not None:
+            choice = pickle.loads(blob)
+            ctx.count("plans_reused", 1)
+        else:
+            start = time.perf_counter()
+            split, why = plan_sample(scan.first, scan.last, min(fpr, fnr))
+            if len(split.frames) * 2 > scan.frame_count:
+                choice = CascadeChoice(atom, "exact", "the planning sample would cover over half of the scan: "
+                                       "labelling every frame costs less", len(split.frames), why, split.reason,
+                                       Costs(0.0, 0.0, 0.0, 0.0, 0.0), 0.0, None)
+            else:
+                split, why, truth, small, costs = self._label_sample(ctx, model, scan, atom, split, why, min(fpr, fnr))
+                choice = decide(atom, split, why, truth, small, costs, fpr, fnr)
+            choice.plan_seconds = time.perf_counter() - start
+            self.store.save_plan(key, info.fingerprint, pickle.dumps(choice))
+            ctx.count("plan_seconds", choice.plan_seconds)
+        self._choices[key] = choice
+        return choice
+
+    def _label_sample(self, ctx: Context, model, scan, atom, split, why: str, target: float):
+        """Label the planning sample; while its fit set holds fewer than twice the positives or
+        negatives that certify ``target`` with no error (thresholds at the very edge of a small set
+        generalise badly), label twice as many frames (up to half the scan), keeping the old ones."""
+        from vql.engine.cascade import atom_counts, sample_pass
+        from vql.planner.sampling import Split, time_block_split
+        from vql.planner.stats import trials_needed
+
+        info = scan.info
+        small: dict = {}
+        costs = None
+        while True:
+            new_small, new_costs = sample_pass(ctx, info, model, model.version, split.frames)
+            for size, frames in new_small.items():
+                small.setdefault(size, {}).update(frames)
+            costs = new_costs if costs is None else costs
+            counts = atom_counts(ctx, info, model.version, atom, scan.first, scan.last)
+            truth = {int(f): bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in split.frames}
+            fit_pos = sum(truth[int(f)] for f in split.fit)
+            least = min(fit_pos, len(split.fit) - fit_pos)
+            n = 2 * len(split.frames)
+            if least >= 2 * trials_needed(target) or n * 2 > scan.frame_count:
+                return split, why, truth, small, costs
+            more = time_block_split(scan.first, scan.last, n, seed=len(split.frames))
+            split = Split(*(np.union1d(getattr(split, r), getattr(more, r)) for r in ("train", "fit", "eval")),
+                          split.blocks, split.reason)
+            why += (f"; doubled to {len(split.frames)}: the fit set had {least} of its rarer class, "
+                    f"{2 * trials_needed(target)} wanted")
+
     def _execute(self, plan, params) -> tuple[pa.Table, dict]:
         """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
-        ctx = Context(self.store, self.model, self.progress)
+        ctx = self._context(plan)
         try:
-            return run_plan(plan, ctx, params), ctx.stats
+            table = run_plan(plan, ctx, params)
+            if ctx.choices:
+                ctx.stats["cascades"] = {
+                    col: {"strategy": c.strategy, "eval_fpr": c.eval_fpr, "eval_fnr": c.eval_fnr,
+                          "eval_frames": c.eval_frames, "expected_speedup": c.exact_per_frame / max(c.expected_per_frame, 1e-12)}
+                    for col, c in ctx.choices.items()
+                }
+                ctx.stats["plan_text"] = explain(plan, ctx.choices)
+            return table, ctx.stats
         except (duckdb.CatalogException, duckdb.BinderException) as e:
             raise BindError(str(e)) from e
         except duckdb.Error as e:
@@ -257,10 +334,12 @@ class Connection:
         if plan is None:
             raise BindError("EXPLAIN: the query names no video")
         if not node.analyze:
-            return Result(pa.table({"plan": explain(plan).splitlines()}))
+            ctx = self._context(plan)
+            choices = {a.column: ctx.plan_atom(ev, a) for ev in plan.inputs for a in ev.atoms}
+            return Result(pa.table({"plan": explain(plan, choices).splitlines()}), dict(ctx.stats))
         start = time.perf_counter()
         table, stats = self._execute(plan, params)
-        lines = explain(plan).splitlines() + [
+        lines = stats.get("plan_text", explain(plan)).splitlines() + [
             f"-- ran in {time.perf_counter() - start:.3f} s: {table.num_rows} rows; frames labelled now "
             f"{int(stats.get('frames_labelled', 0))}, reused from the label cache "
             f"{int(stats.get('frames_cached', 0))}, reference time {stats.get('label_seconds', 0.0):.3f} s"

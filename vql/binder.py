@@ -15,6 +15,7 @@ from vql import ast
 from vql.engine.video import VideoInfo
 from vql.errors import BindError, ModelError
 from vql.plan import EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery, VideoScan
+from vql.planner.cascade import Atom
 from vql.sqlgen import to_sql
 from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 
@@ -221,10 +222,13 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
         ref = videos[owner_alias][0]
         return ast.Column(pred.column, ref.ref, node.pos)
 
-    bound = transform_select(select, bind_calls)
-    predicate_columns = {p.column for p in predicates.values()}
-    bound = transform_select(bound, fix_column)
     options = _options(select, catalog)
+    atoms: dict[tuple, Atom] = {}
+    if owner_alias is not None and not dict(options).get("exact", False):
+        select, atoms = _extract_atoms(select, catalog, videos[owner_alias][0])
+    bound = transform_select(select, bind_calls)
+    predicate_columns = {p.column for p in predicates.values()} | {a.column for a in atoms.values()}
+    bound = transform_select(bound, fix_column)
 
     # 3. one scan and one per-frame table per video; the SQL reads those tables.
     inputs = []
@@ -237,7 +241,8 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
             LabelFrames(scan, m, catalog.load_model(m).version) for m in dict.fromkeys(p.model for p in preds)
         )
         table = f"vql_frames_{ref.ref.lower()}"
-        inputs.append(EvaluatePredicates(scan, labels, preds, table))
+        atom_list = tuple(atoms.values()) if key == owner_alias else ()
+        inputs.append(EvaluatePredicates(scan, labels, preds, table, atom_list))
         renamed[ref] = ast.TableRef(table, ref.ref, ref.pos)
     final = replace(
         bound,
@@ -272,6 +277,54 @@ def stop_after(select: ast.Select) -> int | None:
     if any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(select)):
         return None
     return limit.value + offset
+
+
+_ATOM_OPS = (">=", ">", "<=", "<", "=", "<>")
+_FLIP = {">=": "<=", ">": "<", "<=": ">=", "<": ">", "=": "=", "<>": "<>"}
+
+
+def _atom_of(node: ast.Node) -> tuple[ast.Call, str, int] | None:
+    """``contains(...)`` or ``object_count(...) op k`` (either side) as (call, op, k)."""
+    if isinstance(node, ast.Call) and node.name == "contains":
+        return node, ">=", 1
+    if isinstance(node, ast.Binary) and node.op in _ATOM_OPS:
+        for call, other, op in ((node.left, node.right, node.op), (node.right, node.left, _FLIP[node.op])):
+            if isinstance(call, ast.Call) and call.name == "object_count" and isinstance(other, ast.Literal) \
+                    and isinstance(other.value, int) and not isinstance(other.value, bool):
+                return call, op, other.value
+    return None
+
+
+def _extract_atoms(select: ast.Select, catalog: Catalog, ref: ast.TableRef) -> tuple[ast.Select, dict]:
+    """Replace the WHERE clause's boolean model tests by columns a cascade will answer.
+
+    Only when every model predicate of the query is such a test: a count shown in the SELECT list
+    needs the reference on every frame anyway, and then the exact plan is the right one.
+    """
+    atoms: dict[tuple, Atom] = {}
+
+    def visit(node: ast.Node | None) -> ast.Node | None:
+        if node is None:
+            return None
+        if isinstance(node, ast.Binary) and node.op in ("AND", "OR"):
+            return replace(node, left=visit(node.left), right=visit(node.right))
+        if isinstance(node, ast.Unary) and node.op == "NOT":
+            return replace(node, operand=visit(node.operand))
+        found = _atom_of(node)
+        if found is None:
+            return node
+        call, op, k = found
+        pred = bind_predicate(call, catalog, column="n")
+        key = (pred.function, pred.class_id, pred.min_score, pred.region, pred.model, op, k)
+        if key not in atoms:
+            atoms[key] = Atom(pred, op, k, f"vql_a{len(atoms)}")
+        return ast.Column(atoms[key].column, ref.ref, call.pos)
+
+    where = visit(select.where)
+    rest = replace(select, where=where)
+    if not atoms or any(isinstance(n, ast.Call) and n.name in MODEL_FUNCTIONS for n in ast.walk(rest)):
+        return select, {}
+    return rest, atoms
 
 
 def transform_select(select: ast.Select, fn) -> ast.Select:

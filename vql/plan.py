@@ -71,6 +71,7 @@ class EvaluatePredicates:
     labels: tuple[LabelFrames, ...]
     predicates: tuple[ModelPredicate, ...]
     table: str
+    atoms: tuple = ()  # planner.cascade.Atom: boolean tests answered by cascades
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +82,9 @@ class SqlQuery:
     stop_after: int | None = None  # LIMIT (+ OFFSET) rows in frame order: scan only until found
 
 
-def explain(plan: SqlQuery) -> str:
-    """The plan as an indented tree, one operator per line."""
+def explain(plan: SqlQuery, choices: dict | None = None) -> str:
+    """The plan as an indented tree, one operator per line; ``choices`` are the cascade
+    decisions (atom column -> CascadeChoice) when they are known."""
     lines = [f"SqlQuery: {plan.sql}"]
     if plan.options:
         lines.append("  options: " + ", ".join(f"{k} = {v}" for k, v in plan.options))
@@ -92,6 +94,12 @@ def explain(plan: SqlQuery) -> str:
         lines.append(f"  EvaluatePredicates {ev.scan.alias} -> {ev.table}")
         for p in ev.predicates:
             lines.append(f"    {p.column} {p.sql_type} = {p.text}")
+        for atom in ev.atoms:
+            choice = (choices or {}).get(atom.column)
+            if choice is None:
+                lines.append(f"    {atom.column} BOOLEAN = {atom.text}: cascade planned at run time")
+            else:
+                lines += ["    " + line for line in choice.explain_lines()]
         for lf in ev.labels:
             lines.append(
                 f"    LabelFrames model={lf.model} version={lf.model_version} strategy={lf.strategy}: "
