@@ -140,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
             e_score = "-" if err is None else f"{err['score']:.5f}"
             print(f"| {args.device} | {precision} | {batch} | {model_fps:.1f} | {detect_fps:.1f} | {e_box} | {e_score} | {ok} |",
                   flush=True)
-        del model
         if cuda:
             torch.cuda.empty_cache()
     best = max(rows, key=lambda r: r["model_fps"])

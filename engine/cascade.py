@@ -93,7 +93,7 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     ctx.count("frames_cached", len(known))
     if choice.chosen is None:  # exact: label whatever is missing
         todo = np.array([f for f in range(first, last + 1) if f not in known], np.int64)
-        _label(ctx, info, model, version, todo)
+        executor.label_frames(ctx, info, model, version, todo, f"{model.name} (exact) {atom.column}: ")
         for f, n in atom_counts(ctx, info, version, atom, first, last).items():
             answer[f - first] = bool(atom.holds(np.array(n)))
         return answer
@@ -123,11 +123,3 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     ctx.count("frames_sent_to_reference", sent)
     ctx.count("frames_labelled", sent)
     return answer
-
-
-def _label(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, frames: np.ndarray) -> None:
-    if not len(frames):
-        return
-    for indices, batch in read_frames(info.path, frames, executor.LABEL_BATCH):
-        ctx.store.save_labels(info.fingerprint, version, model.classes, indices, model.detect(batch))
-        ctx.count("frames_labelled", len(indices))

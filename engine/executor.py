@@ -56,13 +56,17 @@ def _label_frames(node: LabelFrames, ctx: Context) -> None:
     done = ctx.store.labelled_frames(scan.info.fingerprint, node.model_version, scan.first, scan.last)
     missing = np.setdiff1d(np.arange(scan.first, scan.last + 1, dtype=np.int64), done, assume_unique=True)
     ctx.count("frames_cached", len(done))
-    if not len(missing):
+    label_frames(ctx, scan.info, model, node.model_version, missing, f"{model.name} on {scan.video}: ")
+
+
+def label_frames(ctx: Context, info, model: ReferenceModel, version: str, frames: np.ndarray, label: str = "") -> None:
+    """Run the reference on these frames and store the labels, one transaction per batch."""
+    if not len(frames):
         return
     start = time.perf_counter()
-    with Progress(len(missing), "frames", f"{model.name} on {scan.video}: ", enabled=ctx.progress) as bar:
-        for indices, frames in read_frames(scan.info.path, missing, LABEL_BATCH):
-            detections = model.detect(frames)
-            ctx.store.save_labels(scan.info.fingerprint, node.model_version, model.classes, indices, detections)
+    with Progress(len(frames), "frames", label or f"{model.name}: ", enabled=ctx.progress) as bar:
+        for indices, batch in read_frames(info.path, frames, LABEL_BATCH):
+            ctx.store.save_labels(info.fingerprint, version, model.classes, indices, model.detect(batch))
             bar.update(len(indices))
             ctx.count("frames_labelled", len(indices))
     ctx.count("label_seconds", time.perf_counter() - start)

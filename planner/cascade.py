@@ -25,7 +25,7 @@ import numpy as np
 
 from vql.planner.cost import CascadeShape, Costs, cascade_cost, exact_cost
 from vql.planner.sampling import Split, sample_size, time_block_split
-from vql.planner.specialized import CANDIDATES, Architecture, TrainedModel, downscale, train
+from vql.planner.specialized import CANDIDATES, Architecture, TrainedModel, train
 from vql.planner.thresholds import Thresholds, fit_thresholds
 from vql.plan import ModelPredicate
 
@@ -36,7 +36,6 @@ DRIFT_MARGIN = 0.75
 _COMPARE = {
     ">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less, "=": np.equal, "<>": np.not_equal,
 }
-_FLIP = {">=": "<=", ">": "<", "<=": ">=", "<": ">", "=": "=", "<>": "<>"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +171,3 @@ def plan_sample(first: int, last: int, target: float, seed: int = 0) -> tuple[Sp
     """The frames to label for planning a scan of [first, last] under error ``target``."""
     n, why = sample_size(last - first + 1, target)
     return time_block_split(first, last, n, seed=seed), why
-
-
-def downscale_all(frames, sizes=(32, 64)) -> dict[int, np.ndarray]:
-    return {s: downscale(frames, s) for s in sizes}
