@@ -14,8 +14,9 @@ import numpy as np
 
 from vql.planner.stats import trials_needed
 
-# Block roles, repeated along the video: 3 train, 1 fit, 1 evaluation (60/20/20).
-PATTERN = ("train", "train", "fit", "train", "eval")
+# Block roles, repeated along the video: 2 train, 2 fit, 1 evaluation (40/40/20): the fit set
+# carries the confidence bounds, so it gets as many frames as training.
+PATTERN = ("train", "fit", "train", "fit", "eval")
 
 
 @dataclass(frozen=True, slots=True)
