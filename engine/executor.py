@@ -188,6 +188,9 @@ def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
                 break
             chunk *= 2
         ctx.stats["frames_scanned"] = end - scan.first + 1
+        # each round re-counted the frames of the rounds before: every scanned frame is either
+        # labelled by this query or came from the cache
+        ctx.stats["frames_cached"] = ctx.stats["frames_scanned"] - ctx.stats.get("frames_labelled", 0)
     for node in plan.inputs:
         record_results(node, ctx, query_id)
     return table

@@ -159,12 +159,20 @@ def test_seeking_lands_on_the_right_frame(monkeypatch):
 
 def test_limit_bounds_the_scan(con, direct):
     person = centernet().class_index("person")
-    result = con.sql(f"SELECT frame FROM cam WHERE object_count('person') >= 3 AND frame >= {FIRST} ORDER BY frame LIMIT 3")
+    # a count in the SELECT list makes the plan exact: then LIMIT bounds the scan
+    result = con.sql(f"SELECT frame, object_count('person') AS n FROM cam WHERE object_count('person') >= 3 "
+                     f"AND frame >= {FIRST} ORDER BY frame LIMIT 3")
     want = [f for f, d in direct.items() if d.count(person, 0.5) >= 3][:3]
     assert [r[0] for r in result.fetchall()] == want
     assert result.metadata["frames_scanned"] == 64 and result.metadata["frames_labelled"] == 64
-    plan = con.sql("EXPLAIN SELECT frame FROM cam WHERE contains('person') LIMIT 5").fetchall()
+    again = con.sql(f"SELECT frame, object_count('person') AS n FROM cam WHERE object_count('person') >= 9 "
+                    f"AND frame >= {FIRST} ORDER BY frame LIMIT 3")
+    scanned = again.metadata["frames_scanned"]  # nothing matches: the whole rest is scanned in growing chunks
+    assert scanned == 150 - FIRST and again.metadata["frames_cached"] + again.metadata["frames_labelled"] == scanned
+    plan = con.sql("EXPLAIN SELECT frame, object_count('car') FROM cam WHERE contains('person') LIMIT 5").fetchall()
     assert any("scan bounded by LIMIT" in r[0] for r in plan)
+    cascade = con.sql("EXPLAIN SELECT frame FROM cam WHERE contains('person') LIMIT 5").fetchall()
+    assert not any("scan bounded by LIMIT" in r[0] for r in cascade)
     unbounded = con.sql("EXPLAIN SELECT count(*) FROM cam WHERE contains('person') LIMIT 5").fetchall()
     assert not any("scan bounded by LIMIT" in r[0] for r in unbounded)
 

@@ -250,7 +250,8 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
         joins=tuple(replace(j, table=renamed.get(j.table, j.table)) for j in bound.joins),
         options=(),
     )
-    return SqlQuery(to_sql(final), tuple(inputs), options, stop_after(bound))
+    # A LIMIT bounds exact scans; a cascade is planned over its whole scan, so it keeps the scan.
+    return SqlQuery(to_sql(final), tuple(inputs), options, None if atoms else stop_after(bound))
 
 
 AGGREGATES = {"count", "sum", "avg", "min", "max", "median", "mode", "quantile", "stddev", "variance",
