@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 import vql
