@@ -1,16 +1,18 @@
 """Running cascades: labelling the planning sample, and answering an atom over a scan.
 
 The sample pass decodes each sample frame once: the reference labels the ones the store has not
-seen, and every frame is also kept downscaled for the specialized models. The cascade pass
-decodes the scan, scores each frame with the specialized model, answers from the thresholds
-where it may, and sends only the undecided frames to the reference (whose labels are stored, so a
-frame is never sent twice). Frames already labelled are answered from their labels.
+seen, and every frame is also kept downscaled for the difference detectors and specialized
+models. The cascade pass answers frames already labelled from their stored labels (those are
+only grabbed by the decoder, never converted), decodes the rest, lets the difference detector
+answer "no" where the frame looks like the background, lets the specialized model answer where
+its thresholds allow, and sends only what is left to the reference (whose labels are stored, so
+a frame is never sent twice).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -82,44 +84,109 @@ def reference_cost(ctx: Context, model: ReferenceModel) -> float:
     return ctx.calibration[key]
 
 
+@dataclass
+class OperatorStats:
+    """What one operator of a cascade did in a run (EXPLAIN ANALYZE prints these)."""
+
+    name: str
+    frames_in: int = 0
+    decided: int = 0
+    passed_on: int = 0
+    seconds: float = 0.0
+
+    def row(self) -> dict:
+        return {"operator": self.name, "frames_in": self.frames_in, "decided": self.decided,
+                "passed_on": self.passed_on, "seconds": round(self.seconds, 4)}
+
+
 def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
-                first: int, last: int) -> np.ndarray:
-    """The atom's answer for every frame of [first, last] (a boolean array)."""
+                first: int, last: int, evaluate: np.ndarray | None = None) -> tuple[np.ndarray, list[OperatorStats]]:
+    """The atom's answer for the frames of [first, last] marked in ``evaluate`` (all by default),
+    and what each operator did. Frames not marked are left False and never decoded."""
     atom = choice.atom
+    n = last - first + 1
+    evaluate = np.ones(n, bool) if evaluate is None else evaluate
+    answer = np.zeros(n, bool)
+    cached = OperatorStats("stored labels", frames_in=int(evaluate.sum()))
+    t0 = time.perf_counter()
     known = atom_counts(ctx, info, version, atom, first, last)
-    answer = np.zeros(last - first + 1, bool)
-    for f, n in known.items():
-        answer[f - first] = bool(atom.holds(np.array(n)))
-    ctx.count("frames_cached", len(known))
-    if choice.chosen is None:  # exact: label whatever is missing
-        todo = np.array([f for f in range(first, last + 1) if f not in known], np.int64)
-        executor.label_frames(ctx, info, model, version, todo, f"{model.name} (exact) {atom.column}: ")
-        for f, n in atom_counts(ctx, info, version, atom, first, last).items():
-            answer[f - first] = bool(atom.holds(np.array(n)))
-        return answer
-    trained, t = choice.chosen.model, choice.chosen.thresholds
-    size = trained.arch.size
-    decided = sent = 0
-    with Progress(last - first + 1, "frames", f"cascade {atom.column}: ", enabled=ctx.progress) as bar:
-        for indices, batch in read_frames(info.path, np.arange(first, last + 1), 64):
-            scores = trained.scores(downscale(batch, size))
-            unknown = np.array([int(f) not in known for f in indices])
-            ask = unknown & (scores >= t.c_low) & (scores <= t.c_high)
-            for i in np.flatnonzero(unknown & ~ask):
-                answer[indices[i] - first] = scores[i] > t.c_high
-            decided += int((unknown & ~ask).sum())
-            if ask.any():
-                frames = [batch[i] for i in np.flatnonzero(ask)]
-                dets = model.detect(frames)
-                ids = [int(indices[i]) for i in np.flatnonzero(ask)]
-                ctx.store.save_labels(info.fingerprint, version, model.classes, ids, dets)
-                cls = atom.predicate.class_id
-                for f, d in zip(ids, dets):
-                    n = d.count(cls, atom.predicate.min_score, atom.predicate.region, (info.width, info.height))
-                    answer[f - first] = bool(atom.holds(np.array(n)))
-                sent += len(ids)
+    for f, c in known.items():
+        if evaluate[f - first]:
+            answer[f - first] = bool(atom.holds(np.array(c)))
+            cached.decided += 1
+    cached.seconds = time.perf_counter() - t0
+    todo = np.array([first + i for i in np.flatnonzero(evaluate) if first + i not in known], np.int64)
+    cached.passed_on = len(todo)
+    ctx.count("frames_cached", cached.decided)
+    chosen = choice.chosen
+    decode = OperatorStats("decode (frames not in the store; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
+    diff = OperatorStats(f"difference {chosen.detector.name}" if chosen and chosen.detector else "")
+    cnn = OperatorStats(f"specialized {chosen.model.arch.name}" if chosen and chosen.model else "")
+    ref = OperatorStats(f"reference {model.name}")
+    pending: list[tuple[int, np.ndarray]] = []
+    cls, pred = atom.predicate.class_id, atom.predicate
+
+    def flush(final: bool = False) -> None:
+        while len(pending) >= executor.LABEL_BATCH or (final and pending):
+            send(pending[: executor.LABEL_BATCH])
+            del pending[: executor.LABEL_BATCH]
+
+    def send(part: list[tuple[int, np.ndarray]]) -> None:  # one reference batch, one stored transaction
+        t1 = time.perf_counter()
+        ids = [f for f, _ in part]
+        dets = model.detect([img for _, img in part])
+        ctx.store.save_labels(info.fingerprint, version, model.classes, ids, dets)
+        for f, d in zip(ids, dets):
+            answer[f - first] = bool(atom.holds(np.array(d.count(cls, pred.min_score, pred.region, (info.width, info.height)))))
+        ref.frames_in += len(ids)
+        ref.decided += len(ids)
+        ref.seconds += time.perf_counter() - t1
+
+    label = f"{'cascade' if chosen else model.name + ' (exact)'} {atom.column}: "
+    with Progress(len(todo), "frames", label, enabled=ctx.progress) as bar:
+        t0 = time.perf_counter()
+        for indices, batch in read_frames(info.path, todo, 64):
+            decode.seconds += time.perf_counter() - t0
+            ask = np.ones(len(indices), bool)
+            if chosen is not None:
+                t1 = time.perf_counter()
+                sizes = {chosen.detector.size} if chosen.detector else set()
+                sizes |= {chosen.model.arch.size} if chosen.model else set()
+                small = {s: downscale(batch, s) for s in sizes}
+                d_scores = c_scores = None
+                if chosen.detector is not None:
+                    d_scores = chosen.detector.scores(small[chosen.detector.size])
+                    passing = d_scores >= chosen.thresholds.delta
+                    diff.frames_in += len(indices)
+                    diff.decided += int((~passing).sum())
+                    diff.passed_on += int(passing.sum())
+                    t2 = time.perf_counter()
+                    diff.seconds += t2 - t1
+                    t1 = t2
+                else:
+                    passing = np.ones(len(indices), bool)
+                if chosen.model is not None:
+                    c_scores = np.zeros(len(indices), np.float32)
+                    if passing.any():
+                        c_scores[passing] = chosen.model.scores(small[chosen.model.arch.size][passing])
+                    cnn.frames_in += int(passing.sum())
+                    cnn.seconds += time.perf_counter() - t1
+                said_no, said_yes = chosen.decide(d_scores, c_scores)
+                answer[indices - first] = said_yes
+                ask = ~said_no & ~said_yes
+                if chosen.model is not None:
+                    cnn.decided += int((passing & ~ask).sum())
+                    cnn.passed_on += int(ask.sum())
+            for i in np.flatnonzero(ask):
+                pending.append((int(indices[i]), batch[i]))
+            flush()
             bar.update(len(indices))
-    ctx.count("frames_decided_by_specialized", decided)
-    ctx.count("frames_sent_to_reference", sent)
-    ctx.count("frames_labelled", sent)
-    return answer
+            t0 = time.perf_counter()
+        flush(final=True)
+    ops = [cached, decode] + [s for s in (diff, cnn) if s.name] + [ref]
+    ctx.count("frames_decided_by_difference", diff.decided)
+    ctx.count("frames_decided_by_specialized", cnn.decided)
+    ctx.count("frames_sent_to_reference", ref.frames_in)
+    ctx.count("frames_labelled", ref.frames_in)
+    ctx.count("label_seconds", ref.seconds)
+    return answer, ops

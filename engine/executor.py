@@ -82,19 +82,55 @@ def predicate_sql(pred: ModelPredicate, info) -> str:
     return f"count(*) FILTER (WHERE {' AND '.join(cond)}) AS {ident(pred.column)}"
 
 
+def atom_order(node: EvaluatePredicates, choices: dict) -> list:
+    """The order in which to evaluate a node's atoms. Under AND, a frame found False needs no
+    other atom, so the atom with the least cost per frame it rules out goes first (expected cost
+    / share of frames where it is False); under OR, the same with True. Otherwise as written.
+
+    >>> from types import SimpleNamespace as NS
+    >>> a, b = NS(column="a"), NS(column="b")
+    >>> node = NS(atoms=(a, b), combine="and")
+    >>> choices = {"a": NS(expected_per_frame=1.0, positive_rate=0.9), "b": NS(expected_per_frame=2.0, positive_rate=0.1)}
+    >>> [x.column for x in atom_order(node, choices)]     # b rules out 90% of frames at 2 ms: first
+    ['b', 'a']
+    """
+    if node.combine not in ("and", "or"):
+        return list(node.atoms)
+
+    def rank(atom) -> float:
+        c = choices[atom.column]
+        settles = 1.0 - c.positive_rate if node.combine == "and" else c.positive_rate
+        return c.expected_per_frame / max(settles, 1e-6)
+
+    return sorted(node.atoms, key=rank)
+
+
 def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
-    """Answer each atom with its cascade; materialise frame, ts and one column per atom."""
+    """Answer each atom with its cascade; materialise frame, ts and one column per atom. Under a
+    top-level AND (OR) of atoms, each atom runs only on the frames the ones before left open; the
+    others get NULL, which AND (OR) resolves the same way."""
     from vql.engine.cascade import run_cascade
 
     scan, info = node.scan, node.scan.info
     frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
     columns = {"frame": pa.array(frames), "ts": pa.array(frames / info.fps)}
     for atom in node.atoms:
-        choice = ctx.plan_atom(node, atom)
-        ctx.choices[atom.column] = choice
+        ctx.choices[atom.column] = ctx.plan_atom(node, atom)
+    open_frames = np.ones(len(frames), bool)
+    operators = ctx.stats.setdefault("operators", {})
+    for atom in atom_order(node, ctx.choices):
         model = ctx.model(atom.predicate.model)
-        columns[atom.column] = pa.array(run_cascade(ctx, info, model, model.version, choice, scan.first, scan.last))
-    table = pa.table(columns)
+        start = time.perf_counter()
+        answer, ops = run_cascade(ctx, info, model, model.version, ctx.choices[atom.column], scan.first, scan.last,
+                                  open_frames.copy())
+        operators[atom.column] = {"ops": [o.row() for o in ops], "seconds": time.perf_counter() - start,
+                                  "frames": int(open_frames.sum())}
+        columns[atom.column] = pa.array(answer, mask=~open_frames)
+        if node.combine == "and":
+            open_frames &= answer
+        elif node.combine == "or":
+            open_frames &= ~answer
+    table = pa.table({k: columns[k] for k in ["frame", "ts"] + [a.column for a in node.atoms]})
     ctx.store.con.register("vql_atom_answers", table)
     try:
         ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT * FROM vql_atom_answers")
@@ -136,11 +172,20 @@ def _evaluate(node: EvaluatePredicates, ctx: Context) -> None:
 
 def record_results(node: EvaluatePredicates, ctx: Context, query_id: int) -> None:
     """Keep the frame-level predicate values in ``vql_results`` (one INSERT per predicate)."""
-    for atom in node.atoms:
+    for atom in node.atoms:  # frames a short-circuit left open (NULL) are not recorded
+        version = ctx.model(atom.predicate.model).version
         ctx.store.con.execute(
-            f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(atom.column)} AS DOUBLE) FROM {ident(node.table)}",
-            [query_id, node.scan.video, atom.text, ctx.model(atom.predicate.model).version],
+            f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(atom.column)} AS DOUBLE) "
+            f"FROM {ident(node.table)} WHERE {ident(atom.column)} IS NOT NULL",
+            [query_id, node.scan.video, atom.text, version],
         )
+        c = ctx.choices.get(atom.column)
+        if c is not None:
+            ctx.store.con.execute(
+                "INSERT INTO vql_query_accuracy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [query_id, node.scan.video, atom.text, version, c.strategy, c.eval_fpr, c.eval_fnr, c.eval_frames,
+                 c.eval_positives, c.exact_per_frame / max(c.expected_per_frame, 1e-12)],
+            )
     for p in node.predicates:
         version = next(lf.model_version for lf in node.labels if lf.model == p.model)
         ctx.store.con.execute(

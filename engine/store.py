@@ -8,6 +8,8 @@ Tables (``vql_`` prefix; users read them through the documented views):
   model version and frame; ``vql_labelled_frames`` lists the frames labelled (also those with
   no detection). Labels are never recomputed.
 - ``vql_results``: frame-level values of the model predicates of each query.
+- ``vql_query_accuracy``: per query and cascaded predicate, the plan's strategy and its false-
+  positive and false-negative rates measured on held-out frames (the accuracy claim, stored).
 
 Views: ``vql_detections`` (labels with video names and timestamps), ``vql_frame_results``.
 Every write is one transaction of Arrow batches: an interrupted labelling run keeps every
@@ -56,6 +58,11 @@ CREATE TABLE IF NOT EXISTS vql_results (
 CREATE TABLE IF NOT EXISTS vql_plans (
     key VARCHAR PRIMARY KEY, video_fp VARCHAR NOT NULL, plan BLOB NOT NULL,
     created TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS vql_query_accuracy (
+    query_id BIGINT NOT NULL, video VARCHAR NOT NULL, predicate VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL, eval_fpr DOUBLE, eval_fnr DOUBLE, eval_frames BIGINT, eval_positives BIGINT,
+    expected_speedup DOUBLE
 );
 CREATE SEQUENCE IF NOT EXISTS vql_query_ids START 1;
 CREATE OR REPLACE VIEW vql_detections AS
@@ -211,4 +218,5 @@ class Store:
     def drop_results(self, video: str) -> int:
         n = self.con.execute("SELECT count(*) FROM vql_results WHERE lower(video) = lower(?)", [video]).fetchone()[0]
         self.con.execute("DELETE FROM vql_results WHERE lower(video) = lower(?)", [video])
+        self.con.execute("DELETE FROM vql_query_accuracy WHERE lower(video) = lower(?)", [video])
         return int(n)

@@ -5,10 +5,11 @@ Steps, each visible in EXPLAIN:
 1. sample: ``sample_size`` frames of the scan, split into train / fit / eval sets disjoint in
    time (``time_block_split``); the reference labels them (labels already stored are reused) and
    the atom's truth is read off the labels;
-2. train the candidate specialized CNNs on the train set (cheapest first, each under a time
-   budget);
-3. fit each candidate's thresholds on the fit set under the targets (``fit_thresholds``: upper
-   confidence bounds, not point estimates);
+2. fit the difference detectors' background (the median of training frames without the
+   predicate) and train the candidate specialized CNNs on the train set (cheapest first, each
+   under a time budget);
+3. fit each combination's thresholds on the fit set under the targets (``fit_cascade``: upper
+   confidence bounds of the whole cascade's error rates, not point estimates);
 4. cost every plan with the measured per-frame costs (``cascade_cost``) and keep the cheapest,
    the exact plan included: it wins when the sample cannot certify the targets or the model
    passes too much to the reference;
@@ -23,15 +24,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vql.engine.difference import DETECTORS, DifferenceDetector, background
 from vql.planner.cost import CascadeShape, Costs, cascade_cost, exact_cost
 from vql.planner.sampling import Split, sample_size, time_block_split
 from vql.planner.specialized import CANDIDATES, Architecture, TrainedModel, train
-from vql.planner.thresholds import Thresholds, fit_thresholds
+from vql.planner.thresholds import Thresholds, fit_cascade
 from vql.plan import ModelPredicate
 
-# Thresholds are fitted to 75% of each target: scores drift between time blocks, and the fit set
-# certifies only itself (on a composed street video, held-out rates ran ~1.3x the fit-set ones).
-DRIFT_MARGIN = 0.75
+# Thresholds are fitted to 90% of each target: scores drift between time blocks, and the fit set
+# certifies only itself (on a composed street video, held-out rates ran up to ~1.3x the fit-set
+# bounds' point estimates; the bounds themselves sit well above those).
+DRIFT_MARGIN = 0.9
 
 _COMPARE = {
     ">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less, "=": np.equal, "<>": np.not_equal,
@@ -59,11 +62,24 @@ class Atom:
 
 @dataclass
 class Candidate:
+    """One plan the search costed: which stages, their thresholds, their measured costs."""
+
     name: str
     cost_per_frame: float
     thresholds: Thresholds | None = None
     model: TrainedModel | None = None
+    detector: DifferenceDetector | None = None
     cnn_seconds: float = 0.0  # measured per frame
+    diff_seconds: float = 0.0
+
+    def decide(self, diff: np.ndarray | None, cnn: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(answered "no", answered "yes") masks for frames with these stage scores."""
+        t = self.thresholds
+        n = len(diff) if diff is not None else len(cnn)
+        passing = np.ones(n, bool) if self.detector is None else diff >= t.delta
+        if self.model is None:
+            return ~passing, np.zeros(n, bool)
+        return ~passing | (cnn < t.c_low), passing & (cnn > t.c_high)
 
 
 @dataclass
@@ -85,6 +101,8 @@ class CascadeChoice:
     eval_frames: int = 0
     eval_positives: int = 0
     plan_seconds: float = 0.0
+    positive_rate: float = 0.5  # share of sample frames on which the atom holds
+    fitted_frames: np.ndarray | None = None  # the frames training and fitting saw (audits skip them)
 
     @property
     def expected_per_frame(self) -> float:
@@ -93,21 +111,28 @@ class CascadeChoice:
     def explain_lines(self) -> list[str]:
         c = self.costs
         lines = [f"Cascade {self.atom.column} = {self.atom.text}: {self.strategy} ({self.reason})"]
-        if self.chosen and self.chosen.thresholds:
-            t = self.chosen.thresholds
-            lines.append(
-                f"  specialized {self.chosen.name}: c_low = {t.c_low:.4g}, c_high = {t.c_high:.4g}; "
-                f"to the reference {t.pass_rate:.1%} of frames; fit-set bounds (95%): fnr <= {t.fnr_bound:.4f}, "
-                f"fpr <= {t.fpr_bound:.4f} ({t.positives} positives, {t.negatives} negatives)"
-            )
-        if self.chosen is not None or self.alternatives:
+        chosen = self.chosen
+        if chosen and chosen.thresholds:
+            t = chosen.thresholds
+            if chosen.detector is not None:
+                lines.append(f"  1. difference detector {chosen.detector.name}: delta = {t.delta:.4g}; below it \"no\"; "
+                             f"passes on {t.diff_pass:.1%} of frames")
+            if chosen.model is not None:
+                lines.append(f"  {1 + (chosen.detector is not None)}. specialized {chosen.model.arch.name}: "
+                             f"c_low = {t.c_low:.4g}, c_high = {t.c_high:.4g}; leaves {t.cnn_pass:.1%} of what reaches it "
+                             f"to the reference")
+            lines.append(f"  {1 + (chosen.detector is not None) + (chosen.model is not None)}. reference: "
+                         f"{t.pass_rate:.1%} of frames (stored labels answer the frames already labelled)")
+            lines.append(f"  fit-set bounds (95%) of the whole cascade: fnr <= {t.fnr_bound:.4f}, fpr <= {t.fpr_bound:.4f} "
+                         f"({t.positives} positives, {t.negatives} negatives)")
+        if chosen is not None or self.alternatives:
             lines.append(
                 f"  expected cost {self.expected_per_frame * 1000:.3f} ms/frame vs exact {self.exact_per_frame * 1000:.3f} "
                 f"ms/frame ({self.exact_per_frame / max(self.expected_per_frame, 1e-12):.1f}x)"
             )
             lines.append(
-                f"  measured costs (ms/frame): decode {c.decode * 1000:.3f}, specialized {c.cnn * 1000:.3f}, "
-                f"reference {c.reference * 1000:.2f}"
+                f"  measured costs (ms/frame): decode {c.decode * 1000:.3f}, difference {c.diff * 1000:.3f}, "
+                f"specialized {c.cnn * 1000:.3f}, reference {c.reference * 1000:.2f}"
             )
             lines.append(f"  sample: {self.sample_frames} frames ({self.sample_reason}); split: {self.split}")
         else:
@@ -117,53 +142,102 @@ class CascadeChoice:
                 f"  held-out evaluation ({self.eval_frames} frames, {self.eval_positives} positives, never used "
                 f"to train or fit): fpr {self.eval_fpr:.4f}, fnr {self.eval_fnr:.4f}"
             )
-        for alt in self.alternatives:
+        shown = self.alternatives[:MAX_ALTERNATIVES]
+        shown += [a for a in self.alternatives[MAX_ALTERNATIVES:] if a.thresholds is None]  # exact, always
+        for alt in shown:
             why = f" ({alt.thresholds.note})" if alt.thresholds and alt.thresholds.note else ""
             lines.append(f"  alternative {alt.name}: {alt.cost_per_frame * 1000:.3f} ms/frame{why}")
         return lines
 
 
-def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool], small: dict[int, np.ndarray],
+MAX_ALTERNATIVES = 4
+DIFF_SIZE = 32  # the difference detectors' frame size
+
+
+def _stack(small: dict[int, np.ndarray], frames: np.ndarray) -> np.ndarray:
+    return np.stack([small[int(f)] for f in frames])
+
+
+def _timed(fn, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """fn(x) and its measured seconds per frame."""
+    t0 = time.perf_counter()
+    out = fn(x)
+    return out, (time.perf_counter() - t0) / max(1, len(x))
+
+
+def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool], small: dict[int, dict[int, np.ndarray]],
            costs: Costs, fpr: float, fnr: float, time_budget_s: float = 60.0) -> CascadeChoice:
-    """Train, fit, cost and evaluate on an already labelled sample (pure but for training)."""
+    """Train, fit, cost and evaluate on an already labelled sample (pure but for training).
+
+    The search: every combination of a difference detector (none, or one per metric) and a
+    specialized model (none, or one per trained architecture), each with every split of the
+    false-negative budget between them (``fit_cascade``), costed by ``cascade_cost`` with the
+    measured per-frame costs; the exact plan is one of the candidates.
+    """
     start = time.perf_counter()
     exact = exact_cost(1, costs)
+    y = {role: np.array([truth[int(f)] for f in getattr(split, role)], bool) for role in ("train", "fit", "eval")}
+    every = np.array(list(truth.values()), bool)
     common = dict(atom=atom, sample_frames=len(split.frames), sample_reason=sample_reason, split=split.reason,
-                  costs=costs, exact_per_frame=exact)
-    train_y = np.array([truth[f] for f in split.train])
-    if train_y.all() or not train_y.any():
+                  costs=costs, exact_per_frame=exact, positive_rate=float(every.mean()) if len(every) else 0.5,
+                  fitted_frames=np.union1d(split.train, split.fit))
+    if y["train"].all() or not y["train"].any():
         return CascadeChoice(strategy="exact", reason="the training sample has only one class", chosen=None, **common)
-    fit_y = np.array([truth[f] for f in split.fit])
-    candidates: list[Candidate] = [Candidate("exact (reference on every frame)", exact)]
+
+    # difference detectors against the background: the median of the training frames without the predicate
+    train_d = _stack(small[DIFF_SIZE], split.train)
+    negatives = train_d[~y["train"]]
+    bg = background(negatives if len(negatives) >= 10 else train_d)
+    fit_d = _stack(small[DIFF_SIZE], split.fit)
+    detectors: list[tuple[DifferenceDetector | None, np.ndarray | None, float]] = [(None, None, 0.0)]
+    for metric in DETECTORS:
+        det = DifferenceDetector(metric, DIFF_SIZE, bg)
+        scores, seconds = _timed(det.scores, fit_d)
+        detectors.append((det, scores, seconds))
+    # specialized models: the cheapest architectures of the family, each within its time budget
+    models: list[tuple[TrainedModel | None, np.ndarray | None, float]] = [(None, None, 0.0)]
     for blocks, filters, dense, size in CANDIDATES[:2]:
         arch = Architecture(blocks, filters, dense, size)
-        model = train(arch, np.stack([small[size][f] for f in split.train]), train_y, time_budget_s=time_budget_s / 2)
-        fit_small = np.stack([small[size][f] for f in split.fit])
-        t0 = time.perf_counter()
-        scores = model.scores(fit_small)
-        cnn_cost = (time.perf_counter() - t0) / max(1, len(fit_small))
-        thresholds = fit_thresholds(scores, fit_y, fnr=fnr * DRIFT_MARGIN, fpr=fpr * DRIFT_MARGIN)
-        shape = CascadeShape(use_cnn=True, cnn_pass=thresholds.pass_rate)
-        per_frame = cascade_cost(1, Costs(costs.decode, costs.grab, costs.diff, cnn_cost, costs.reference), shape)
-        candidates.append(Candidate(arch.name, per_frame, thresholds, model, cnn_cost))
+        model = train(arch, _stack(small[size], split.train), y["train"], time_budget_s=time_budget_s / 2)
+        scores, seconds = _timed(model.scores, _stack(small[size], split.fit))
+        models.append((model, scores, seconds))
+
+    fnr_t, fpr_t = fnr * DRIFT_MARGIN, fpr * DRIFT_MARGIN
+    candidates: list[Candidate] = [Candidate("exact (reference on every frame)", exact)]
+    for det, d_scores, d_cost in detectors:
+        for model, c_scores, c_cost in models:
+            if det is None and model is None:
+                continue
+            stage_costs = Costs(costs.decode, costs.grab, d_cost, c_cost, costs.reference)
+            best = None
+            for t in fit_cascade(d_scores, c_scores, y["fit"], fnr_t, fpr_t):
+                if t.fnr_bound > fnr_t or t.fpr_bound > fpr_t:
+                    continue
+                shape = CascadeShape(diff_pass=t.diff_pass, cnn_pass=t.cnn_pass, use_diff=det is not None,
+                                     use_cnn=model is not None)
+                cost = cascade_cost(1, stage_costs, shape)
+                if best is None or cost < best.cost_per_frame:
+                    name = " -> ".join(([det.name] if det else []) + ([model.arch.name] if model else []) + ["reference"])
+                    best = Candidate(name, cost, t, model, det, c_cost, d_cost)
+            if best is not None:
+                candidates.append(best)
     candidates.sort(key=lambda c: c.cost_per_frame)
-    best = candidates[0]
-    alternatives = candidates[1:]
-    if best.model is None:
-        return CascadeChoice(strategy="exact", reason="no specialized model beats the reference under the targets",
+    best, alternatives = candidates[0], candidates[1:]
+    if best.thresholds is None:
+        return CascadeChoice(strategy="exact", reason="no cascade beats the reference under the targets",
                              chosen=None, alternatives=alternatives, plan_seconds=time.perf_counter() - start, **common)
-    # held-out evaluation of the chosen cascade: decided frames by the CNN, the rest by the reference
-    size = best.model.arch.size
-    eval_y = np.array([truth[f] for f in split.eval])
-    eval_scores = best.model.scores(np.stack([small[size][f] for f in split.eval]))
-    decided = np.where(eval_scores < best.thresholds.c_low, False, np.where(eval_scores > best.thresholds.c_high, True, eval_y))
-    fp = int((decided & ~eval_y).sum())
-    fn = int((~decided & eval_y).sum())
+    # held-out evaluation of the chosen cascade: cheap stages decide what they may, the reference the rest
+    d_eval = best.detector.scores(_stack(small[DIFF_SIZE], split.eval)) if best.detector else None
+    c_eval = best.model.scores(_stack(small[best.model.arch.size], split.eval)) if best.model else None
+    said_no, said_yes = best.decide(d_eval, c_eval)
+    answer = np.where(said_no, False, np.where(said_yes, True, y["eval"]))
+    fp, fn = int((answer & ~y["eval"]).sum()), int((~answer & y["eval"]).sum())
     return CascadeChoice(
         strategy="cascade", reason="cheapest plan meeting the targets on the fit set", chosen=best,
-        alternatives=alternatives, eval_fpr=fp / max(1, int((~eval_y).sum())), eval_fnr=fn / max(1, int(eval_y.sum())),
-        eval_frames=len(eval_y), eval_positives=int(eval_y.sum()), plan_seconds=time.perf_counter() - start,
-        **dict(common, costs=Costs(costs.decode, costs.grab, costs.diff, best.cnn_seconds, costs.reference)),
+        alternatives=alternatives, eval_fpr=fp / max(1, int((~y["eval"]).sum())),
+        eval_fnr=fn / max(1, int(y["eval"].sum())), eval_frames=len(y["eval"]), eval_positives=int(y["eval"].sum()),
+        plan_seconds=time.perf_counter() - start,
+        **dict(common, costs=Costs(costs.decode, costs.grab, best.diff_seconds, best.cnn_seconds, costs.reference)),
     )
 
 

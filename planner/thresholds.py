@@ -28,6 +28,13 @@ class Thresholds:
     positives: int
     negatives: int
     note: str = ""
+    delta: float = -np.inf  # difference-detector score below: answered "no" (−inf: no detector)
+    diff_pass: float = 1.0  # share of fit frames the difference detector passes on
+
+    @property
+    def cnn_pass(self) -> float:
+        """Share of the frames reaching the specialized model that it leaves to the reference."""
+        return self.pass_rate / self.diff_pass if self.diff_pass > 0 else 0.0
 
     @property
     def decides_anything(self) -> bool:
@@ -75,3 +82,84 @@ def fit_thresholds(scores: np.ndarray, labels: np.ndarray, fnr: float, fpr: floa
     undecided = (scores >= c_low) & (scores <= c_high)
     return Thresholds(float(c_low), float(c_high), fnr_bound, fpr_bound,
                       float(undecided.mean()) if len(scores) else 1.0, n_pos, n_neg, "; ".join(notes))
+
+
+def allowed_errors(n: int, target: float, confidence: float = 0.95) -> int:
+    """The most errors among ``n`` trials whose upper bound still meets ``target`` (−1: none).
+
+    >>> allowed_errors(299, 0.01), allowed_errors(1000, 0.01), allowed_errors(100, 0.01)
+    (0, 4, -1)
+    """
+    if n <= 0 or upper_bound(0, n, confidence) > target:
+        return -1
+    k = 0
+    while k < n and upper_bound(k + 1, n, confidence) <= target:
+        k += 1
+    return k
+
+
+def fit_cascade(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndarray, fnr: float, fpr: float,
+                confidence: float = 0.95) -> list[Thresholds]:
+    """Every way of splitting the false-negative budget between a difference detector and a
+    specialized model, each certified on the fit set (one ``Thresholds`` per split).
+
+    The detector only answers "no" (a frame unlike the background holds nothing), so it spends
+    false negatives; the model spends the rest below ``c_low`` and all of the false-positive
+    budget above ``c_high``. The errors of the whole cascade are counted together, so the bound
+    is on the cascade, not on each stage. ``diff`` or ``cnn`` None: that stage is absent.
+
+    >>> y = np.r_[np.zeros(2000, bool), np.ones(2000, bool)]
+    >>> d = np.r_[np.linspace(0, 1, 2000), np.linspace(0.5, 2, 2000)]   # negatives overlap
+    >>> c = np.r_[np.linspace(0, 0.6, 2000), np.linspace(0.4, 1, 2000)]
+    >>> options = fit_cascade(d, c, y, fnr=0.01, fpr=0.01)
+    >>> all(o.fnr_bound <= 0.01 and o.fpr_bound <= 0.01 for o in options)
+    True
+    >>> best = min(options, key=lambda o: o.pass_rate); round(best.pass_rate, 2) < 0.5
+    True
+    """
+    labels = np.asarray(labels, bool)
+    n = len(labels)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    fn_budget = allowed_errors(n_pos, fnr, confidence)
+    fp_budget = allowed_errors(n_neg, fpr, confidence)
+    notes = []
+    if fn_budget < 0:
+        notes.append(f"{n_pos} positives cannot certify a false-negative rate of {fnr:g}")
+    if fp_budget < 0:
+        notes.append(f"{n_neg} negatives cannot certify a false-positive rate of {fpr:g}")
+    splits: list[float | None] = [None]  # None: no detector
+    if diff is not None and fn_budget >= 0:
+        diff = np.asarray(diff, np.float64)
+        pos_d = np.sort(diff[labels])
+        splits += [pos_d[k] if k < n_pos else np.inf for k in range(fn_budget + 1)]
+    options = []
+    for delta in splits:
+        passing = np.ones(n, bool) if delta is None else diff >= delta
+        fn_d = int((labels & ~passing).sum())
+        c_low, c_high = -np.inf, np.inf
+        if cnn is not None:
+            cnn = np.asarray(cnn, np.float64)
+            if fn_budget >= 0:
+                rest = np.sort(cnn[labels & passing])
+                k = fn_budget - fn_d
+                c_low = rest[k] if k < len(rest) else np.inf
+            if fp_budget >= 0:
+                neg = np.sort(cnn[~labels & passing])
+                c_high = neg[len(neg) - 1 - fp_budget] if fp_budget < len(neg) else -np.inf
+            if c_high < c_low:  # overlapping regions: the reference settles the disputed band
+                c_high = c_low = (c_high + c_low) / 2 if np.isfinite(c_high + c_low) else c_low
+        elif delta is None:
+            continue  # neither stage: that is the exact plan
+        scores = cnn if cnn is not None else np.zeros(n)
+        said_no = ~passing | (scores < c_low)
+        said_yes = passing & (scores > c_high)
+        fn, fp = int((labels & said_no).sum()), int((~labels & said_yes).sum())
+        # a side that never answers without the reference makes no error at all
+        fnr_bound = 0.0 if delta is None and c_low == -np.inf else upper_bound(fn, n_pos, confidence)
+        fpr_bound = 0.0 if c_high == np.inf else upper_bound(fp, n_neg, confidence)
+        options.append(Thresholds(
+            float(c_low), float(c_high), fnr_bound, fpr_bound,
+            float((~said_no & ~said_yes).mean()) if n else 1.0, n_pos, n_neg, "; ".join(notes),
+            -np.inf if delta is None else float(delta), float(passing.mean()) if n else 1.0,
+        ))
+    return options

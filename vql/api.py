@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -242,7 +243,7 @@ class Connection:
     def _plan_atom(self, ctx: Context, node, atom, fpr: float, fnr: float):
         """The cascade for one atom: from the session, the store, or planned now (and stored)."""
         from vql.planner.cascade import CascadeChoice, decide, plan_sample
-        from vql.planner.cost import Costs
+        from vql.planner.cost import Costs, exact_cost
 
         scan, info = node.scan, node.scan.info
         model = self.model(atom.predicate.model)
@@ -261,8 +262,13 @@ class Connection:
                                        "labelling every frame costs less", len(split.frames), why, split.reason,
                                        Costs(0.0, 0.0, 0.0, 0.0, 0.0), 0.0, None)
             else:
-                split, why, truth, small, costs = self._label_sample(ctx, model, scan, atom, split, why, min(fpr, fnr))
-                choice = decide(atom, split, why, truth, small, costs, fpr, fnr)
+                split, why, truth, small, costs, short = self._label_sample(ctx, model, scan, atom, split, why,
+                                                                           min(fpr, fnr))
+                if short:
+                    choice = CascadeChoice(atom, "exact", short, len(split.frames), why, split.reason, costs,
+                                           exact_cost(1, costs), None)
+                else:
+                    choice = decide(atom, split, why, truth, small, costs, fpr, fnr)
             choice.plan_seconds = time.perf_counter() - start
             self.store.save_plan(key, info.fingerprint, pickle.dumps(choice))
             ctx.count("plan_seconds", choice.plan_seconds)
@@ -270,18 +276,23 @@ class Connection:
         return choice
 
     def _label_sample(self, ctx: Context, model, scan, atom, split, why: str, target: float):
-        """Label the planning sample; while its fit set holds fewer than twice the positives or
-        negatives that certify ``target`` with no error (thresholds at the very edge of a small set
-        generalise badly), label twice as many frames (up to half the scan), keeping the old ones."""
+        """Label the planning sample, then grow its fit set until it holds enough of the atom's
+        rarer class (positives or negatives) to certify ``target``: the rate seen so far says
+        how many fit frames that takes (training and evaluation keep the pilot's frames). When
+        the sample would cover over half the scan, labelling every frame (the exact plan) costs
+        less: the last value returned then says why; otherwise it is None."""
         from vql.engine.cascade import atom_counts, sample_pass
-        from vql.planner.sampling import Split, time_block_split
+        from vql.planner.cascade import DRIFT_MARGIN
+        from vql.planner.sampling import FIT_SHARE, Split, time_block_split
         from vql.planner.stats import trials_needed
 
         info = scan.info
         small: dict = {}
         costs = None
+        wanted = trials_needed(target * DRIFT_MARGIN)
+        todo, rounds = split.frames, 0
         while True:
-            new_small, new_costs = sample_pass(ctx, info, model, model.version, split.frames)
+            new_small, new_costs = sample_pass(ctx, info, model, model.version, todo)
             for size, frames in new_small.items():
                 small.setdefault(size, {}).update(frames)
             costs = new_costs if costs is None else costs
@@ -289,14 +300,22 @@ class Connection:
             truth = {int(f): bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in split.frames}
             fit_pos = sum(truth[int(f)] for f in split.fit)
             least = min(fit_pos, len(split.fit) - fit_pos)
-            n = 2 * len(split.frames)
-            if least >= 2 * trials_needed(target) or n * 2 > scan.frame_count:
-                return split, why, truth, small, costs
-            more = time_block_split(scan.first, scan.last, n, seed=len(split.frames))
-            split = Split(*(np.union1d(getattr(split, r), getattr(more, r)) for r in ("train", "fit", "eval")),
-                          split.blocks, split.reason)
-            why += (f"; doubled to {len(split.frames)}: the fit set had {least} of its rarer class, "
-                    f"{2 * trials_needed(target)} wanted")
+            if least >= wanted:
+                return split, why, truth, small, costs, None
+            extra = math.ceil(1.1 * (wanted * len(split.fit) / max(least, 0.5) - len(split.fit)))
+            if (len(split.frames) + extra) * 2 > scan.frame_count:
+                return split, why, truth, small, costs, (
+                    f"certifying {target:g} needs {wanted} of the rarer class in the fit set; it had {least} of "
+                    f"{len(split.fit)}, so ~{len(split.frames) + extra} frames would have to be labelled, over half "
+                    f"the scan")
+            more = time_block_split(scan.first, scan.last, math.ceil(extra / FIT_SHARE), seed=len(split.frames))
+            todo = np.setdiff1d(more.fit, split.fit)
+            if not len(todo) or rounds == 3:  # the fit blocks are used up: decide with what there is
+                return split, why, truth, small, costs, None
+            split = Split(split.train, np.union1d(split.fit, todo), split.eval, split.blocks, split.reason)
+            rounds += 1
+            why += (f"; fit set grown to {len(split.fit)} frames: it had {least} of its rarer class, "
+                    f"{wanted} wanted")
 
     def _execute(self, plan, params) -> tuple[pa.Table, dict]:
         """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
@@ -310,6 +329,7 @@ class Connection:
                     for col, c in ctx.choices.items()
                 }
                 ctx.stats["plan_text"] = explain(plan, ctx.choices)
+                ctx.stats["choices"] = dict(ctx.choices)  # the CascadeChoice objects, for tools and benchmarks
             return table, ctx.stats
         except (duckdb.CatalogException, duckdb.BinderException) as e:
             raise BindError(str(e)) from e
@@ -344,6 +364,15 @@ class Connection:
             f"{int(stats.get('frames_labelled', 0))}, reused from the label cache "
             f"{int(stats.get('frames_cached', 0))}, reference time {stats.get('label_seconds', 0.0):.3f} s"
         ]
+        for column, run in stats.get("operators", {}).items():
+            lines.append(f"-- {column}: {run['frames']} frames evaluated in {run['seconds']:.3f} s")
+            for op in run["ops"]:
+                lines.append(f"--   {op['operator']}: in {op['frames_in']}, decided {op['decided']}, "
+                             f"passed on {op['passed_on']}, {op['seconds']:.3f} s")
+            c = stats.get("cascades", {}).get(column)
+            if c and c["eval_fpr"] is not None:
+                lines.append(f"--   held-out rates ({c['eval_frames']} frames never used to train or fit): "
+                             f"fpr {c['eval_fpr']:.4f}, fnr {c['eval_fnr']:.4f}")
         return Result(pa.table({"plan": lines}), dict(stats))
 
 

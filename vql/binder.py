@@ -224,8 +224,10 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
 
     options = _options(select, catalog)
     atoms: dict[tuple, Atom] = {}
+    combine = None
     if owner_alias is not None and not dict(options).get("exact", False):
         select, atoms = _extract_atoms(select, catalog, videos[owner_alias][0])
+        combine = short_circuit(select.where, {a.column for a in atoms.values()})
     bound = transform_select(select, bind_calls)
     predicate_columns = {p.column for p in predicates.values()} | {a.column for a in atoms.values()}
     bound = transform_select(bound, fix_column)
@@ -242,7 +244,7 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
         )
         table = f"vql_frames_{ref.ref.lower()}"
         atom_list = tuple(atoms.values()) if key == owner_alias else ()
-        inputs.append(EvaluatePredicates(scan, labels, preds, table, atom_list))
+        inputs.append(EvaluatePredicates(scan, labels, preds, table, atom_list, combine if atom_list else None))
         renamed[ref] = ast.TableRef(table, ref.ref, ref.pos)
     final = replace(
         bound,
@@ -326,6 +328,33 @@ def _extract_atoms(select: ast.Select, catalog: Catalog, ref: ast.TableRef) -> t
     if not atoms or any(isinstance(n, ast.Call) and n.name in MODEL_FUNCTIONS for n in ast.walk(rest)):
         return select, {}
     return rest, atoms
+
+
+def _flatten(node: ast.Node | None, op: str) -> list[ast.Node]:
+    if isinstance(node, ast.Binary) and node.op == op:
+        return _flatten(node.left, op) + _flatten(node.right, op)
+    return [] if node is None else [node]
+
+
+def short_circuit(where: ast.Node | None, atom_columns: set[str]) -> str | None:
+    """``"and"`` when every atom is a top-level conjunct of WHERE (a frame one of them rejects is
+    rejected), ``"or"`` when WHERE is only a disjunction of atoms (a frame one of them accepts is
+    accepted); otherwise None: each atom is needed on every frame.
+
+    >>> a, b = ast.Column("vql_a0"), ast.Column("vql_a1")
+    >>> short_circuit(ast.Binary("AND", a, ast.Binary("AND", b, ast.Column("ts"))), {"vql_a0", "vql_a1"})
+    'and'
+    >>> short_circuit(ast.Binary("OR", a, b), {"vql_a0", "vql_a1"}), short_circuit(ast.Unary("NOT", a), {"vql_a0"})
+    ('or', None)
+    """
+    if len(atom_columns) < 2:
+        return None
+    for op in ("AND", "OR"):
+        terms = _flatten(where, op)
+        names = {t.name for t in terms if isinstance(t, ast.Column)}
+        if atom_columns <= names and (op == "AND" or len(terms) == len(atom_columns)):
+            return op.lower()
+    return None
 
 
 def transform_select(select: ast.Select, fn) -> ast.Select:

@@ -72,6 +72,7 @@ class EvaluatePredicates:
     predicates: tuple[ModelPredicate, ...]
     table: str
     atoms: tuple = ()  # planner.cascade.Atom: boolean tests answered by cascades
+    combine: str | None = None  # "and" / "or": atoms short-circuit (see binder.short_circuit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,9 @@ def explain(plan: SqlQuery, choices: dict | None = None) -> str:
         lines.append(f"  EvaluatePredicates {ev.scan.alias} -> {ev.table}")
         for p in ev.predicates:
             lines.append(f"    {p.column} {p.sql_type} = {p.text}")
+        if ev.combine:
+            lines.append(f"    atoms short-circuit under {ev.combine.upper()}: the one ruling out frames at the least "
+                         f"cost runs first, the others only on the frames left open")
         for atom in ev.atoms:
             choice = (choices or {}).get(atom.column)
             if choice is None:

@@ -1,0 +1,69 @@
+"""Difference detectors: cheap scores of how much a downscaled frame differs from a reference image.
+
+A fixed camera's frames mostly show the same background. A frame that differs from the
+background image (the per-pixel median of sample frames on which the predicate is false) by
+less than a threshold δ is answered "no" without running anything else. The score is the
+*blocked* mean squared error: the frame is cut into a grid of blocks and the largest block's
+MSE is kept, so a small walker in one corner is not averaged away by an unchanged rest.
+
+>>> bg = np.zeros((32, 32, 3), np.uint8)
+>>> frames = np.zeros((2, 32, 32, 3), np.uint8); frames[1, :8, :8] = 40
+>>> block_mse(frames, bg, grid=4).round(1).tolist()       # one block of 16 changed by 40
+[0.0, 1600.0]
+>>> full_mse(frames, bg).round(1).tolist()                # the same change, averaged over all
+[0.0, 100.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+GRID = 4  # blocks per side
+
+
+def full_mse(small: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Mean squared difference over the whole frame, per frame of [N, H, W, C] uint8."""
+    diff = small.astype(np.float32) - reference.astype(np.float32)
+    return (diff * diff).reshape(len(small), -1).mean(axis=1)
+
+
+def block_mse(small: np.ndarray, reference: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """The largest per-block mean squared difference over a grid × grid cut of each frame."""
+    n, h, w, c = small.shape
+    diff = small.astype(np.float32) - reference.astype(np.float32)
+    sq = (diff * diff)[:, : h - h % grid, : w - w % grid]
+    blocks = sq.reshape(n, grid, (h - h % grid) // grid, grid, (w - w % grid) // grid, c).mean(axis=(2, 4, 5))
+    return blocks.reshape(n, -1).max(axis=1)
+
+
+# name -> score function; the planner tries each and keeps what pays.
+DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "blocked-mse": block_mse,
+    "full-mse": full_mse,
+}
+
+
+@dataclass
+class DifferenceDetector:
+    """A detector fitted for one video and predicate: its metric, image size and background."""
+
+    metric: str
+    size: int
+    background: np.ndarray  # [size, size, 3] uint8
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}@{self.size} vs background"
+
+    def scores(self, small: np.ndarray) -> np.ndarray:
+        if not len(small):
+            return np.zeros(0, np.float32)
+        return DETECTORS[self.metric](small, self.background)
+
+
+def background(small: np.ndarray) -> np.ndarray:
+    """The per-pixel median of [N, H, W, C] uint8 frames: the scene with passers-by removed."""
+    return np.median(small, axis=0).astype(np.uint8)

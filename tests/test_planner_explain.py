@@ -1,0 +1,102 @@
+"""EXPLAIN of planned cascades (golden text from constructed decisions), the plan search on
+constructed scores, and short-circuit evaluation of AND-ed atoms against the exact plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vql
+from vql.cli import SAMPLE_VIDEO
+from vql.engine.difference import DifferenceDetector
+from vql.plan import ModelPredicate
+from vql.planner.cascade import Atom, Candidate, CascadeChoice, decide
+from vql.planner.cost import Costs
+from vql.planner.sampling import time_block_split
+from vql.planner.specialized import Architecture, SpecializedCNN, TrainedModel
+from vql.planner.thresholds import Thresholds
+
+from test_binder import golden
+
+PERSON = ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n")
+
+
+def test_explain_of_a_chosen_cascade_golden():
+    arch = Architecture(1, 16, 32, 32)
+    model = TrainedModel(arch, SpecializedCNN(arch), np.zeros((32, 32, 3), np.float32), 12.5)
+    detector = DifferenceDetector("blocked-mse", 32, np.zeros((32, 32, 3), np.uint8))
+    t = Thresholds(c_low=0.02, c_high=0.97, fnr_bound=0.0081, fpr_bound=0.0062, pass_rate=0.031, positives=412,
+                   negatives=3108, delta=55.5, diff_pass=0.18)
+    chosen = Candidate("blocked-mse@32 vs background -> cnn1x16-d32@32 -> reference", 0.0031, t, model, detector,
+                       0.0002, 0.00005)
+    choice = CascadeChoice(
+        Atom(PERSON, column="vql_a0"), "cascade", "cheapest plan meeting the targets on the fit set", 7040,
+        "the 2990-frame floor for a 0.01 target; grown to 7040", "50 blocks of ~720 frames",
+        Costs(0.0012, 0.0006, 0.00005, 0.0002, 0.055), 0.0562, chosen,
+        [Candidate("cnn1x16-d32@32 -> reference", 0.0112), Candidate("exact (reference on every frame)", 0.0562)],
+        eval_fpr=0.0021, eval_fnr=0.0049, eval_frames=1180, eval_positives=205,
+    )
+    golden("explain_cascade_chosen.txt", "\n".join(choice.explain_lines()))
+
+
+def test_the_search_costs_every_combination_and_certifies_the_choice():
+    """Frames with a bright square (the predicate) on a flat noisy background: the CNN alone
+    separates them and wins; the detector-only plan rules out exactly the background frames."""
+    rng = np.random.default_rng(0)
+    n = 3600
+    truth = rng.random(n) < 0.3
+    small = {s: {} for s in (32, 64)}
+    for f in range(n):
+        for s in (32, 64):
+            img = rng.normal(100, 3, (s, s, 3)).clip(0, 255).astype(np.uint8)
+            if truth[f]:
+                x = rng.integers(0, s - s // 4)
+                img[x:x + s // 4, x:x + s // 4] = 220
+            small[s][f] = img
+    split = time_block_split(0, n - 1, n)
+    costs = Costs(decode=0.001, grab=0.0005, diff=0.0, cnn=0.0, reference=0.05)
+    choice = decide(Atom(PERSON, column="vql_a0"), split, "all", {f: bool(truth[f]) for f in range(n)}, small, costs,
+                    fpr=0.01, fnr=0.01, time_budget_s=10)
+    assert choice.strategy == "cascade" and choice.chosen.model is not None
+    t = choice.chosen.thresholds
+    assert t.fnr_bound <= 0.01 and t.fpr_bound <= 0.01 and t.pass_rate < 0.05
+    assert choice.eval_fnr <= 0.02 and choice.eval_fpr <= 0.02
+    assert choice.expected_per_frame < choice.exact_per_frame / 10
+    names = [a.name for a in choice.alternatives]
+    assert len(names) == 8 and "exact (reference on every frame)" in names  # 3 detectors x 3 models - 1, + exact
+    detector_only = next(a for a in choice.alternatives if a.name == "blocked-mse@32 vs background -> reference")
+    assert 0.25 < detector_only.thresholds.diff_pass < 0.35  # it passes on the squares, i.e. the positives
+
+
+def test_one_class_sample_falls_back_to_exact():
+    n = 600
+    small = {s: {f: np.zeros((s, s, 3), np.uint8) for f in range(n)} for s in (32, 64)}
+    split = time_block_split(0, n - 1, n)
+    choice = decide(Atom(PERSON, column="vql_a0"), split, "all", {f: False for f in range(n)}, small,
+                    Costs(0.001, 0.0005, 0.0, 0.0, 0.05), fpr=0.01, fnr=0.01)
+    assert choice.strategy == "exact" and "only one class" in choice.reason
+
+
+@pytest.fixture()
+def con():
+    c = vql.connect(None, progress=False)
+    c.sql(f"CREATE VIDEO cam FROM '{SAMPLE_VIDEO}'")
+    yield c
+    c.close()
+
+
+def test_and_short_circuits_and_matches_exact(con):
+    query = "SELECT frame FROM cam WHERE contains('person', region := (0, 0.5, 1, 1)) AND object_count('person') >= 4 AND frame < 48"
+    text = "\n".join(r[0] for r in con.sql("EXPLAIN " + query).fetchall())
+    assert "atoms short-circuit under AND" in text
+    fast = con.sql(query)
+    exact = con.sql(query + " WITH (exact)")
+    assert fast.fetchall() == exact.fetchall()
+    ops = fast.metadata["operators"]
+    first, second = sorted(ops, key=lambda c: -ops[c]["frames"])
+    assert ops[first]["frames"] == 48 and ops[second]["frames"] < 48  # the second ran only where the first held
+    recorded = dict(con.sql(f"SELECT predicate, count(*) FROM vql_results WHERE query_id = {fast.metadata['query_id']} "
+                            "GROUP BY predicate").fetchall())
+    assert sorted(recorded.values()) == sorted(o["frames"] for o in ops.values() if o["frames"])
+    rates = con.sql(f"SELECT strategy FROM vql_query_accuracy WHERE query_id = {fast.metadata['query_id']}").fetchall()
+    assert rates == [("exact",), ("exact",)]
