@@ -69,7 +69,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     ctx.count("frames_cached", decoded - referenced)
     reference = ref_s / referenced if referenced else reference_cost(ctx, model)
     decode = decode_s / max(1, decoded)
-    return small, Costs(decode=decode, grab=decode * 0.5, diff=0.0, cnn=0.0, reference=reference)
+    return small, Costs(decode=decode, diff=0.0, cnn=0.0, reference=reference)
 
 
 def reference_cost(ctx: Context, model: ReferenceModel) -> float:

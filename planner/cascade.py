@@ -208,7 +208,7 @@ def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool],
         for model, c_scores, c_cost in models:
             if det is None and model is None:
                 continue
-            stage_costs = Costs(costs.decode, costs.grab, d_cost, c_cost, costs.reference)
+            stage_costs = Costs(costs.decode, d_cost, c_cost, costs.reference)
             best = None
             for t in fit_cascade(d_scores, c_scores, y["fit"], fnr_t, fpr_t):
                 if t.fnr_bound > fnr_t or t.fpr_bound > fpr_t:
@@ -237,7 +237,7 @@ def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool],
         alternatives=alternatives, eval_fpr=fp / max(1, int((~y["eval"]).sum())),
         eval_fnr=fn / max(1, int(y["eval"].sum())), eval_frames=len(y["eval"]), eval_positives=int(y["eval"].sum()),
         plan_seconds=time.perf_counter() - start,
-        **dict(common, costs=Costs(costs.decode, costs.grab, best.diff_seconds, best.cnn_seconds, costs.reference)),
+        **dict(common, costs=Costs(costs.decode, best.diff_seconds, best.cnn_seconds, costs.reference)),
     )
 
 

@@ -32,7 +32,7 @@ def test_explain_of_a_chosen_cascade_golden():
     choice = CascadeChoice(
         Atom(PERSON, column="vql_a0"), "cascade", "cheapest plan meeting the targets on the fit set", 7040,
         "the 2990-frame floor for a 0.01 target; grown to 7040", "50 blocks of ~720 frames",
-        Costs(0.0012, 0.0006, 0.00005, 0.0002, 0.055), 0.0562, chosen,
+        Costs(0.0012, 0.00005, 0.0002, 0.055), 0.0562, chosen,
         [Candidate("cnn1x16-d32@32 -> reference", 0.0112), Candidate("exact (reference on every frame)", 0.0562)],
         eval_fpr=0.0021, eval_fnr=0.0049, eval_frames=1180, eval_positives=205,
     )
@@ -54,7 +54,7 @@ def test_the_search_costs_every_combination_and_certifies_the_choice():
                 img[x:x + s // 4, x:x + s // 4] = 220
             small[s][f] = img
     split = time_block_split(0, n - 1, n)
-    costs = Costs(decode=0.001, grab=0.0005, diff=0.0, cnn=0.0, reference=0.05)
+    costs = Costs(decode=0.001, diff=0.0, cnn=0.0, reference=0.05)
     choice = decide(Atom(PERSON, column="vql_a0"), split, "all", {f: bool(truth[f]) for f in range(n)}, small, costs,
                     fpr=0.01, fnr=0.01, time_budget_s=10)
     assert choice.strategy == "cascade" and choice.chosen.model is not None
@@ -73,7 +73,7 @@ def test_one_class_sample_falls_back_to_exact():
     small = {s: {f: np.zeros((s, s, 3), np.uint8) for f in range(n)} for s in (32, 64)}
     split = time_block_split(0, n - 1, n)
     choice = decide(Atom(PERSON, column="vql_a0"), split, "all", {f: False for f in range(n)}, small,
-                    Costs(0.001, 0.0005, 0.0, 0.0, 0.05), fpr=0.01, fnr=0.01)
+                    Costs(0.001, 0.0, 0.0, 0.05), fpr=0.01, fnr=0.01)
     assert choice.strategy == "exact" and "only one class" in choice.reason
 
 

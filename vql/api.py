@@ -32,6 +32,8 @@ from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
 
+PLAN_FORMAT = "plan2"  # part of every stored plan's key: a new format never reads an old pickle
+
 
 @dataclass
 class Result:
@@ -247,12 +249,13 @@ class Connection:
 
         scan, info = node.scan, node.scan.info
         model = self.model(atom.predicate.model)
-        key = f"{info.fingerprint}|{model.version}|{atom.text}|fpr={fpr:g}|fnr={fnr:g}|{scan.first}-{scan.last}"
+        key = (f"{PLAN_FORMAT}|{info.fingerprint}|{model.version}|{atom.text}|fpr={fpr:g}|fnr={fnr:g}|"
+               f"{scan.first}-{scan.last}")
         if key in self._choices:
             return self._choices[key]
         blob = self.store.load_plan(key)
         if blob is not None:
-            choice = pickle.loads(blob)
+            choice = pickle.loads(blob)  # a plan of an older format has another key, so never lands here
             ctx.count("plans_reused", 1)
         else:
             start = time.perf_counter()
@@ -260,7 +263,7 @@ class Connection:
             if len(split.frames) * 2 > scan.frame_count:
                 choice = CascadeChoice(atom, "exact", "the planning sample would cover over half of the scan: "
                                        "labelling every frame costs less", len(split.frames), why, split.reason,
-                                       Costs(0.0, 0.0, 0.0, 0.0, 0.0), 0.0, None)
+                                       Costs(0.0, 0.0, 0.0, 0.0), 0.0, None)
             else:
                 split, why, truth, small, costs, short = self._label_sample(ctx, model, scan, atom, split, why,
                                                                            min(fpr, fnr))
