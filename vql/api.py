@@ -359,7 +359,7 @@ class Connection:
         if not node.analyze:
             ctx = self._context(plan)
             choices = {a.column: ctx.plan_atom(ev, a) for ev in plan.inputs for a in ev.atoms}
-            return Result(pa.table({"plan": explain(plan, choices).splitlines()}), dict(ctx.stats))
+            return Result(pa.table({"plan": explain(plan, choices).splitlines()}), dict(ctx.stats, choices=choices))
         start = time.perf_counter()
         table, stats = self._execute(plan, params)
         lines = stats.get("plan_text", explain(plan)).splitlines() + [
