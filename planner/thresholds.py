@@ -43,45 +43,16 @@ class Thresholds:
 
 def fit_thresholds(scores: np.ndarray, labels: np.ndarray, fnr: float, fpr: float,
                    confidence: float = 0.95) -> Thresholds:
-    """Widest decision regions whose error-rate upper bounds meet ``fnr`` and ``fpr``.
+    """Widest decision regions whose error-rate upper bounds meet ``fnr`` and ``fpr``, for a
+    specialized model alone (``fit_cascade`` without a detector).
 
     >>> s = np.r_[np.linspace(0, 0.4, 2000), np.linspace(0.6, 1, 2000)]
     >>> t = fit_thresholds(s, s > 0.5, fnr=0.01, fpr=0.01)
     >>> bool(0.4 < t.c_low <= 0.6 and 0.4 <= t.c_high < 0.6), t.pass_rate
     (True, 0.0)
     """
-    scores = np.asarray(scores, np.float64)
-    labels = np.asarray(labels, bool)
-    pos, neg = np.sort(scores[labels]), np.sort(scores[~labels])
-    n_pos, n_neg = len(pos), len(neg)
-    notes = []
-
-    # c_low: the k lowest-scoring positives fall below it; the largest k whose bound fits.
-    c_low, fnr_bound = -np.inf, 0.0
-    if n_pos == 0 or upper_bound(0, n_pos, confidence) > fnr:
-        notes.append(f"{n_pos} positives cannot certify a false-negative rate of {fnr:g}")
-    else:
-        k = 0
-        while k < n_pos and upper_bound(k + 1, n_pos, confidence) <= fnr:
-            k += 1
-        # everything strictly below the (k+1)-th lowest positive may be called negative
-        c_low = pos[k] if k < n_pos else np.inf
-        fnr_bound = upper_bound(int((pos < c_low).sum()), n_pos, confidence)
-    # c_high: the k highest-scoring negatives fall above it.
-    c_high, fpr_bound = np.inf, 0.0
-    if n_neg == 0 or upper_bound(0, n_neg, confidence) > fpr:
-        notes.append(f"{n_neg} negatives cannot certify a false-positive rate of {fpr:g}")
-    else:
-        k = 0
-        while k < n_neg and upper_bound(k + 1, n_neg, confidence) <= fpr:
-            k += 1
-        c_high = neg[n_neg - 1 - k] if k < n_neg else -np.inf
-        fpr_bound = upper_bound(int((neg > c_high).sum()), n_neg, confidence)
-    if c_high < c_low:  # overlapping regions: the reference settles the disputed band
-        c_high = c_low = (c_high + c_low) / 2 if np.isfinite(c_high + c_low) else c_low
-    undecided = (scores >= c_low) & (scores <= c_high)
-    return Thresholds(float(c_low), float(c_high), fnr_bound, fpr_bound,
-                      float(undecided.mean()) if len(scores) else 1.0, n_pos, n_neg, "; ".join(notes))
+    (option,) = fit_cascade(None, np.asarray(scores, np.float64), labels, fnr, fpr, confidence)
+    return option
 
 
 def allowed_errors(n: int, target: float, confidence: float = 0.95) -> int:
