@@ -119,9 +119,20 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     cached.passed_on = len(todo)
     ctx.count("frames_cached", cached.decided)
     chosen = choice.chosen
+    ref = OperatorStats(f"reference {model.name}", frames_in=len(todo), decided=len(todo))
+    if chosen is None:  # the exact plan: the one labelling loop of exact scans, then the stored labels
+        t0 = time.perf_counter()
+        executor.label_frames(ctx, info, model, version, todo, f"{model.name} (exact) {atom.column}: ")
+        ref.seconds = time.perf_counter() - t0
+        wanted = set(todo.tolist())
+        for f, c in atom_counts(ctx, info, version, atom, first, last).items():
+            if f in wanted:
+                answer[f - first] = bool(atom.holds(np.array(c)))
+        ctx.count("frames_sent_to_reference", len(todo))
+        return answer, [cached, ref]
     decode = OperatorStats("decode (frames not in the store; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
-    diff = OperatorStats(f"difference {chosen.detector.name}" if chosen and chosen.detector else "")
-    cnn = OperatorStats(f"specialized {chosen.model.arch.name}" if chosen and chosen.model else "")
+    diff = OperatorStats(f"difference {chosen.detector.name}" if chosen.detector else "")
+    cnn = OperatorStats(f"specialized {chosen.model.arch.name}" if chosen.model else "")
     ref = OperatorStats(f"reference {model.name}")
     pending: list[tuple[int, np.ndarray]] = []
     cls, pred = atom.predicate.class_id, atom.predicate
@@ -142,41 +153,38 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
         ref.decided += len(ids)
         ref.seconds += time.perf_counter() - t1
 
-    label = f"{'cascade' if chosen else model.name + ' (exact)'} {atom.column}: "
-    with Progress(len(todo), "frames", label, enabled=ctx.progress) as bar:
+    with Progress(len(todo), "frames", f"cascade {atom.column}: ", enabled=ctx.progress) as bar:
         t0 = time.perf_counter()
         for indices, batch in read_frames(info.path, todo, 64):
             decode.seconds += time.perf_counter() - t0
-            ask = np.ones(len(indices), bool)
-            if chosen is not None:
-                t1 = time.perf_counter()
-                sizes = {chosen.detector.size} if chosen.detector else set()
-                sizes |= {chosen.model.arch.size} if chosen.model else set()
-                small = {s: downscale(batch, s) for s in sizes}
-                d_scores = c_scores = None
-                if chosen.detector is not None:
-                    d_scores = chosen.detector.scores(small[chosen.detector.size])
-                    passing = d_scores >= chosen.thresholds.delta
-                    diff.frames_in += len(indices)
-                    diff.decided += int((~passing).sum())
-                    diff.passed_on += int(passing.sum())
-                    t2 = time.perf_counter()
-                    diff.seconds += t2 - t1
-                    t1 = t2
-                else:
-                    passing = np.ones(len(indices), bool)
-                if chosen.model is not None:
-                    c_scores = np.zeros(len(indices), np.float32)
-                    if passing.any():
-                        c_scores[passing] = chosen.model.scores(small[chosen.model.arch.size][passing])
-                    cnn.frames_in += int(passing.sum())
-                    cnn.seconds += time.perf_counter() - t1
-                said_no, said_yes = chosen.decide(d_scores, c_scores)
-                answer[indices - first] = said_yes
-                ask = ~said_no & ~said_yes
-                if chosen.model is not None:
-                    cnn.decided += int((passing & ~ask).sum())
-                    cnn.passed_on += int(ask.sum())
+            t1 = time.perf_counter()
+            sizes = {chosen.detector.size} if chosen.detector else set()
+            sizes |= {chosen.model.arch.size} if chosen.model else set()
+            small = {s: downscale(batch, s) for s in sizes}
+            d_scores = c_scores = None
+            if chosen.detector is not None:
+                d_scores = chosen.detector.scores(small[chosen.detector.size])
+                passing = d_scores >= chosen.thresholds.delta
+                diff.frames_in += len(indices)
+                diff.decided += int((~passing).sum())
+                diff.passed_on += int(passing.sum())
+                t2 = time.perf_counter()
+                diff.seconds += t2 - t1
+                t1 = t2
+            else:
+                passing = np.ones(len(indices), bool)
+            if chosen.model is not None:
+                c_scores = np.zeros(len(indices), np.float32)
+                if passing.any():
+                    c_scores[passing] = chosen.model.scores(small[chosen.model.arch.size][passing])
+                cnn.frames_in += int(passing.sum())
+                cnn.seconds += time.perf_counter() - t1
+            said_no, said_yes = chosen.decide(d_scores, c_scores)
+            answer[indices - first] = said_yes
+            ask = ~said_no & ~said_yes
+            if chosen.model is not None:
+                cnn.decided += int((passing & ~ask).sum())
+                cnn.passed_on += int(ask.sum())
             for i in np.flatnonzero(ask):
                 pending.append((int(indices[i]), batch[i]))
             flush()
