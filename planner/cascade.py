@@ -165,53 +165,59 @@ def _timed(fn, x: np.ndarray) -> tuple[np.ndarray, float]:
     return out, (time.perf_counter() - t0) / max(1, len(x))
 
 
-def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool], small: dict[int, dict[int, np.ndarray]],
-           costs: Costs, fpr: float, fnr: float, time_budget_s: float = 60.0) -> CascadeChoice:
-    """Train, fit, cost and evaluate on an already labelled sample (pure but for training).
+@dataclass
+class Stages:
+    """The cheap stages trained on a sample's train set, before any threshold is fitted."""
 
-    The search: every combination of a difference detector (none, or one per metric) and a
-    specialized model (none, or one per trained architecture), each with every split of the
-    false-negative budget between them (``fit_cascade``), costed by ``cascade_cost`` with the
-    measured per-frame costs; the exact plan is one of the candidates.
-    """
+    detectors: list[DifferenceDetector]
+    models: list[TrainedModel]
+    train_seconds: float = 0.0
+
+    def scored(self, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]):
+        """(stage, scores, measured seconds per frame) of every detector and model on ``frames``,
+        each list led by (None, None, 0.0): the plan without that stage."""
+        d_frames = _stack(small[DIFF_SIZE], frames)
+        dets = [(None, None, 0.0)] + [(d, *_timed(d.scores, d_frames)) for d in self.detectors]
+        models = [(None, None, 0.0)] + [(m, *_timed(m.scores, _stack(small[m.arch.size], frames))) for m in self.models]
+        return dets, models
+
+
+def train_stages(split: Split, truth: dict[int, bool], small: dict[int, dict[int, np.ndarray]],
+                 time_budget_s: float = 60.0) -> Stages | None:
+    """Difference detectors against the background (the median of the training frames without
+    the predicate) and the cheapest specialized CNNs, each within its time budget; None when the
+    train set holds one class only."""
     start = time.perf_counter()
-    exact = exact_cost(1, costs)
-    y = {role: np.array([truth[int(f)] for f in getattr(split, role)], bool) for role in ("train", "fit", "eval")}
-    every = np.array(list(truth.values()), bool)
-    common = dict(atom=atom, sample_frames=len(split.frames), sample_reason=sample_reason, split=split.reason,
-                  costs=costs, exact_per_frame=exact, positive_rate=float(every.mean()) if len(every) else 0.5,
-                  fitted_frames=np.union1d(split.train, split.fit))
-    if y["train"].all() or not y["train"].any():
-        return CascadeChoice(strategy="exact", reason="the training sample has only one class", chosen=None, **common)
-
-    # difference detectors against the background: the median of the training frames without the predicate
+    y = np.array([truth[int(f)] for f in split.train], bool)
+    if y.all() or not y.any():
+        return None
     train_d = _stack(small[DIFF_SIZE], split.train)
-    negatives = train_d[~y["train"]]
+    negatives = train_d[~y]
     bg = background(negatives if len(negatives) >= 10 else train_d)
-    fit_d = _stack(small[DIFF_SIZE], split.fit)
-    detectors: list[tuple[DifferenceDetector | None, np.ndarray | None, float]] = [(None, None, 0.0)]
-    for metric in DETECTORS:
-        det = DifferenceDetector(metric, DIFF_SIZE, bg)
-        scores, seconds = _timed(det.scores, fit_d)
-        detectors.append((det, scores, seconds))
-    # specialized models: the cheapest architectures of the family, each within its time budget
-    models: list[tuple[TrainedModel | None, np.ndarray | None, float]] = [(None, None, 0.0)]
-    for blocks, filters, dense, size in CANDIDATES[:2]:
-        arch = Architecture(blocks, filters, dense, size)
-        model = train(arch, _stack(small[size], split.train), y["train"], time_budget_s=time_budget_s / 2)
-        scores, seconds = _timed(model.scores, _stack(small[size], split.fit))
-        models.append((model, scores, seconds))
+    detectors = [DifferenceDetector(metric, DIFF_SIZE, bg) for metric in DETECTORS]
+    models = [train(Architecture(*shape), _stack(small[shape[3]], split.train), y,
+                    time_budget_s=time_budget_s / 2) for shape in CANDIDATES[:2]]
+    return Stages(detectors, models, time.perf_counter() - start)
 
-    fnr_t, fpr_t = fnr * DRIFT_MARGIN, fpr * DRIFT_MARGIN
-    candidates: list[Candidate] = [Candidate("exact (reference on every frame)", exact)]
-    for det, d_scores, d_cost in detectors:
+
+def search(stages: Stages, frames: np.ndarray, labels: np.ndarray, small: dict[int, dict[int, np.ndarray]],
+           costs: Costs, fpr: float, fnr: float, budgets: tuple[int, int] | None = None) -> list[Candidate]:
+    """Every plan, cheapest first: each combination of a difference detector (none or one per
+    metric) and a specialized model (none or one per architecture), with the cheapest split of
+    the false-negative budget between them that the fit set ``frames`` certifies
+    (``fit_cascade``), costed by ``cascade_cost`` with the measured per-frame costs; the exact
+    plan is one of them. ``budgets``: uncertified error counts, for projections (nothing is
+    then held to the targets)."""
+    dets, models = stages.scored(frames, small)
+    candidates: list[Candidate] = [Candidate("exact (reference on every frame)", exact_cost(1, costs))]
+    for det, d_scores, d_cost in dets:
         for model, c_scores, c_cost in models:
             if det is None and model is None:
                 continue
             stage_costs = Costs(costs.decode, d_cost, c_cost, costs.reference)
             best = None
-            for t in fit_cascade(d_scores, c_scores, y["fit"], fnr_t, fpr_t):
-                if t.fnr_bound > fnr_t or t.fpr_bound > fpr_t:
+            for t in fit_cascade(d_scores, c_scores, labels, fnr, fpr, budgets=budgets):
+                if budgets is None and (t.fnr_bound > fnr or t.fpr_bound > fpr):
                     continue
                 shape = CascadeShape(diff_pass=t.diff_pass, cnn_pass=t.cnn_pass, use_diff=det is not None,
                                      use_cnn=model is not None)
@@ -221,7 +227,25 @@ def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool],
                     best = Candidate(name, cost, t, model, det, c_cost, d_cost)
             if best is not None:
                 candidates.append(best)
-    candidates.sort(key=lambda c: c.cost_per_frame)
+    return sorted(candidates, key=lambda c: c.cost_per_frame)
+
+
+def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool], small: dict[int, dict[int, np.ndarray]],
+           costs: Costs, fpr: float, fnr: float, time_budget_s: float = 60.0, stages: Stages | None = None) -> CascadeChoice:
+    """Train (unless ``stages`` were trained already), fit, cost and evaluate on a labelled sample:
+    the cheapest of ``search``'s plans at 90% of each target (DRIFT_MARGIN), then its false-positive
+    and false-negative rates on the eval set."""
+    start = time.perf_counter()
+    exact = exact_cost(1, costs)
+    y = {role: np.array([truth[int(f)] for f in getattr(split, role)], bool) for role in ("train", "fit", "eval")}
+    every = np.array(list(truth.values()), bool)
+    common = dict(atom=atom, sample_frames=len(split.frames), sample_reason=sample_reason, split=split.reason,
+                  costs=costs, exact_per_frame=exact, positive_rate=float(every.mean()) if len(every) else 0.5,
+                  fitted_frames=np.union1d(split.train, split.fit))
+    stages = stages or train_stages(split, truth, small, time_budget_s)
+    if stages is None:
+        return CascadeChoice(strategy="exact", reason="the training sample has only one class", chosen=None, **common)
+    candidates = search(stages, split.fit, y["fit"], small, costs, fpr * DRIFT_MARGIN, fnr * DRIFT_MARGIN)
     best, alternatives = candidates[0], candidates[1:]
     if best.thresholds is None:
         return CascadeChoice(strategy="exact", reason="no cascade beats the reference under the targets",

@@ -58,3 +58,28 @@ def cascade_cost(frames: int, costs: Costs, shape: CascadeShape, still_to_pay: f
 
 def exact_cost(frames: int, costs: Costs) -> float:
     return cascade_cost(frames, costs, CascadeShape())
+
+
+def growth_costs(extra: int, unlabelled: int, costs: Costs, projected_per_frame: float) -> tuple[float, float]:
+    """(cost of labelling ``extra`` more sample frames and then running the projected cascade over
+    the rest of the ``unlabelled`` frames, cost of the reference on all of them): what is still to
+    pay for each plan when the sample is too small to certify the targets. Frames already labelled
+    cost neither plan anything, so they are left out of both.
+
+    >>> c = Costs(decode=0.001, diff=0.0001, cnn=0.0003, reference=0.08)
+    >>> grow, exact = growth_costs(3000, 33000, c, projected_per_frame=0.03)   # a 9% predicate
+    >>> round(grow), round(exact), grow < exact
+    (1143, 2673, True)
+    >>> grow, exact = growth_costs(40000, 33000, c, projected_per_frame=0.03)  # a 0.8% one
+    >>> grow < exact
+    False
+    >>> grow, exact = growth_costs(3000, 33000, c, projected_per_frame=0.081)  # stages that separate nothing
+    >>> grow < exact
+    False
+
+    Growing is rarely much worse than exact (every label it buys serves the exact plan too), so
+    the planner grows the sample unless the cascade cannot pay for it.
+    """
+    per_label = costs.decode + costs.reference
+    grow = min(extra, unlabelled) * per_label + max(0, unlabelled - extra) * projected_per_frame
+    return grow, unlabelled * per_label

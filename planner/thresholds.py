@@ -70,7 +70,7 @@ def allowed_errors(n: int, target: float, confidence: float = 0.95) -> int:
 
 
 def fit_cascade(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndarray, fnr: float, fpr: float,
-                confidence: float = 0.95) -> list[Thresholds]:
+                confidence: float = 0.95, budgets: tuple[int, int] | None = None) -> list[Thresholds]:
     """Every way of splitting the false-negative budget between a difference detector and a
     specialized model, each certified on the fit set (one ``Thresholds`` per split).
 
@@ -78,6 +78,9 @@ def fit_cascade(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndar
     false negatives; the model spends the rest below ``c_low`` and all of the false-positive
     budget above ``c_high``. The errors of the whole cascade are counted together, so the bound
     is on the cascade, not on each stage. ``diff`` or ``cnn`` None: that stage is absent.
+    ``budgets`` (false negatives, false positives) replaces the certified budgets: the planner
+    projects with (0, 0) what a cascade making no error on the fit set would pass on, before
+    the fit set is big enough to certify anything (the bounds are still computed honestly).
 
     >>> y = np.r_[np.zeros(2000, bool), np.ones(2000, bool)]
     >>> d = np.r_[np.linspace(0, 1, 2000), np.linspace(0.5, 2, 2000)]   # negatives overlap
@@ -87,12 +90,20 @@ def fit_cascade(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndar
     True
     >>> best = min(options, key=lambda o: o.pass_rate); round(best.pass_rate, 2) < 0.5
     True
+    >>> few = fit_cascade(d[::20], c[::20], y[::20], fnr=0.01, fpr=0.01)    # 100 positives: nothing certified
+    >>> [round(o.pass_rate, 2) for o in few]
+    [1.0]
+    >>> projected = fit_cascade(d[::20], c[::20], y[::20], 0.01, 0.01, budgets=(0, 0))
+    >>> min(o.pass_rate for o in projected) < 0.5, max(o.fnr_bound for o in projected) > 0.01
+    (True, True)
     """
     labels = np.asarray(labels, bool)
     n = len(labels)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     fn_budget = allowed_errors(n_pos, fnr, confidence)
     fp_budget = allowed_errors(n_neg, fpr, confidence)
+    if budgets is not None:
+        fn_budget, fp_budget = budgets
     notes = []
     if fn_budget < 0:
         notes.append(f"{n_pos} positives cannot certify a false-negative rate of {fnr:g}")

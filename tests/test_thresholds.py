@@ -9,12 +9,12 @@ import pytest
 
 from vql import binder
 from vql.engine import difference, executor
-from vql.planner import stats, thresholds
+from vql.planner import cost, sampling, stats, thresholds
 from vql.planner.stats import trials_needed, upper_bound
 from vql.planner.thresholds import allowed_errors, fit_cascade, fit_thresholds
 
 
-@pytest.mark.parametrize("module", [stats, thresholds, difference, executor, binder])
+@pytest.mark.parametrize("module", [stats, thresholds, cost, sampling, difference, executor, binder])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 

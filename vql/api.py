@@ -265,33 +265,40 @@ class Connection:
                                        "labelling every frame costs less", len(split.frames), why, split.reason,
                                        Costs(0.0, 0.0, 0.0, 0.0), 0.0, None)
             else:
-                split, why, truth, small, costs, short = self._label_sample(ctx, model, scan, atom, split, why,
-                                                                           min(fpr, fnr))
+                split, why, truth, small, costs, stages, short = self._label_sample(ctx, model, scan, atom, split,
+                                                                                   why, fpr, fnr)
                 if short:
                     choice = CascadeChoice(atom, "exact", short, len(split.frames), why, split.reason, costs,
                                            exact_cost(1, costs), None)
                 else:
-                    choice = decide(atom, split, why, truth, small, costs, fpr, fnr)
+                    choice = decide(atom, split, why, truth, small, costs, fpr, fnr, stages=stages)
             choice.plan_seconds = time.perf_counter() - start
             self.store.save_plan(key, info.fingerprint, pickle.dumps(choice))
             ctx.count("plan_seconds", choice.plan_seconds)
         self._choices[key] = choice
         return choice
 
-    def _label_sample(self, ctx: Context, model, scan, atom, split, why: str, target: float):
+    def _label_sample(self, ctx: Context, model, scan, atom, split, why: str, fpr: float, fnr: float):
         """Label the planning sample, then grow its fit set until it holds enough of the atom's
-        rarer class (positives or negatives) to certify ``target``: the rate seen so far says
-        how many fit frames that takes (training and evaluation keep the pilot's frames). When
-        the sample would cover over half the scan, labelling every frame (the exact plan) costs
-        less: the last value returned then says why; otherwise it is None."""
+        rarer class (positives or negatives) to certify the targets: the rate seen so far says
+        how many fit frames that takes (training and evaluation keep the pilot's frames).
+
+        Whether growing is worth it is the cost model's call, with what is still to pay: the
+        stages are trained on the pilot, the cheapest cascade that makes no error on the fit set
+        so far gives the projected cost per frame, and labelling the extra frames plus running
+        that cascade over the rest of the unlabelled scan is compared with the reference on all
+        of it (labels already stored serve both plans alike). Returns (split, why, truth, small,
+        costs, stages, short), ``short`` saying why the exact plan wins, or None."""
         from vql.engine.cascade import atom_counts, sample_pass
-        from vql.planner.cascade import DRIFT_MARGIN
+        from vql.planner.cascade import DRIFT_MARGIN, search, train_stages
+        from vql.planner.cost import growth_costs
         from vql.planner.sampling import FIT_SHARE, Split, time_block_split
         from vql.planner.stats import trials_needed
 
         info = scan.info
         small: dict = {}
-        costs = None
+        costs = stages = None
+        target = min(fpr, fnr)
         wanted = trials_needed(target * DRIFT_MARGIN)
         todo, rounds = split.frames, 0
         while True:
@@ -304,21 +311,31 @@ class Connection:
             fit_pos = sum(truth[int(f)] for f in split.fit)
             least = min(fit_pos, len(split.fit) - fit_pos)
             if least >= wanted:
-                return split, why, truth, small, costs, None
+                return split, why, truth, small, costs, stages, None
+            stages = stages or train_stages(split, truth, small)
+            if stages is None:
+                return split, why, truth, small, costs, None, "the training sample has only one class"
             extra = math.ceil(1.1 * (wanted * len(split.fit) / max(least, 0.5) - len(split.fit)))
-            if (len(split.frames) + extra) * 2 > scan.frame_count:
-                return split, why, truth, small, costs, (
+            unlabelled = scan.frame_count - len(ctx.store.labelled_frames(info.fingerprint, model.version,
+                                                                          scan.first, scan.last))
+            y_fit = np.array([truth[int(f)] for f in split.fit], bool)
+            best = search(stages, split.fit, y_fit, small, costs, fpr, fnr, budgets=(0, 0))[0]
+            grow, exact = growth_costs(extra, unlabelled, costs, best.cost_per_frame)
+            projection = (f"labelling ~{extra} more frames, then {best.name} (projected {best.cost_per_frame * 1000:.1f} "
+                          f"ms/frame with no error on the fit set) on the rest of the {unlabelled} unlabelled frames: "
+                          f"~{grow:.0f} s, against ~{exact:.0f} s for the reference on all of them")
+            if grow >= exact:
+                return split, why, truth, small, costs, stages, (
                     f"certifying {target:g} needs {wanted} of the rarer class in the fit set; it had {least} of "
-                    f"{len(split.fit)}, so ~{len(split.frames) + extra} frames would have to be labelled, over half "
-                    f"the scan")
+                    f"{len(split.fit)}; {projection}")
             more = time_block_split(scan.first, scan.last, math.ceil(extra / FIT_SHARE), seed=len(split.frames))
             todo = np.setdiff1d(more.fit, split.fit)
             if not len(todo) or rounds == 3:  # the fit blocks are used up: decide with what there is
-                return split, why, truth, small, costs, None
+                return split, why, truth, small, costs, stages, None
             split = Split(split.train, np.union1d(split.fit, todo), split.eval, split.blocks, split.reason)
             rounds += 1
             why += (f"; fit set grown to {len(split.fit)} frames: it had {least} of its rarer class, "
-                    f"{wanted} wanted")
+                    f"{wanted} wanted ({projection})")
 
     def _execute(self, plan, params) -> tuple[pa.Table, dict]:
         """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
