@@ -18,9 +18,10 @@ import numpy as np
 
 from vql.engine import executor
 from vql.engine.executor import Context
-from vql.engine.video import VideoInfo, read_frames
+from vql.engine.video import VideoInfo, decode_costs, read_frames
 from vql.planner.cascade import Atom, CascadeChoice
 from vql.planner.cost import Costs
+from vql.planner.skipping import anchors
 from vql.planner.specialized import downscale
 from vql.progress import Progress
 from vql.udfs.reference import ReferenceModel
@@ -43,15 +44,14 @@ def atom_counts(ctx: Context, info: VideoInfo, version: str, atom: Atom, first: 
 
 def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, frames: np.ndarray,
                 sizes=(32, 64)) -> tuple[dict[int, dict[int, np.ndarray]], Costs]:
-    """Label the sample (reusing stored labels) and keep it downscaled; measure per-frame costs."""
+    """Label the sample (reusing stored labels) and keep it downscaled; measure per-frame costs
+    (the reference on the frames it labels; reading and grabbing once per video and session)."""
     done = set(ctx.store.labelled_frames(info.fingerprint, version, int(frames.min()), int(frames.max())).tolist())
     small: dict[int, dict[int, np.ndarray]] = {s: {} for s in sizes}
-    decode_s = ref_s = 0.0
+    ref_s = 0.0
     referenced = decoded = 0
     with Progress(len(frames), "frames", f"sample for planning on {info.path.split('/')[-1]}: ", enabled=ctx.progress) as bar:
-        t0 = time.perf_counter()
         for indices, batch in read_frames(info.path, frames, executor.LABEL_BATCH):
-            decode_s += time.perf_counter() - t0
             decoded += len(indices)
             for s in sizes:
                 for f, img in zip(indices, downscale(batch, s)):
@@ -65,11 +65,13 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                 ctx.store.save_labels(info.fingerprint, version, model.classes, [int(indices[i]) for i in todo], dets)
                 ctx.count("frames_labelled", len(todo))
             bar.update(len(indices))
-            t0 = time.perf_counter()
     ctx.count("frames_cached", decoded - referenced)
     reference = ref_s / referenced if referenced else reference_cost(ctx, model)
-    decode = decode_s / max(1, decoded)
-    return small, Costs(decode=decode, diff=0.0, cnn=0.0, reference=reference)
+    key = f"decode_cost:{info.fingerprint}"
+    if key not in ctx.calibration:
+        ctx.calibration[key] = decode_costs(info.path, start=int(np.median(frames)))
+    read, grab = ctx.calibration[key]
+    return small, Costs(decode=read, diff=0.0, cnn=0.0, reference=reference, grab=grab)
 
 
 def reference_cost(ctx: Context, model: ReferenceModel) -> float:
@@ -130,6 +132,16 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                 answer[f - first] = bool(atom.holds(np.array(c)))
         ctx.count("frames_sent_to_reference", len(todo))
         return answer, [cached, ref]
+    # frame skipping: the cascade runs on each frame's anchor; stored anchors answer from their labels
+    computed = np.zeros(n, bool)
+    asked, anchor_of = todo, anchors(todo, first, chosen.skip)
+    skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
+                            frames_in=len(todo), decided=int((anchor_of != todo).sum()))
+    for a in np.unique(anchor_of):
+        if int(a) in known:
+            computed[a - first] = bool(atom.holds(np.array(known[int(a)])))
+    todo = np.array([a for a in np.unique(anchor_of) if int(a) not in known], np.int64)
+    skipped.passed_on = len(todo)
     decode = OperatorStats("decode (frames not in the store; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
     diff = OperatorStats(f"difference {chosen.detector.name}" if chosen.detector else "")
     cnn = OperatorStats(f"specialized {chosen.model.arch.name}" if chosen.model else "")
@@ -148,7 +160,7 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
         dets = model.detect([img for _, img in part])
         ctx.store.save_labels(info.fingerprint, version, model.classes, ids, dets)
         for f, d in zip(ids, dets):
-            answer[f - first] = bool(atom.holds(np.array(d.count(cls, pred.min_score, pred.region, (info.width, info.height)))))
+            computed[f - first] = bool(atom.holds(np.array(d.count(cls, pred.min_score, pred.region, (info.width, info.height)))))
         ref.frames_in += len(ids)
         ref.decided += len(ids)
         ref.seconds += time.perf_counter() - t1
@@ -179,8 +191,8 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                     c_scores[passing] = chosen.model.scores(small[chosen.model.arch.size][passing])
                 cnn.frames_in += int(passing.sum())
                 cnn.seconds += time.perf_counter() - t1
-            said_no, said_yes = chosen.decide(d_scores, c_scores)
-            answer[indices - first] = said_yes
+            said_no, said_yes = chosen.decide(d_scores, c_scores, len(indices))
+            computed[indices - first] = said_yes
             ask = ~said_no & ~said_yes
             if chosen.model is not None:
                 cnn.decided += int((passing & ~ask).sum())
@@ -191,7 +203,8 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
             bar.update(len(indices))
             t0 = time.perf_counter()
         flush(final=True)
-    ops = [cached, decode] + [s for s in (diff, cnn) if s.name] + [ref]
+    answer[asked - first] = computed[anchor_of - first]
+    ops = [cached] + ([skipped] if chosen.skip > 1 else []) + [decode] + [s for s in (diff, cnn) if s.name] + [ref]
     ctx.count("frames_decided_by_difference", diff.decided)
     ctx.count("frames_decided_by_specialized", cnn.decided)
     ctx.count("frames_sent_to_reference", ref.frames_in)

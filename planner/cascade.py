@@ -20,13 +20,14 @@ Steps, each visible in EXPLAIN:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from vql.engine.difference import DETECTORS, DifferenceDetector, background
 from vql.planner.cost import CascadeShape, Costs, cascade_cost, exact_cost
 from vql.planner.sampling import Split, sample_size, time_block_split
+from vql.planner.skipping import anchors
 from vql.planner.specialized import CANDIDATES, Architecture, TrainedModel, train
 from vql.planner.thresholds import Thresholds, fit_cascade
 from vql.plan import ModelPredicate
@@ -71,11 +72,12 @@ class Candidate:
     detector: DifferenceDetector | None = None
     cnn_seconds: float = 0.0  # measured per frame
     diff_seconds: float = 0.0
+    skip: int = 1  # one frame in ``skip`` is evaluated; the others inherit its answer
 
-    def decide(self, diff: np.ndarray | None, cnn: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(answered "no", answered "yes") masks for frames with these stage scores."""
+    def decide(self, diff: np.ndarray | None, cnn: np.ndarray | None, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(answered "no", answered "yes") masks for ``n`` frames with these stage scores."""
         t = self.thresholds
-        n = len(diff) if diff is not None else len(cnn)
+        n = len(diff) if diff is not None else len(cnn) if cnn is not None else n
         passing = np.ones(n, bool) if self.detector is None else diff >= t.delta
         if self.model is None:
             return ~passing, np.zeros(n, bool)
@@ -103,6 +105,7 @@ class CascadeChoice:
     plan_seconds: float = 0.0
     positive_rate: float = 0.5  # share of sample frames on which the atom holds
     fitted_frames: np.ndarray | None = None  # the frames training and fitting saw (audits skip them)
+    skip_notes: list[str] = field(default_factory=list)  # frame skipping: what was tried and why not
 
     @property
     def expected_per_frame(self) -> float:
@@ -114,15 +117,19 @@ class CascadeChoice:
         chosen = self.chosen
         if chosen and chosen.thresholds:
             t = chosen.thresholds
+            stages = []
+            if chosen.skip > 1:
+                stages.append(f"frame skipping: one frame in {chosen.skip} evaluated, the others inherit its answer "
+                              f"(only grabbed by the decoder)")
             if chosen.detector is not None:
-                lines.append(f"  1. difference detector {chosen.detector.name}: delta = {t.delta:.4g}; below it \"no\"; "
-                             f"passes on {t.diff_pass:.1%} of frames")
+                stages.append(f"difference detector {chosen.detector.name}: delta = {t.delta:.4g}; below it \"no\"; "
+                              f"passes on {t.diff_pass:.1%} of frames")
             if chosen.model is not None:
-                lines.append(f"  {1 + (chosen.detector is not None)}. specialized {chosen.model.arch.name}: "
-                             f"c_low = {t.c_low:.4g}, c_high = {t.c_high:.4g}; leaves {t.cnn_pass:.1%} of what reaches it "
-                             f"to the reference")
-            lines.append(f"  {1 + (chosen.detector is not None) + (chosen.model is not None)}. reference: "
-                         f"{t.pass_rate:.1%} of frames (stored labels answer the frames already labelled)")
+                stages.append(f"specialized {chosen.model.arch.name}: c_low = {t.c_low:.4g}, c_high = {t.c_high:.4g}; "
+                              f"leaves {t.cnn_pass:.1%} of what reaches it to the reference")
+            stages.append(f"reference: {t.pass_rate:.1%} of {'evaluated ' if chosen.skip > 1 else ''}frames "
+                          f"(stored labels answer the frames already labelled)")
+            lines += [f"  {i}. {text}" for i, text in enumerate(stages, 1)]
             lines.append(f"  fit-set bounds (95%) of the whole cascade: fnr <= {t.fnr_bound:.4f}, fpr <= {t.fpr_bound:.4f} "
                          f"({t.positives} positives, {t.negatives} negatives)")
         if chosen is not None or self.alternatives:
@@ -131,10 +138,12 @@ class CascadeChoice:
                 f"ms/frame ({self.exact_per_frame / max(self.expected_per_frame, 1e-12):.1f}x)"
             )
             lines.append(
-                f"  measured costs (ms/frame): decode {c.decode * 1000:.3f}, difference {c.diff * 1000:.3f}, "
+                f"  measured costs (ms/frame): decode {c.decode * 1000:.3f} (grab only {c.grab * 1000:.3f}), "
+                f"difference {c.diff * 1000:.3f}, "
                 f"specialized {c.cnn * 1000:.3f}, reference {c.reference * 1000:.2f}"
             )
             lines.append(f"  sample: {self.sample_frames} frames ({self.sample_reason}); split: {self.split}")
+            lines += [f"  frame skipping: {note}" for note in self.skip_notes]
         else:
             lines.append(f"  sample it would need: {self.sample_frames} frames ({self.sample_reason})")
         if self.eval_fpr is not None:
@@ -201,67 +210,84 @@ def train_stages(split: Split, truth: dict[int, bool], small: dict[int, dict[int
 
 
 def search(stages: Stages, frames: np.ndarray, labels: np.ndarray, small: dict[int, dict[int, np.ndarray]],
-           costs: Costs, fpr: float, fnr: float, budgets: tuple[int, int] | None = None) -> list[Candidate]:
+           costs: Costs, fpr: float, fnr: float, budgets: tuple[int, int] | None = None, skip: int = 1,
+           truth: np.ndarray | None = None) -> list[Candidate]:
     """Every plan, cheapest first: each combination of a difference detector (none or one per
     metric) and a specialized model (none or one per architecture), with the cheapest split of
     the false-negative budget between them that the fit set ``frames`` certifies
     (``fit_cascade``), costed by ``cascade_cost`` with the measured per-frame costs; the exact
     plan is one of them. ``budgets``: uncertified error counts, for projections (nothing is
-    then held to the targets)."""
+    then held to the targets). With ``skip`` > 1, ``frames`` and ``labels`` are the fit frames'
+    anchors and ``truth`` the fit frames' own labels (``fit_cascade``), and the plans evaluate
+    one frame in ``skip`` (the reference alone on the anchors is one of them; exact is not)."""
     dets, models = stages.scored(frames, small)
-    candidates: list[Candidate] = [Candidate("exact (reference on every frame)", exact_cost(1, costs))]
+    candidates: list[Candidate] = []
+    if skip == 1:
+        candidates.append(Candidate("exact (reference on every frame)", exact_cost(1, costs)))
     for det, d_scores, d_cost in dets:
         for model, c_scores, c_cost in models:
-            if det is None and model is None:
+            if det is None and model is None and skip == 1:
                 continue
-            stage_costs = Costs(costs.decode, d_cost, c_cost, costs.reference)
+            stage_costs = replace(costs, diff=d_cost, cnn=c_cost)
             best = None
-            for t in fit_cascade(d_scores, c_scores, labels, fnr, fpr, budgets=budgets):
+            for t in fit_cascade(d_scores, c_scores, labels, fnr, fpr, budgets=budgets, truth=truth):
                 if budgets is None and (t.fnr_bound > fnr or t.fpr_bound > fpr):
                     continue
                 shape = CascadeShape(diff_pass=t.diff_pass, cnn_pass=t.cnn_pass, use_diff=det is not None,
-                                     use_cnn=model is not None)
+                                     use_cnn=model is not None, skip=skip)
                 cost = cascade_cost(1, stage_costs, shape)
                 if best is None or cost < best.cost_per_frame:
-                    name = " -> ".join(([det.name] if det else []) + ([model.arch.name] if model else []) + ["reference"])
-                    best = Candidate(name, cost, t, model, det, c_cost, d_cost)
+                    name = " -> ".join(([f"skip {skip}"] if skip > 1 else []) + ([det.name] if det else [])
+                                       + ([model.arch.name] if model else []) + ["reference"])
+                    best = Candidate(name, cost, t, model, det, c_cost, d_cost, skip)
             if best is not None:
                 candidates.append(best)
     return sorted(candidates, key=lambda c: c.cost_per_frame)
 
 
 def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool], small: dict[int, dict[int, np.ndarray]],
-           costs: Costs, fpr: float, fnr: float, time_budget_s: float = 60.0, stages: Stages | None = None) -> CascadeChoice:
+           costs: Costs, fpr: float, fnr: float, time_budget_s: float = 60.0, stages: Stages | None = None,
+           first: int = 0, skips: tuple[int, ...] = (), skip_notes: list[str] | None = None) -> CascadeChoice:
     """Train (unless ``stages`` were trained already), fit, cost and evaluate on a labelled sample:
     the cheapest of ``search``'s plans at 90% of each target (DRIFT_MARGIN), then its false-positive
-    and false-negative rates on the eval set."""
+    and false-negative rates on the eval set. ``skips``: frame skips whose anchors (of the fit
+    and eval frames, in a scan starting at ``first``) are labelled in ``truth`` and ``small``."""
     start = time.perf_counter()
     exact = exact_cost(1, costs)
     y = {role: np.array([truth[int(f)] for f in getattr(split, role)], bool) for role in ("train", "fit", "eval")}
-    every = np.array(list(truth.values()), bool)
+    every = np.array([truth[int(f)] for f in split.frames], bool)
     common = dict(atom=atom, sample_frames=len(split.frames), sample_reason=sample_reason, split=split.reason,
                   costs=costs, exact_per_frame=exact, positive_rate=float(every.mean()) if len(every) else 0.5,
-                  fitted_frames=np.union1d(split.train, split.fit))
+                  fitted_frames=np.union1d(np.union1d(split.train, split.fit),
+                                           [a for k in skips for a in anchors(split.fit, first, k)]).astype(np.int64),
+                  skip_notes=list(skip_notes or []))
     stages = stages or train_stages(split, truth, small, time_budget_s)
     if stages is None:
         return CascadeChoice(strategy="exact", reason="the training sample has only one class", chosen=None, **common)
     candidates = search(stages, split.fit, y["fit"], small, costs, fpr * DRIFT_MARGIN, fnr * DRIFT_MARGIN)
+    for k in skips:
+        a_fit = anchors(split.fit, first, k)
+        candidates += search(stages, a_fit, np.array([truth[int(a)] for a in a_fit], bool), small, costs,
+                             fpr * DRIFT_MARGIN, fnr * DRIFT_MARGIN, skip=k, truth=y["fit"])
+    candidates.sort(key=lambda c: c.cost_per_frame)
     best, alternatives = candidates[0], candidates[1:]
     if best.thresholds is None:
         return CascadeChoice(strategy="exact", reason="no cascade beats the reference under the targets",
                              chosen=None, alternatives=alternatives, plan_seconds=time.perf_counter() - start, **common)
-    # held-out evaluation of the chosen cascade: cheap stages decide what they may, the reference the rest
-    d_eval = best.detector.scores(_stack(small[DIFF_SIZE], split.eval)) if best.detector else None
-    c_eval = best.model.scores(_stack(small[best.model.arch.size], split.eval)) if best.model else None
-    said_no, said_yes = best.decide(d_eval, c_eval)
-    answer = np.where(said_no, False, np.where(said_yes, True, y["eval"]))
+    # held-out evaluation of the chosen cascade: cheap stages decide what they may on each eval
+    # frame's anchor (the frame itself without skipping), the reference the rest
+    a_eval = anchors(split.eval, first, best.skip)
+    d_eval = best.detector.scores(_stack(small[DIFF_SIZE], a_eval)) if best.detector else None
+    c_eval = best.model.scores(_stack(small[best.model.arch.size], a_eval)) if best.model else None
+    said_no, said_yes = best.decide(d_eval, c_eval, len(a_eval))
+    answer = np.where(said_no, False, np.where(said_yes, True, [truth[int(a)] for a in a_eval]))
     fp, fn = int((answer & ~y["eval"]).sum()), int((~answer & y["eval"]).sum())
     return CascadeChoice(
         strategy="cascade", reason="cheapest plan meeting the targets on the fit set", chosen=best,
         alternatives=alternatives, eval_fpr=fp / max(1, int((~y["eval"]).sum())),
         eval_fnr=fn / max(1, int(y["eval"].sum())), eval_frames=len(y["eval"]), eval_positives=int(y["eval"].sum()),
         plan_seconds=time.perf_counter() - start,
-        **dict(common, costs=Costs(costs.decode, best.diff_seconds, best.cnn_seconds, costs.reference)),
+        **dict(common, costs=replace(costs, diff=best.diff_seconds, cnn=best.cnn_seconds)),
     )
 
 

@@ -1,9 +1,11 @@
 """The cost model: one explicit function of named, measured inputs.
 
 Per-frame costs (seconds) are *measured* on this machine and device (``Costs``); pass rates
-come from the threshold-fit set. The expected cost of running a cascade over ``frames`` frames is
+come from the threshold-fit set. The expected cost of running a cascade over ``frames`` frames,
+evaluating one frame in ``skip`` (the others inherit their anchor's answer and are only grabbed), is
 
-    frames * (decode + diff + diff_pass * (cnn + cnn_pass * reference))
+    frames * ((decode + diff + diff_pass * (cnn + cnn_pass * reference)) / skip
+              + grab * (1 - 1 / skip))
   + still_to_pay                                          # labelling the sample, training
 
 and the exact plan costs ``frames * (decode + reference)``. A plan is only worth it when its
@@ -23,6 +25,7 @@ class Costs:
     diff: float  # difference detector on a downscaled frame
     cnn: float  # specialized model
     reference: float  # the reference model
+    grab: float = 0.0  # decode only, never converted: a skipped frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class CascadeShape:
     cnn_pass: float = 1.0  # share of those the specialized model leaves to the reference
     use_diff: bool = False
     use_cnn: bool = False
+    skip: int = 1  # evaluate one frame in ``skip``
 
 
 def cascade_cost(frames: int, costs: Costs, shape: CascadeShape, still_to_pay: float = 0.0) -> float:
@@ -43,6 +47,9 @@ def cascade_cost(frames: int, costs: Costs, shape: CascadeShape, still_to_pay: f
     61.0
     >>> round(cascade_cost(1000, c, CascadeShape(use_cnn=True, cnn_pass=0.05)), 3)
     4.3
+    >>> c = Costs(decode=0.001, diff=0.0001, cnn=0.0003, reference=0.06, grab=0.0005)
+    >>> round(cascade_cost(1000, c, CascadeShape(use_cnn=True, cnn_pass=0.05, skip=2)), 3)
+    2.4
     """
     per_frame = costs.decode
     passed = 1.0
@@ -53,6 +60,7 @@ def cascade_cost(frames: int, costs: Costs, shape: CascadeShape, still_to_pay: f
         per_frame += passed * costs.cnn
         passed *= shape.cnn_pass
     per_frame += passed * costs.reference
+    per_frame = per_frame / shape.skip + costs.grab * (1 - 1 / shape.skip)
     return frames * per_frame + still_to_pay
 
 

@@ -70,7 +70,8 @@ def allowed_errors(n: int, target: float, confidence: float = 0.95) -> int:
 
 
 def fit_cascade(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndarray, fnr: float, fpr: float,
-                confidence: float = 0.95, budgets: tuple[int, int] | None = None) -> list[Thresholds]:
+                confidence: float = 0.95, budgets: tuple[int, int] | None = None,
+                truth: np.ndarray | None = None) -> list[Thresholds]:
     """Every way of splitting the false-negative budget between a difference detector and a
     specialized model, each certified on the fit set (one ``Thresholds`` per split).
 
@@ -81,6 +82,10 @@ def fit_cascade(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndar
     ``budgets`` (false negatives, false positives) replaces the certified budgets: the planner
     projects with (0, 0) what a cascade making no error on the fit set would pass on, before
     the fit set is big enough to certify anything (the bounds are still computed honestly).
+
+    Frame skipping: the scores and ``labels`` are then those of each fit frame's *anchor* (the
+    frame whose answer it inherits) and ``truth`` the fit frames' own labels; frames whose anchor
+    disagrees with them spend their budget first, and the bounds count every frame's error.
 
     >>> y = np.r_[np.zeros(2000, bool), np.ones(2000, bool)]
     >>> d = np.r_[np.linspace(0, 1, 2000), np.linspace(0.5, 2, 2000)]   # negatives overlap
@@ -96,10 +101,17 @@ def fit_cascade(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndar
     >>> projected = fit_cascade(d[::20], c[::20], y[::20], 0.01, 0.01, budgets=(0, 0))
     >>> min(o.pass_rate for o in projected) < 0.5, max(o.fnr_bound for o in projected) > 0.01
     (True, True)
+    >>> flicker = y.copy(); flicker[2000:2100] = False   # 5% of positives inherit a "no"
+    >>> min(o.fnr_bound for o in fit_cascade(d, c, flicker, 0.01, 0.01, truth=y)) > 0.05
+    True
+    >>> len(fit_cascade(None, None, y, 0.01, 0.01)), len(fit_cascade(None, None, y, 0.01, 0.01, truth=y))
+    (0, 1)
     """
     labels = np.asarray(labels, bool)
+    skipping = truth is not None
+    truth = labels if truth is None else np.asarray(truth, bool)
     n = len(labels)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
     fn_budget = allowed_errors(n_pos, fnr, confidence)
     fp_budget = allowed_errors(n_neg, fpr, confidence)
     if budgets is not None:
@@ -109,36 +121,42 @@ def fit_cascade(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndar
         notes.append(f"{n_pos} positives cannot certify a false-negative rate of {fnr:g}")
     if fp_budget < 0:
         notes.append(f"{n_neg} negatives cannot certify a false-positive rate of {fpr:g}")
+    # thresholds are placed on the frames that agree with their anchor (all, without skipping);
+    # the others are errors, or right, whatever the stages say
+    agree = truth == labels
+    inherited_fn, inherited_fp = int((truth & ~labels).sum()), int((~truth & labels).sum())
     splits: list[float | None] = [None]  # None: no detector
     if diff is not None and fn_budget >= 0:
         diff = np.asarray(diff, np.float64)
-        pos_d = np.sort(diff[labels])
-        splits += [pos_d[k] if k < n_pos else np.inf for k in range(fn_budget + 1)]
+        pos_d = np.sort(diff[labels & agree])
+        splits += [pos_d[k] if k < len(pos_d) else np.inf for k in range(fn_budget + 1)]
     options = []
     for delta in splits:
         passing = np.ones(n, bool) if delta is None else diff >= delta
-        fn_d = int((labels & ~passing).sum())
+        fn_d = int((labels & agree & ~passing).sum())
         c_low, c_high = -np.inf, np.inf
         if cnn is not None:
             cnn = np.asarray(cnn, np.float64)
             if fn_budget >= 0:
-                rest = np.sort(cnn[labels & passing])
-                k = fn_budget - fn_d
-                c_low = rest[k] if k < len(rest) else np.inf
+                rest = np.sort(cnn[labels & agree & passing])
+                k = fn_budget - fn_d - inherited_fn
+                c_low = -np.inf if k < 0 else rest[k] if k < len(rest) else np.inf
             if fp_budget >= 0:
-                neg = np.sort(cnn[~labels & passing])
-                c_high = neg[len(neg) - 1 - fp_budget] if fp_budget < len(neg) else -np.inf
+                neg = np.sort(cnn[~labels & agree & passing])
+                k = fp_budget - inherited_fp
+                c_high = np.inf if k < 0 else neg[len(neg) - 1 - k] if k < len(neg) else -np.inf
             if c_high < c_low:  # overlapping regions: the reference settles the disputed band
                 c_high = c_low = (c_high + c_low) / 2 if np.isfinite(c_high + c_low) else c_low
-        elif delta is None:
-            continue  # neither stage: that is the exact plan
+        elif delta is None and not skipping:
+            continue  # neither stage nor skipping: that is the exact plan
         scores = cnn if cnn is not None else np.zeros(n)
         said_no = ~passing | (scores < c_low)
         said_yes = passing & (scores > c_high)
-        fn, fp = int((labels & said_no).sum()), int((~labels & said_yes).sum())
-        # a side that never answers without the reference makes no error at all
-        fnr_bound = 0.0 if delta is None and c_low == -np.inf else upper_bound(fn, n_pos, confidence)
-        fpr_bound = 0.0 if c_high == np.inf else upper_bound(fp, n_neg, confidence)
+        answer = said_yes | (~said_no & labels)  # the reference answers the anchor's own label
+        fn, fp = int((truth & ~answer).sum()), int((~truth & answer).sum())
+        # a side that never answers without the reference makes no error at all (without skipping)
+        fnr_bound = 0.0 if fn == 0 and not skipping and c_low == -np.inf and delta is None else upper_bound(fn, n_pos, confidence)
+        fpr_bound = 0.0 if fp == 0 and not skipping and c_high == np.inf else upper_bound(fp, n_neg, confidence)
         options.append(Thresholds(
             float(c_low), float(c_high), fnr_bound, fpr_bound,
             float((~said_no & ~said_yes).mean()) if n else 1.0, n_pos, n_neg, "; ".join(notes),

@@ -100,3 +100,59 @@ def test_and_short_circuits_and_matches_exact(con):
     assert sorted(recorded.values()) == sorted(o["frames"] for o in ops.values() if o["frames"])
     rates = con.sql(f"SELECT strategy FROM vql_query_accuracy WHERE query_id = {fast.metadata['query_id']}").fetchall()
     assert rates == [("exact",), ("exact",)]
+
+
+def test_frame_skipping_is_certified_on_anchor_labels_and_chosen_when_cheapest():
+    """Frames of pure noise (no stage can separate anything) whose truth comes in 300-frame runs:
+    only skipping saves work; its errors (frames just after a change inheriting the old answer)
+    are counted against the frames' own labels and must fit the targets."""
+    rng = np.random.default_rng(1)
+    n = 3600
+    truth = (np.arange(n) // 300) % 2 == 1
+    small = {s: {f: rng.normal(100, 3, (s, s, 3)).clip(0, 255).astype(np.uint8) for f in range(n)} for s in (32, 64)}
+    split = time_block_split(0, n - 1, n)
+    labels = {f: bool(truth[f]) for f in range(n)}
+    costs = Costs(decode=0.001, diff=0.0, cnn=0.0, reference=0.05, grab=0.0004)
+    plain = decide(Atom(PERSON, column="vql_a0"), split, "all", labels, small, costs, fpr=0.05, fnr=0.05,
+                   time_budget_s=6)
+    assert all(a.skip == 1 for a in plain.alternatives)
+    skipping = decide(Atom(PERSON, column="vql_a0"), split, "all", labels, small, costs, fpr=0.05, fnr=0.05,
+                      time_budget_s=6, skips=(2, 4), skip_notes=["skip 2: ...", "skip 4: ..."])
+    assert skipping.strategy == "cascade" and skipping.chosen.skip == 4, skipping.explain_lines()
+    t = skipping.chosen.thresholds
+    assert 0 < t.fnr_bound <= 0.045 and t.fpr_bound <= 0.045  # inherited errors counted, within 90% of target
+    assert skipping.eval_fnr <= 0.05 and skipping.eval_fpr <= 0.05
+    assert skipping.expected_per_frame < plain.expected_per_frame / 3
+    text = "\n".join(skipping.explain_lines())
+    assert "1. frame skipping: one frame in 4 evaluated" in text and "frame skipping: skip 2: ..." in text
+    assert any(a.skip == 2 for a in skipping.alternatives)
+
+
+def test_skipping_runs_the_cascade_on_anchors_only(con):
+    """run_cascade with skip 3: only anchors reach the reference (and the store); every other
+    frame answers what its anchor's labels say."""
+    from vql.engine.cascade import atom_counts, run_cascade
+    from vql.engine.executor import Context
+
+    info = con.store.video("cam")
+    model = con.model("centernet")
+    ctx = Context(con.store, con.model, False)
+    t = Thresholds(-np.inf, np.inf, 0.0, 0.0, 1.0, 0, 0)
+    chosen = Candidate("skip 3 -> reference", 0.02, t, skip=3)
+
+    def run(atom):
+        choice = CascadeChoice(atom, "cascade", "test", 0, "", "", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+        return run_cascade(ctx, info, model, model.version, choice, 30, 59)
+
+    count = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "n")
+    answer, ops = run(Atom(count, ">=", 1, column="vql_a0"))
+    labelled = con.store.labelled_frames(info.fingerprint, model.version, 0, 794).tolist()
+    assert labelled == list(range(30, 60, 3))  # the anchors only
+    skip = next(o for o in ops if o.name.startswith("skip 3"))
+    assert (skip.frames_in, skip.decided, skip.passed_on) == (30, 20, 10)
+    counts = atom_counts(ctx, info, model.version, Atom(count, column="n"), 30, 59)
+    atom = Atom(count, ">=", int(np.median(list(counts.values()))) + 1, column="vql_a0")  # holds on some anchors
+    answer, ops = run(atom)  # now the stored labels answer every anchor
+    inherited = [bool(atom.holds(np.array(counts[30 + i // 3 * 3]))) for i in range(30)]
+    assert answer.tolist() == inherited and 0 < sum(inherited) < 30, counts
+    assert con.store.labelled_frames(info.fingerprint, model.version, 0, 794).tolist() == labelled

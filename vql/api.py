@@ -32,7 +32,7 @@ from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
 
-PLAN_FORMAT = "plan2"  # part of every stored plan's key: a new format never reads an old pickle
+PLAN_FORMAT = "plan3"  # part of every stored plan's key: a new format never reads an old pickle
 
 
 @dataclass
@@ -244,7 +244,7 @@ class Connection:
 
     def _plan_atom(self, ctx: Context, node, atom, fpr: float, fnr: float):
         """The cascade for one atom: from the session, the store, or planned now (and stored)."""
-        from vql.planner.cascade import CascadeChoice, decide, plan_sample
+        from vql.planner.cascade import CascadeChoice, decide, plan_sample, train_stages
         from vql.planner.cost import Costs, exact_cost
 
         scan, info = node.scan, node.scan.info
@@ -271,7 +271,15 @@ class Connection:
                     choice = CascadeChoice(atom, "exact", short, len(split.frames), why, split.reason, costs,
                                            exact_cost(1, costs), None)
                 else:
+                    stages = stages or train_stages(split, truth, small)
                     choice = decide(atom, split, why, truth, small, costs, fpr, fnr, stages=stages)
+                    if stages is not None:
+                        skips, notes = self._label_anchors(ctx, model, scan, atom, split, truth, small, costs, choice,
+                                                           fpr, fnr)
+                        if skips:
+                            choice = decide(atom, split, why, truth, small, costs, fpr, fnr, stages=stages,
+                                            first=scan.first, skips=skips, skip_notes=notes)
+                        choice.skip_notes = notes
             choice.plan_seconds = time.perf_counter() - start
             self.store.save_plan(key, info.fingerprint, pickle.dumps(choice))
             ctx.count("plan_seconds", choice.plan_seconds)
@@ -336,6 +344,45 @@ class Connection:
             rounds += 1
             why += (f"; fit set grown to {len(split.fit)} frames: it had {least} of its rarer class, "
                     f"{wanted} wanted ({projection})")
+
+    def _label_anchors(self, ctx: Context, model, scan, atom, split, truth, small, costs, choice, fpr: float,
+                       fnr: float) -> tuple[tuple[int, ...], list[str]]:
+        """Frame skipping: for each skip, estimate the error of propagation alone on the sample's
+        own neighbouring pairs; where that leaves room in the targets and the skip could save
+        more than labelling its anchors costs (the fit and eval frames' anchors), label them
+        (into ``truth`` and ``small``). Returns the skips now certifiable and a note per skip."""
+        from vql.engine.cascade import atom_counts, sample_pass
+        from vql.planner.cascade import DRIFT_MARGIN
+        from vql.planner.skipping import MIN_PAIRS, SKIPS, anchors, estimate
+
+        info = scan.info
+        unlabelled = scan.frame_count - len(ctx.store.labelled_frames(info.fingerprint, model.version,
+                                                                      scan.first, scan.last))
+        evaluated = np.union1d(split.fit, split.eval)
+        skips, notes, need = [], [], set()
+        for k in SKIPS:
+            est = estimate(truth, scan.first, k)
+            if not est.admissible(fnr * DRIFT_MARGIN, fpr * DRIFT_MARGIN):
+                notes.append(est.describe() + (": too few to judge" if est.positives < MIN_PAIRS
+                                               else ": over the targets on its own"))
+                continue
+            new = set(anchors(evaluated, scan.first, k).tolist()) - set(truth) - need
+            label_cost = len(new) * (costs.decode + costs.reference)
+            saving = unlabelled * (1 - 1 / k) * (choice.expected_per_frame - costs.grab)
+            if saving <= label_cost:
+                notes.append(f"{est.describe()}; labelling its {len(new)} anchors (~{label_cost:.0f} s) would cost more "
+                             f"than skipping could save (~{saving:.0f} s)")
+                continue
+            notes.append(f"{est.describe()}; its {len(new)} anchors labelled to certify it")
+            skips.append(k)
+            need |= new
+        if need:
+            new_small, _ = sample_pass(ctx, info, model, model.version, np.array(sorted(need), np.int64))
+            for size, frames in new_small.items():
+                small.setdefault(size, {}).update(frames)
+            counts = atom_counts(ctx, info, model.version, atom, scan.first, scan.last)
+            truth.update({f: bool(atom.holds(np.array(counts.get(f, 0)))) for f in need})
+        return tuple(skips), notes
 
     def _execute(self, plan, params) -> tuple[pa.Table, dict]:
         """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
