@@ -76,7 +76,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
 
 def reference_cost(ctx: Context, model: ReferenceModel) -> float:
     """Seconds per frame of the reference, measured once per session on a small batch."""
-    key = f"reference_cost:{model.version}"
+    key = f"reference_cost:{model.version}:{model.device}"
     if key not in ctx.calibration:
         frames = [np.zeros((576, 768, 3), np.uint8)] * 8
         model.detect(frames[:1])

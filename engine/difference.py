@@ -12,6 +12,17 @@ MSE is kept, so a small walker in one corner is not averaged away by an unchange
 [0.0, 1600.0]
 >>> full_mse(frames, bg).round(1).tolist()                # the same change, averaged over all
 [0.0, 100.0]
+
+Lighting drifts (clouds, auto-exposure): the *gain-compensated* variant first scales each frame,
+per channel, to the background's mean brightness, so a uniformly brighter empty street scores
+(almost) nothing while a walker still does.
+
+>>> bg = np.full((32, 32, 3), 100, np.uint8)
+>>> frames = np.full((2, 32, 32, 3), 110, np.uint8); frames[1, :8, :8] = 200   # 10% brighter; a walker
+>>> block_mse(frames, bg).round().tolist()
+[100.0, 10000.0]
+>>> block_mse_gain(frames, bg).round().tolist()
+[0.0, 5325.0]
 """
 
 from __future__ import annotations
@@ -39,9 +50,18 @@ def block_mse(small: np.ndarray, reference: np.ndarray, grid: int = GRID) -> np.
     return blocks.reshape(n, -1).max(axis=1)
 
 
+def block_mse_gain(small: np.ndarray, reference: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """``block_mse`` after scaling each frame's channels to the reference's mean brightness."""
+    x = small.astype(np.float32)
+    gain = reference.reshape(-1, reference.shape[-1]).astype(np.float32).mean(axis=0) / np.maximum(
+        x.reshape(len(x), -1, x.shape[-1]).mean(axis=1), 1.0)
+    return block_mse(x * gain[:, None, None, :], reference, grid)
+
+
 # name -> score function; the planner tries each and keeps what pays.
 DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "blocked-mse": block_mse,
+    "blocked-mse-gain": block_mse_gain,
     "full-mse": full_mse,
 }
 

@@ -7,6 +7,7 @@ commits each batch to the store, so an interrupted run loses at most one batch.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,27 @@ from vql.udfs.reference import ReferenceModel
 
 LABEL_BATCH = 16
 LIMIT_CHUNK = 64  # first chunk of a LIMIT-bounded scan; doubles each round
+
+
+class Calibration(dict):
+    """Measured per-frame costs, read from the store once and written back as they are measured
+    (so a cost is calibrated once per machine, not once per session).
+
+    >>> from vql.engine.store import Store
+    >>> store = Store(None)
+    >>> Calibration(store, "box")["decode_cost:abc"] = [0.0012, 0.0005]
+    >>> Calibration(store, "box"), Calibration(store, "other")
+    ({'decode_cost:abc': [0.0012, 0.0005]}, {})
+    """
+
+    def __init__(self, store: Store, machine: str | None = None) -> None:
+        self.store = store
+        self.prefix = f"{machine or socket.gethostname()}|"  # a database moved elsewhere measures again
+        super().__init__({k[len(self.prefix):]: v for k, v in store.load_calibration().items() if k.startswith(self.prefix)})
+
+    def __setitem__(self, key: str, value) -> None:
+        super().__setitem__(key, value)
+        self.store.save_calibration(self.prefix + key, value)
 
 
 @dataclass

@@ -10,6 +10,8 @@ Tables (``vql_`` prefix; users read them through the documented views):
 - ``vql_results``: frame-level values of the model predicates of each query.
 - ``vql_query_accuracy``: per query and cascaded predicate, the plan's strategy and its false-
   positive and false-negative rates measured on held-out frames (the accuracy claim, stored).
+- ``vql_calibration``: per-frame costs measured on this machine (decoding per video, the
+  reference per model version and device), measured once and reused by every later plan.
 
 Views: ``vql_detections`` (labels with video names and timestamps), ``vql_frame_results``.
 Every write is one transaction of Arrow batches: an interrupted labelling run keeps every
@@ -63,6 +65,9 @@ CREATE TABLE IF NOT EXISTS vql_query_accuracy (
     query_id BIGINT NOT NULL, video VARCHAR NOT NULL, predicate VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
     strategy VARCHAR NOT NULL, eval_fpr DOUBLE, eval_fnr DOUBLE, eval_frames BIGINT, eval_positives BIGINT,
     expected_speedup DOUBLE
+);
+CREATE TABLE IF NOT EXISTS vql_calibration (
+    key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, measured TIMESTAMP DEFAULT current_timestamp
 );
 CREATE SEQUENCE IF NOT EXISTS vql_query_ids START 1;
 CREATE OR REPLACE VIEW vql_detections AS
@@ -209,6 +214,12 @@ class Store:
 
     def save_plan(self, key: str, video_fp: str, blob: bytes) -> None:
         self.con.execute("INSERT OR REPLACE INTO vql_plans (key, video_fp, plan) VALUES (?, ?, ?)", [key, video_fp, blob])
+
+    def load_calibration(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.con.execute("SELECT key, value FROM vql_calibration").fetchall()}
+
+    def save_calibration(self, key: str, value: Any) -> None:
+        self.con.execute("INSERT OR REPLACE INTO vql_calibration (key, value) VALUES (?, ?)", [key, json.dumps(value)])
 
     # --- results -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from vql import ast
 from vql.binder import Catalog, bind_select, video_refs
-from vql.engine.executor import Context, drop_tables, run_plan
+from vql.engine.executor import Calibration, Context, drop_tables, run_plan
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, VqlError
@@ -33,6 +33,7 @@ from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
 
 PLAN_FORMAT = "plan3"  # part of every stored plan's key: a new format never reads an old pickle
+MAX_GROWTH = 6  # rounds of growing the fit set (positives cluster in time, so one estimate can fall short)
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Connection:
         self.progress = progress
         self.settings = dict(SETTINGS)
         self._models: dict[str, ReferenceModel] = {}
-        self._calibration: dict[str, float] = {}
+        self._calibration = Calibration(self.store)
         self._choices: dict[str, object] = {}
 
     @property
@@ -308,7 +309,7 @@ class Connection:
         costs = stages = None
         target = min(fpr, fnr)
         wanted = trials_needed(target * DRIFT_MARGIN)
-        todo, rounds = split.frames, 0
+        todo, rounds, pilot_why, first = split.frames, 0, why, ""
         while True:
             new_small, new_costs = sample_pass(ctx, info, model, model.version, todo)
             for size, frames in new_small.items():
@@ -323,7 +324,7 @@ class Connection:
             stages = stages or train_stages(split, truth, small)
             if stages is None:
                 return split, why, truth, small, costs, None, "the training sample has only one class"
-            extra = math.ceil(1.1 * (wanted * len(split.fit) / max(least, 0.5) - len(split.fit)))
+            extra = math.ceil(1.2 * (wanted * len(split.fit) / max(least, 0.5) - len(split.fit)))
             unlabelled = scan.frame_count - len(ctx.store.labelled_frames(info.fingerprint, model.version,
                                                                           scan.first, scan.last))
             y_fit = np.array([truth[int(f)] for f in split.fit], bool)
@@ -338,12 +339,13 @@ class Connection:
                     f"{len(split.fit)}; {projection}")
             more = time_block_split(scan.first, scan.last, math.ceil(extra / FIT_SHARE), seed=len(split.frames))
             todo = np.setdiff1d(more.fit, split.fit)
-            if not len(todo) or rounds == 3:  # the fit blocks are used up: decide with what there is
+            if not len(todo) or rounds == MAX_GROWTH:  # the fit blocks are used up: decide with what there is
                 return split, why, truth, small, costs, stages, None
             split = Split(split.train, np.union1d(split.fit, todo), split.eval, split.blocks, split.reason)
             rounds += 1
-            why += (f"; fit set grown to {len(split.fit)} frames: it had {least} of its rarer class, "
-                    f"{wanted} wanted ({projection})")
+            first = first or f"the pilot's fit set had {least} of {len(split.fit) - len(todo)}; {projection}"
+            why = (f"{pilot_why}; fit set grown in {rounds} round(s) to {len(split.fit)} frames to hold {wanted} of "
+                   f"the rarer class ({first})")
 
     def _label_anchors(self, ctx: Context, model, scan, atom, split, truth, small, costs, choice, fpr: float,
                        fnr: float) -> tuple[tuple[int, ...], list[str]]:
