@@ -68,14 +68,11 @@ def label_sample(ctx: Context, model, scan, atom, split, why: str, fpr: float, f
     costs = stages = None
     target = min(fpr, fnr)
     wanted = trials_needed(target * DRIFT_MARGIN)
-    todo, rounds, pilot_why, first = split.frames, 0, why, ""
+    todo, rounds, pilot_why, pilot_projection = split.frames, 0, why, ""
+    truth: dict[int, bool] = {}
     while True:
-        new_small, new_costs = sample_pass(ctx, info, model, model.version, todo)
-        for size, frames in new_small.items():
-            small.setdefault(size, {}).update(frames)
+        new_costs = _label(ctx, model, scan, atom, todo, small, truth)
         costs = new_costs if costs is None else costs
-        counts = atom_counts(ctx, info, model.version, atom, scan.first, scan.last)
-        truth = {int(f): bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in split.frames}
         fit_pos = sum(truth[int(f)] for f in split.fit)
         least = min(fit_pos, len(split.fit) - fit_pos)
         if least >= wanted:
@@ -104,9 +101,11 @@ def label_sample(ctx: Context, model, scan, atom, split, why: str, fpr: float, f
             return split, why, truth, small, costs, stages, None
         split = Split(split.train, np.union1d(split.fit, todo), split.eval, split.blocks, split.reason)
         rounds += 1
-        first = first or f"the pilot's fit set had {least} of {len(split.fit) - len(todo)}; {projection}"
+        pilot_projection = (pilot_projection
+                            or f"the pilot's fit set had {least} of {len(split.fit) - len(todo)}; {projection}")
         why = (f"{pilot_why}; fit set grown in {rounds} round(s) to {len(split.fit)} frames to hold {wanted} of "
-               f"the rarer class ({first})")
+               f"the rarer class ({pilot_projection})")
+
 
 def label_anchors(ctx: Context, model, scan, atom, split, truth, small, costs, choice, fpr: float,
                    fnr: float) -> tuple[tuple[int, ...], list[str]]:
@@ -136,10 +135,17 @@ def label_anchors(ctx: Context, model, scan, atom, split, truth, small, costs, c
         skips.append(k)
         need |= new
     if need:
-        new_small, _ = sample_pass(ctx, info, model, model.version, np.array(sorted(need), np.int64))
-        for size, frames in new_small.items():
-            small.setdefault(size, {}).update(frames)
-        counts = atom_counts(ctx, info, model.version, atom, scan.first, scan.last)
-        truth.update({f: bool(atom.holds(np.array(counts.get(f, 0)))) for f in need})
+        _label(ctx, model, scan, atom, np.array(sorted(need), np.int64), small, truth)
     return tuple(skips), notes
+
+
+def _label(ctx: Context, model, scan, atom, frames: np.ndarray, small: dict, truth: dict[int, bool]) -> Costs:
+    """Label ``frames`` with the reference (stored labels reused), keep them downscaled in
+    ``small`` and the atom's value on them in ``truth``; the costs measured on the way."""
+    new_small, costs = sample_pass(ctx, scan.info, model, model.version, frames)
+    for size, images in new_small.items():
+        small.setdefault(size, {}).update(images)
+    counts = atom_counts(ctx, scan.info, model.version, atom, scan.first, scan.last)
+    truth.update({int(f): bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in frames})
+    return costs
 
