@@ -45,7 +45,7 @@ def atom_counts(ctx: Context, info: VideoInfo, version: str, atom: Atom, first: 
 def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, frames: np.ndarray,
                 sizes=(32, 64)) -> tuple[dict[int, dict[int, np.ndarray]], Costs]:
     """Label the sample (reusing stored labels) and keep it downscaled; measure per-frame costs
-    (the reference on the frames it labels; reading and grabbing once per video and session)."""
+    (the reference on the frames it labels; reading and grabbing once per video and machine)."""
     done = set(ctx.store.labelled_frames(info.fingerprint, version, int(frames.min()), int(frames.max())).tolist())
     small: dict[int, dict[int, np.ndarray]] = {s: {} for s in sizes}
     ref_s = 0.0
@@ -75,7 +75,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
 
 
 def reference_cost(ctx: Context, model: ReferenceModel) -> float:
-    """Seconds per frame of the reference, measured once per session on a small batch."""
+    """Seconds per frame of the reference, measured once per machine (vql_calibration) on a small batch."""
     key = f"reference_cost:{model.version}:{model.device}"
     if key not in ctx.calibration:
         frames = [np.zeros((576, 768, 3), np.uint8)] * 8
