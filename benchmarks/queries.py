@@ -154,9 +154,11 @@ def run_query(db: Path, name: str, path: str, where: str, target: float, device:
             plan_s = time.perf_counter() - t
             labelled = con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall()[0][0]
             frames = probe(path).frames
+            plan_text = "\n".join(row[0] for row in planned.fetchall())
             con.close()
             return {"query": query, "answer": None, "cold_s": plan_s + (frames - labelled) * exact_per_frame,
-                    "warm_s": None, "cached_s": None, "cached_rows": None, "choice": choice, "cold_meta": {},
+                    "warm_s": None, "cached_s": None, "cached_rows": None, "choice": choice,
+                    "cold_meta": {"plan_text": plan_text},
                     "warm_meta": {}, "labelled_frames": labelled, "extrapolated": True}
     cold = con.sql(query)
     cold_s = time.perf_counter() - t
