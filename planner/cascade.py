@@ -180,7 +180,6 @@ class Stages:
 
     detectors: list[DifferenceDetector]
     models: list[TrainedModel]
-    train_seconds: float = 0.0
 
     def scored(self, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]):
         """(stage, scores, measured seconds per frame) of every detector and model on ``frames``,
@@ -196,7 +195,6 @@ def train_stages(split: Split, truth: dict[int, bool], small: dict[int, dict[int
     """Difference detectors against the background (the median of the training frames without
     the predicate) and the cheapest specialized CNNs, each within its time budget; None when the
     train set holds one class only."""
-    start = time.perf_counter()
     y = np.array([truth[int(f)] for f in split.train], bool)
     if y.all() or not y.any():
         return None
@@ -206,7 +204,7 @@ def train_stages(split: Split, truth: dict[int, bool], small: dict[int, dict[int
     detectors = [DifferenceDetector(metric, DIFF_SIZE, bg) for metric in DETECTORS]
     models = [train(Architecture(*shape), _stack(small[shape[3]], split.train), y,
                     time_budget_s=time_budget_s / 2) for shape in CANDIDATES[:2]]
-    return Stages(detectors, models, time.perf_counter() - start)
+    return Stages(detectors, models)
 
 
 def search(stages: Stages, frames: np.ndarray, labels: np.ndarray, small: dict[int, dict[int, np.ndarray]],

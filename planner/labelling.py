@@ -47,7 +47,8 @@ def plan_atom(ctx: Context, model, scan, atom, fpr: float, fnr: float) -> Cascad
                 if skips:
                     choice = decide(atom, split, why, truth, small, costs, fpr, fnr, stages=stages,
                                     first=scan.first, skips=skips, skip_notes=notes)
-                choice.skip_notes = notes
+                else:
+                    choice.skip_notes = notes
     choice.plan_seconds = time.perf_counter() - start
     return choice
 
