@@ -132,22 +132,36 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                 answer[f - first] = bool(atom.holds(np.array(c)))
         ctx.count("frames_sent_to_reference", len(todo))
         return answer, [cached, ref]
-    # frame skipping: the cascade runs on each frame's anchor; stored anchors answer from their labels
+    # frame skipping: the cascade runs on each frame's anchor; stored anchors answer from their
+    # labels. Under a t−Δ gate every frame is read and a frame off its anchor that differs from
+    # it by delta_Δ or more goes through the cascade itself (``answering`` in the planner).
     computed = np.zeros(n, bool)
     asked, anchor_of = todo, anchors(todo, first, chosen.skip)
-    skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
-                            frames_in=len(todo), decided=int((anchor_of != todo).sum()))
+    gate = chosen.gate
+    inherit = anchor_of != asked  # refined by the gate as frames are read
     for a in np.unique(anchor_of):
         if int(a) in known:
             computed[a - first] = bool(atom.holds(np.array(known[int(a)])))
-    todo = np.array([a for a in np.unique(anchor_of) if int(a) not in known], np.int64)
-    skipped.passed_on = len(todo)
-    decode = OperatorStats("decode (frames not in the store; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
+    unknown_anchors = np.array([a for a in np.unique(anchor_of) if int(a) not in known], np.int64)
+    if gate is None:
+        skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
+                                frames_in=len(asked), decided=int(inherit.sum()), passed_on=len(unknown_anchors))
+        todo = unknown_anchors
+    else:
+        skipped = OperatorStats(f"skip {chosen.skip}, t-Δ gate {gate.name}: frames off an anchor inheriting its answer",
+                                frames_in=int(inherit.sum()))
+        todo = np.union1d(asked, anchor_of)  # stored anchors are read too: the gate compares with them
+    decode = OperatorStats("decode and downscale (frames not in the store; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
     diff = OperatorStats(f"difference {chosen.detector.name}" if chosen.detector else "")
     cnn = OperatorStats(f"specialized {chosen.model.arch.name}" if chosen.model else "")
     ref = OperatorStats(f"reference {model.name}")
     pending: list[tuple[int, np.ndarray]] = []
     cls, pred = atom.predicate.class_id, atom.predicate
+    position = {int(f): i for i, f in enumerate(asked)}
+    anchor_images: dict[int, np.ndarray] = {}
+    sizes = {chosen.detector.size} if chosen.detector else set()
+    sizes |= {chosen.model.arch.size} if chosen.model else set()
+    sizes |= {gate.size} if gate else set()
 
     def flush(final: bool = False) -> None:
         while len(pending) >= executor.LABEL_BATCH or (final and pending):
@@ -165,14 +179,39 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
         ref.decided += len(ids)
         ref.seconds += time.perf_counter() - t1
 
+    def route(indices: np.ndarray, small: dict[int, np.ndarray]) -> np.ndarray:
+        """Which frames of a read batch the stages must answer: unknown anchors, and under a
+        gate the frames off an anchor that differ from it by delta_Δ or more."""
+        if gate is None:
+            return np.ones(len(indices), bool)
+        t1 = time.perf_counter()
+        own = anchors(indices, first, chosen.skip)
+        is_anchor = own == indices
+        for i in np.flatnonzero(is_anchor):
+            anchor_images[int(indices[i])] = small[gate.size][i]
+        off = np.flatnonzero(~is_anchor)
+        through = np.zeros(len(indices), bool)
+        if len(off):
+            g = gate.scores(small[gate.size][off], np.stack([anchor_images[int(a)] for a in own[off]]))
+            through[off] = g >= chosen.thresholds.gate_delta
+            for i, passed in zip(off, through[off]):
+                inherit[position[int(indices[i])]] = not passed
+            skipped.decided += int((~through[off]).sum())
+            skipped.passed_on += int(through[off].sum())
+        for a in [a for a in anchor_images if a < own[-1]]:
+            del anchor_images[a]  # frames come in order: no later frame has this anchor
+        skipped.seconds += time.perf_counter() - t1
+        return through | (is_anchor & np.isin(indices, unknown_anchors))
+
     with Progress(len(todo), "frames", f"cascade {atom.column}: ", enabled=ctx.progress) as bar:
         t0 = time.perf_counter()
         for indices, batch in read_frames(info.path, todo, 64):
-            decode.seconds += time.perf_counter() - t0
-            t1 = time.perf_counter()
-            sizes = {chosen.detector.size} if chosen.detector else set()
-            sizes |= {chosen.model.arch.size} if chosen.model else set()
             small = {s: downscale(batch, s) for s in sizes}
+            decode.seconds += time.perf_counter() - t0
+            run = route(indices, small)
+            indices, batch = indices[run], [img for img, r in zip(batch, run) if r]
+            small = {s: images[run] for s, images in small.items()}
+            t1 = time.perf_counter()
             d_scores = c_scores = None
             if chosen.detector is not None:
                 d_scores = chosen.detector.scores(small[chosen.detector.size])
@@ -200,10 +239,10 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
             for i in np.flatnonzero(ask):
                 pending.append((int(indices[i]), batch[i]))
             flush()
-            bar.update(len(indices))
+            bar.update(len(run))
             t0 = time.perf_counter()
         flush(final=True)
-    answer[asked - first] = computed[anchor_of - first]
+    answer[asked - first] = np.where(inherit, computed[anchor_of - first], computed[asked - first])
     ops = [cached] + ([skipped] if chosen.skip > 1 else []) + [decode] + [s for s in (diff, cnn) if s.name] + [ref]
     ctx.count("frames_decided_by_difference", diff.decided)
     ctx.count("frames_decided_by_specialized", cnn.decided)

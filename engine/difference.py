@@ -84,6 +84,36 @@ class DifferenceDetector:
         return DETECTORS[self.metric](small, self.background)
 
 
+@dataclass
+class AnchorGate:
+    """The t−Δ detector: how much each frame differs from its *anchor*, the frame Δ < k before it
+    whose answer it inherits under frame skip k (``planner/skipping.py``). A frame below the
+    gate's δ inherits; one above it goes through the cascade itself. Anchors are always computed,
+    so answers never chain from one inherited frame to the next.
+
+    >>> frames = np.zeros((2, 32, 32, 3), np.uint8); frames[1, :8, :8] = 40   # a walker enters
+    >>> AnchorGate("blocked-mse", 32).scores(frames, np.zeros_like(frames)).round().tolist()
+    [0.0, 1600.0]
+    """
+
+    metric: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}@{self.size} vs anchor (t-Δ)"
+
+    def scores(self, small: np.ndarray, anchor_small: np.ndarray) -> np.ndarray:
+        """Per frame of [N, H, W, C] uint8, its difference from its anchor's image (same shape)."""
+        if not len(small):
+            return np.zeros(0, np.float32)
+        return DETECTORS[self.metric](small, anchor_small)
+
+
+# metrics the t−Δ gate tries (neighbouring frames share their lighting: no gain compensation)
+GATE_METRICS = ("blocked-mse", "full-mse")
+
+
 def background(small: np.ndarray) -> np.ndarray:
     """The per-pixel median of [N, H, W, C] uint8 frames: the scene with passers-by removed."""
     return np.median(small, axis=0).astype(np.uint8)

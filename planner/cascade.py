@@ -24,10 +24,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from vql.engine.difference import DETECTORS, DifferenceDetector, background
+from vql.engine.difference import DETECTORS, GATE_METRICS, AnchorGate, DifferenceDetector, background
 from vql.planner.cost import CascadeShape, Costs, cascade_cost, exact_cost
 from vql.planner.sampling import Split, sample_size, time_block_split
-from vql.planner.skipping import anchors
+from vql.planner.skipping import GATE_PASSES, anchors
 from vql.planner.specialized import CANDIDATES, Architecture, TrainedModel, train
 from vql.planner.thresholds import Thresholds, fit_cascade
 from vql.plan import ModelPredicate
@@ -73,6 +73,18 @@ class Candidate:
     cnn_seconds: float = 0.0  # measured per frame
     diff_seconds: float = 0.0
     skip: int = 1  # one frame in ``skip`` is evaluated; the others inherit its answer
+    gate: AnchorGate | None = None  # skipping gated by the t−Δ detector (thresholds.gate_delta)
+    gate_seconds: float = 0.0
+
+    def answering(self, frames: np.ndarray, first: int, small: dict[int, dict[int, np.ndarray]]) -> np.ndarray:
+        """The frame whose cascade answer each of ``frames`` takes: itself without skipping, its
+        anchor under plain skipping, and under a gated skip its anchor only where the t−Δ gate
+        scores it below delta."""
+        a = anchors(frames, first, self.skip)
+        if self.gate is None:
+            return a
+        g = self.gate.scores(_stack(small[self.gate.size], frames), _stack(small[self.gate.size], a))
+        return np.where(g < self.thresholds.gate_delta, a, frames)
 
     def decide(self, diff: np.ndarray | None, cnn: np.ndarray | None, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(answered "no", answered "yes") masks for ``n`` frames with these stage scores."""
@@ -118,9 +130,14 @@ class CascadeChoice:
         if chosen and chosen.thresholds:
             t = chosen.thresholds
             stages = []
-            if chosen.skip > 1:
+            if chosen.skip > 1 and chosen.gate is None:
                 stages.append(f"frame skipping: one frame in {chosen.skip} evaluated, the others inherit its answer "
                               f"(only grabbed by the decoder)")
+            elif chosen.skip > 1:
+                stages.append(f"frame skipping gated by the t-Δ detector {chosen.gate.name}: every frame read; a frame "
+                              f"off its anchor (one in {chosen.skip}) inherits the anchor's answer when its difference "
+                              f"is below delta_Δ = {t.gate_delta:.4g}; {t.gate_pass:.1%} of them are above it and go "
+                              f"through the stages below")
             if chosen.detector is not None:
                 stages.append(f"difference detector {chosen.detector.name}: delta = {t.delta:.4g}; below it \"no\"; "
                               f"passes on {t.diff_pass:.1%} of frames")
@@ -139,8 +156,8 @@ class CascadeChoice:
             )
             lines.append(
                 f"  measured costs (ms/frame): decode {c.decode * 1000:.3f} (grab only {c.grab * 1000:.3f}), "
-                f"difference {c.diff * 1000:.3f}, "
-                f"specialized {c.cnn * 1000:.3f}, reference {c.reference * 1000:.2f}"
+                f"difference {c.diff * 1000:.3f}, " + (f"t-Δ gate {c.gate * 1000:.3f}, " if c.gate else "")
+                + f"specialized {c.cnn * 1000:.3f}, reference {c.reference * 1000:.2f}"
             )
             lines.append(f"  sample: {self.sample_frames} frames ({self.sample_reason}); split: {self.split}")
             lines += [f"  frame skipping: {note}" for note in self.skip_notes]
@@ -207,18 +224,83 @@ def train_stages(split: Split, truth: dict[int, bool], small: dict[int, dict[int
     return Stages(detectors, models)
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where each fit frame takes its answer from under one way of skipping (or none)."""
+
+    source: np.ndarray  # per fit frame, the index (into the scored frames) of the frame answering it
+    evaluated: tuple[tuple[np.ndarray, float], ...]  # (scored frames the stages run on, weight per scan frame)
+    gate: AnchorGate | None = None
+    delta: float = np.inf
+    gate_pass: float = 0.0
+    gate_seconds: float = 0.0
+
+
+def _routes(frames: np.ndarray, small: dict[int, dict[int, np.ndarray]], skip: int, first: int):
+    """(scored frames, positions of ``frames`` among them, routes): no skipping; or plain skip
+    ``skip`` and, per t−Δ metric and pass share in GATE_PASSES, a gated skip."""
+    if skip == 1:
+        own = np.arange(len(frames))
+        return frames, own, [Route(own, ((own, 1.0),))]
+    a = anchors(frames, first, skip)
+    scored = np.union1d(frames, a)
+    own, anc = np.searchsorted(scored, frames), np.searchsorted(scored, a)
+    routes = [Route(anc, ((anc, 1 / skip),))]
+    off = a != frames
+    if not off.any():
+        return scored, own, routes
+    images, anchor_images = _stack(small[DIFF_SIZE], frames), _stack(small[DIFF_SIZE], a)
+    for metric in GATE_METRICS:
+        gate = AnchorGate(metric, DIFF_SIZE)
+        g, seconds = _timed(lambda x, gate=gate: gate.scores(x, anchor_images), images)
+        for share in GATE_PASSES:
+            delta = float(np.quantile(g[off], 1 - share))
+            through = off & (g >= delta)
+            passed = float(through[off].mean())
+            routes.append(Route(np.where(through, own, anc), ((anc, 1 / skip), (own[through], (1 - 1 / skip) * passed)),
+                                gate, delta, passed, seconds))
+    return scored, own, routes
+
+
+def _stage_rates(t: Thresholds, d: np.ndarray | None, c: np.ndarray | None,
+                 evaluated: tuple[tuple[np.ndarray, float], ...]) -> tuple[float, float]:
+    """(share passed by the detector, share left to the reference) of the frames the stages run on."""
+    d_pass = ref_pass = weight = 0.0
+    for idx, w in evaluated:
+        if not len(idx) or w <= 0:
+            continue
+        passing = np.ones(len(idx), bool) if d is None else d[idx] >= t.delta
+        ask = passing if c is None else passing & (c[idx] >= t.c_low) & (c[idx] <= t.c_high)
+        d_pass += w * passing.mean()
+        ref_pass += w * ask.mean()
+        weight += w
+    return (d_pass / weight, ref_pass / weight) if weight else (1.0, 1.0)
+
+
 def search(stages: Stages, frames: np.ndarray, labels: np.ndarray, small: dict[int, dict[int, np.ndarray]],
            costs: Costs, fpr: float, fnr: float, budgets: tuple[int, int] | None = None, skip: int = 1,
-           truth: np.ndarray | None = None) -> list[Candidate]:
+           first: int = 0, anchor_labels: np.ndarray | None = None) -> list[Candidate]:
     """Every plan, cheapest first: each combination of a difference detector (none or one per
     metric) and a specialized model (none or one per architecture), with the cheapest split of
     the false-negative budget between them that the fit set ``frames`` certifies
     (``fit_cascade``), costed by ``cascade_cost`` with the measured per-frame costs; the exact
     plan is one of them. ``budgets``: uncertified error counts, for projections (nothing is
-    then held to the targets). With ``skip`` > 1, ``frames`` and ``labels`` are the fit frames'
-    anchors and ``truth`` the fit frames' own labels (``fit_cascade``), and the plans evaluate
-    one frame in ``skip`` (the reference alone on the anchors is one of them; exact is not)."""
-    dets, models = stages.scored(frames, small)
+    then held to the targets).
+
+    With ``skip`` > 1 (a scan starting at ``first``; ``anchor_labels`` the labels of the fit
+    frames' anchors) the plans evaluate one frame in ``skip``; the others inherit their anchor's
+    answer, all of them (plain skipping) or, under a t−Δ gate, those whose difference from their
+    anchor is below the gate's delta (the rest go through the stages themselves). The reference
+    alone on the evaluated frames is one of them; exact is not. Thresholds are fitted on the
+    scores and labels of the frame each fit frame takes its answer from, against the fit
+    frames' own labels; pass rates are those of the frames the stages run on."""
+    labels = np.asarray(labels, bool)
+    scored, own, routes = _routes(np.asarray(frames, np.int64), small, skip, first)
+    lab = np.zeros(len(scored), bool)
+    if skip > 1:
+        lab[np.searchsorted(scored, anchors(frames, first, skip))] = np.asarray(anchor_labels, bool)
+    lab[own] = labels
+    dets, models = stages.scored(scored, small)
     candidates: list[Candidate] = []
     if skip == 1:
         candidates.append(Candidate("exact (reference on every frame)", exact_cost(1, costs)))
@@ -226,20 +308,30 @@ def search(stages: Stages, frames: np.ndarray, labels: np.ndarray, small: dict[i
         for model, c_scores, c_cost in models:
             if det is None and model is None and skip == 1:
                 continue
-            stage_costs = replace(costs, diff=d_cost, cnn=c_cost)
-            best = None
-            for t in fit_cascade(d_scores, c_scores, labels, fnr, fpr, budgets=budgets, truth=truth):
-                if budgets is None and (t.fnr_bound > fnr or t.fpr_bound > fpr):
-                    continue
-                shape = CascadeShape(diff_pass=t.diff_pass, cnn_pass=t.cnn_pass, use_diff=det is not None,
-                                     use_cnn=model is not None, skip=skip)
-                cost = cascade_cost(1, stage_costs, shape)
-                if best is None or cost < best.cost_per_frame:
-                    name = " -> ".join(([f"skip {skip}"] if skip > 1 else []) + ([det.name] if det else [])
-                                       + ([model.arch.name] if model else []) + ["reference"])
-                    best = Candidate(name, cost, t, model, det, c_cost, d_cost, skip)
-            if best is not None:
-                candidates.append(best)
+            best: dict[bool, Candidate] = {}  # the cheapest plain and the cheapest gated plan
+            for r in routes:
+                stage_costs = replace(costs, diff=d_cost, cnn=c_cost, gate=r.gate_seconds)
+                d_src = None if d_scores is None else d_scores[r.source]
+                c_src = None if c_scores is None else c_scores[r.source]
+                for t in fit_cascade(d_src, c_src, lab[r.source], fnr, fpr, budgets=budgets,
+                                     truth=labels if skip > 1 else None):
+                    if budgets is None and (t.fnr_bound > fnr or t.fpr_bound > fpr):
+                        continue
+                    if r.gate is not None:
+                        d_pass, ref_pass = _stage_rates(t, d_scores, c_scores, r.evaluated)
+                        t = replace(t, diff_pass=d_pass, pass_rate=ref_pass, gate_delta=r.delta, gate_pass=r.gate_pass)
+                    shape = CascadeShape(diff_pass=t.diff_pass, cnn_pass=t.cnn_pass, use_diff=det is not None,
+                                         use_cnn=model is not None, skip=skip,
+                                         gate_pass=None if r.gate is None else r.gate_pass)
+                    cost = cascade_cost(1, stage_costs, shape)
+                    gated = r.gate is not None
+                    if gated not in best or cost < best[gated].cost_per_frame:
+                        head = [f"skip {skip}"] if skip > 1 else []
+                        head += [f"t-Δ gate {r.gate.metric} ({r.gate_pass:.0%} on)"] if gated else []
+                        name = " -> ".join(head + ([det.name] if det else []) + ([model.arch.name] if model else [])
+                                           + ["reference"])
+                        best[gated] = Candidate(name, cost, t, model, det, c_cost, d_cost, skip, r.gate, r.gate_seconds)
+            candidates += best.values()
     return sorted(candidates, key=lambda c: c.cost_per_frame)
 
 
@@ -265,16 +357,16 @@ def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool],
     candidates = search(stages, split.fit, y["fit"], small, costs, fpr * DRIFT_MARGIN, fnr * DRIFT_MARGIN)
     for k in skips:
         a_fit = anchors(split.fit, first, k)
-        candidates += search(stages, a_fit, np.array([truth[int(a)] for a in a_fit], bool), small, costs,
-                             fpr * DRIFT_MARGIN, fnr * DRIFT_MARGIN, skip=k, truth=y["fit"])
+        candidates += search(stages, split.fit, y["fit"], small, costs, fpr * DRIFT_MARGIN, fnr * DRIFT_MARGIN,
+                             skip=k, first=first, anchor_labels=np.array([truth[int(a)] for a in a_fit], bool))
     candidates.sort(key=lambda c: c.cost_per_frame)
     best, alternatives = candidates[0], candidates[1:]
     if best.thresholds is None:
         return CascadeChoice(strategy="exact", reason="no cascade beats the reference under the targets",
                              chosen=None, alternatives=alternatives, plan_seconds=time.perf_counter() - start, **common)
-    # held-out evaluation of the chosen cascade: cheap stages decide what they may on each eval
-    # frame's anchor (the frame itself without skipping), the reference the rest
-    a_eval = anchors(split.eval, first, best.skip)
+    # held-out evaluation of the chosen cascade: cheap stages decide what they may on the frame
+    # each eval frame takes its answer from (``Candidate.answering``), the reference the rest
+    a_eval = best.answering(split.eval, first, small)
     d_eval = best.detector.scores(_stack(small[DIFF_SIZE], a_eval)) if best.detector else None
     c_eval = best.model.scores(_stack(small[best.model.arch.size], a_eval)) if best.model else None
     said_no, said_yes = best.decide(d_eval, c_eval, len(a_eval))
@@ -285,7 +377,7 @@ def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool],
         alternatives=alternatives, eval_fpr=fp / max(1, int((~y["eval"]).sum())),
         eval_fnr=fn / max(1, int(y["eval"].sum())), eval_frames=len(y["eval"]), eval_positives=int(y["eval"].sum()),
         plan_seconds=time.perf_counter() - start,
-        **dict(common, costs=replace(costs, diff=best.diff_seconds, cnn=best.cnn_seconds)),
+        **dict(common, costs=replace(costs, diff=best.diff_seconds, cnn=best.cnn_seconds, gate=best.gate_seconds)),
     )
 
 

@@ -1,12 +1,15 @@
 """The cost model: one explicit function of named, measured inputs.
 
 Per-frame costs (seconds) are *measured* on this machine and device (``Costs``); pass rates
-come from the threshold-fit set. The expected cost of running a cascade over ``frames`` frames,
-evaluating one frame in ``skip`` (the others inherit their anchor's answer and are only grabbed), is
+come from the threshold-fit set. With ``stages = diff + diff_pass * (cnn + cnn_pass * reference)``
+the expected cost of running a cascade over ``frames`` frames is
 
-    frames * ((decode + diff + diff_pass * (cnn + cnn_pass * reference)) / skip
-              + grab * (1 - 1 / skip))
-  + still_to_pay                                          # labelling the sample, training
+    frames * (decode + stages)                                           without skipping
+    frames * ((decode + stages) / skip + grab * (1 - 1 / skip))          evaluating one frame in
+                                 ``skip`` (the others inherit their anchor's answer, only grabbed)
+    frames * (decode + (1 - 1 / skip) * gate                             skipping gated by the t−Δ
+              + (1 / skip + (1 - 1 / skip) * gate_pass) * stages)        detector (every frame read)
+  + still_to_pay                                                         labelling the sample, training
 
 and the exact plan costs ``frames * (decode + reference)``. A plan is only worth it when its
 expected cost, including what is still to pay, is below the exact one.
@@ -14,7 +17,7 @@ expected cost, including what is still to pay, is below the exact one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace  # noqa: F401 (doctests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,7 @@ class Costs:
     cnn: float  # specialized model
     reference: float  # the reference model
     grab: float = 0.0  # decode only, never converted: a skipped frame
+    gate: float = 0.0  # the t−Δ detector on a downscaled frame and its anchor's
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class CascadeShape:
     use_diff: bool = False
     use_cnn: bool = False
     skip: int = 1  # evaluate one frame in ``skip``
+    gate_pass: float | None = None  # share of the other frames the t−Δ gate sends through the stages (None: no gate)
 
 
 def cascade_cost(frames: int, costs: Costs, shape: CascadeShape, still_to_pay: float = 0.0) -> float:
@@ -50,17 +55,24 @@ def cascade_cost(frames: int, costs: Costs, shape: CascadeShape, still_to_pay: f
     >>> c = Costs(decode=0.001, diff=0.0001, cnn=0.0003, reference=0.06, grab=0.0005)
     >>> round(cascade_cost(1000, c, CascadeShape(use_cnn=True, cnn_pass=0.05, skip=2)), 3)
     2.4
+    >>> c = replace(c, gate=0.0001)   # gated: every frame read; the gate sends 20% of the others on
+    >>> round(cascade_cost(1000, c, CascadeShape(use_cnn=True, cnn_pass=0.05, skip=4, gate_pass=0.2)), 3)
+    2.395
     """
-    per_frame = costs.decode
+    stages = 0.0
     passed = 1.0
     if shape.use_diff:
-        per_frame += costs.diff
+        stages += costs.diff
         passed = shape.diff_pass
     if shape.use_cnn:
-        per_frame += passed * costs.cnn
+        stages += passed * costs.cnn
         passed *= shape.cnn_pass
-    per_frame += passed * costs.reference
-    per_frame = per_frame / shape.skip + costs.grab * (1 - 1 / shape.skip)
+    stages += passed * costs.reference
+    off = 1 - 1 / shape.skip  # share of frames that may inherit
+    if shape.gate_pass is None:
+        per_frame = (costs.decode + stages) / shape.skip + costs.grab * off
+    else:
+        per_frame = costs.decode + off * costs.gate + (1 / shape.skip + off * shape.gate_pass) * stages
     return frames * per_frame + still_to_pay
 
 

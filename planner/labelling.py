@@ -16,10 +16,11 @@ import numpy as np
 
 from vql.engine.cascade import atom_counts, sample_pass
 from vql.engine.executor import Context
-from vql.planner.cascade import DRIFT_MARGIN, CascadeChoice, decide, plan_sample, search, train_stages
+from vql.engine.difference import GATE_METRICS, AnchorGate
+from vql.planner.cascade import DIFF_SIZE, DRIFT_MARGIN, CascadeChoice, decide, plan_sample, search, train_stages
 from vql.planner.cost import Costs, exact_cost, growth_costs
 from vql.planner.sampling import FIT_SHARE, Split, time_block_split
-from vql.planner.skipping import MIN_PAIRS, SKIPS, anchors, estimate
+from vql.planner.skipping import MIN_PAIRS, SKIPS, anchors, estimate, gate_estimate
 from vql.planner.stats import trials_needed
 
 MAX_GROWTH = 6  # rounds of growing the fit set (positives cluster in time, so one estimate can fall short)
@@ -110,29 +111,40 @@ def label_sample(ctx: Context, model, scan, atom, split, why: str, fpr: float, f
 
 def label_anchors(ctx: Context, model, scan, atom, split, truth, small, costs, choice, fpr: float,
                    fnr: float) -> tuple[tuple[int, ...], list[str]]:
-    """Frame skipping: for each skip, estimate the error of propagation alone on the sample's
-    own neighbouring pairs; where that leaves room in the targets and the skip could save
-    more than labelling its anchors costs (the fit and eval frames' anchors), label them
-    (into ``truth`` and ``small``). Returns the skips now certifiable and a note per skip."""
+    """Frame skipping: for each skip, estimate on the sample's own neighbouring pairs the error
+    of propagation alone and the share a t−Δ gate would have to send through the cascade to
+    keep it small. Where plain skipping leaves room in the targets, or the gate would, and
+    skipping could save more than labelling its anchors costs (the fit and eval frames'
+    anchors), label them (into ``truth`` and ``small``). Returns the skips now certifiable and
+    notes saying what was estimated and decided per skip."""
     info = scan.info
     unlabelled = scan.frame_count - len(ctx.store.labelled_frames(info.fingerprint, model.version,
                                                                   scan.first, scan.last))
     evaluated = np.union1d(split.fit, split.eval)
+    stages_cost = choice.expected_per_frame - costs.decode  # what an inheriting frame no longer pays
     skips, notes, need = [], [], set()
     for k in SKIPS:
         est = estimate(truth, scan.first, k)
-        if not est.admissible(fnr * DRIFT_MARGIN, fpr * DRIFT_MARGIN):
-            notes.append(est.describe() + (": too few to judge" if est.positives < MIN_PAIRS
-                                           else ": over the targets on its own"))
-            continue
+        off = unlabelled * (1 - 1 / k)  # frames that may inherit
+        if est.admissible(fnr * DRIFT_MARGIN, fpr * DRIFT_MARGIN):
+            what, saving = est.describe(), off * (choice.expected_per_frame - costs.grab)
+        else:
+            gates = [gate_estimate(truth, small[DIFF_SIZE], scan.first, k, fnr * DRIFT_MARGIN, fpr * DRIFT_MARGIN,
+                                   AnchorGate(metric, DIFF_SIZE)) for metric in GATE_METRICS]
+            gate = min(gates, key=lambda g: g.gate_pass)
+            saving = off * ((1 - gate.gate_pass) * stages_cost - gate.seconds)
+            what = (est.describe() + (": too few to judge" if est.positives < MIN_PAIRS else ": over the targets on "
+                                      "its own") + "; " + gate.describe())
+            if gate.gate_pass >= 1.0:
+                notes.append(what)
+                continue
         new = set(anchors(evaluated, scan.first, k).tolist()) - set(truth) - need
         label_cost = len(new) * (costs.decode + costs.reference)
-        saving = unlabelled * (1 - 1 / k) * (choice.expected_per_frame - costs.grab)
         if saving <= label_cost:
-            notes.append(f"{est.describe()}; labelling its {len(new)} anchors (~{label_cost:.0f} s) would cost more "
-                         f"than skipping could save (~{saving:.0f} s)")
+            notes.append(f"{what}; labelling its {len(new)} anchors (~{label_cost:.0f} s) would cost more than "
+                         f"skipping could save (~{max(saving, 0):.0f} s)")
             continue
-        notes.append(f"{est.describe()}; its {len(new)} anchors labelled to certify it")
+        notes.append(f"{what}; its {len(new)} anchors labelled to certify it")
         skips.append(k)
         need |= new
     if need:

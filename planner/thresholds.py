@@ -30,6 +30,8 @@ class Thresholds:
     note: str = ""
     delta: float = -np.inf  # difference-detector score below: answered "no" (−inf: no detector)
     diff_pass: float = 1.0  # share of fit frames the difference detector passes on
+    gate_delta: float = np.inf  # skipping: t−Δ score below which a frame inherits its anchor's answer
+    gate_pass: float = 0.0  # share of frames off an anchor the t−Δ gate sends through the stages
 
     @property
     def cnn_pass(self) -> float:

@@ -155,3 +155,80 @@ def test_skipping_runs_the_cascade_on_anchors_only(con):
     inherited = [bool(atom.holds(np.array(counts[30 + i // 3 * 3]))) for i in range(30)]
     assert answer.tolist() == inherited and 0 < sum(inherited) < 30, counts
     assert con.store.labelled_frames(info.fingerprint, model.version, 0, 794).tolist() == labelled
+
+
+def test_gated_skipping_is_certified_where_plain_skipping_fails():
+    """Scenes of 8-20 identical frames (a random grey level each, with sensor noise) whose truth
+    is random per scene: no stage can tell the truth from a frame, plain skipping inherits the
+    old answer across every scene change, but the t−Δ gate sees each change and sends those
+    frames through the cascade, so a gated skip meets the targets on the fit set and held out."""
+    rng = np.random.default_rng(1)
+    n = 3600
+    scene = np.cumsum(rng.random(n) < 1 / 14)  # a new scene every ~14 frames
+    grey, present = rng.integers(40, 220, scene.max() + 1), rng.random(scene.max() + 1) < 0.5
+    truth = present[scene]
+    small = {s: {f: (rng.normal(grey[scene[f]], 2, (s, s, 3))).clip(0, 255).astype(np.uint8) for f in range(n)}
+             for s in (32, 64)}
+    split = time_block_split(0, n - 1, n)
+    labels = {f: bool(truth[f]) for f in range(n)}
+    costs = Costs(decode=0.001, diff=0.0, cnn=0.0, reference=0.05, grab=0.0004)
+    choice = decide(Atom(PERSON, column="vql_a0"), split, "all", labels, small, costs, fpr=0.01, fnr=0.01,
+                    time_budget_s=6, skips=(2, 4))
+    chosen = choice.chosen
+    assert choice.strategy == "cascade" and chosen.skip > 1 and chosen.gate is not None, choice.explain_lines()
+    t = chosen.thresholds
+    assert t.fnr_bound <= 0.009 and t.fpr_bound <= 0.009 and 0 < t.gate_pass < 0.5
+    assert choice.eval_fnr <= 0.01 and choice.eval_fpr <= 0.01
+    assert not [a for a in choice.alternatives if a.skip > 1 and a.gate is None]  # plain skipping: not certified
+    inherited_wrong = sum(labels[f] != labels[int(a)] for f, a in
+                          zip(split.fit, chosen.answering(split.fit, 0, small)))
+    plain_wrong = sum(labels[f] != labels[f - f % chosen.skip] for f in split.fit)
+    assert plain_wrong > 0.02 * len(split.fit) and inherited_wrong < plain_wrong / 5, (inherited_wrong, plain_wrong)
+    assert choice.expected_per_frame < choice.exact_per_frame / 1.5
+    text = "\n".join(choice.explain_lines())
+    assert f"1. frame skipping gated by the t-Δ detector {chosen.gate.name}: every frame read" in text, text
+    assert "t-Δ gate" in text.split("measured costs")[1]
+
+
+def test_gated_skipping_runs_the_cascade_where_a_frame_differs_from_its_anchor(con):
+    """run_cascade with skip 4 gated by t−Δ: the anchors and the frames whose difference from
+    their anchor reaches delta_Δ reach the reference; the others answer their anchor's answer.
+    The gate's scores are recomputed here from frames read by a plain cv2 loop."""
+    import cv2
+
+    from vql.engine.cascade import atom_counts, run_cascade
+    from vql.engine.difference import AnchorGate
+    from vql.engine.executor import Context
+    from vql.planner.specialized import downscale
+
+    info = con.store.video("cam")
+    model = con.model("centernet")
+    ctx = Context(con.store, con.model, False)
+    cap = cv2.VideoCapture(SAMPLE_VIDEO)
+    frames = [cap.read()[1] for _ in range(60)][30:]
+    cap.release()
+    gate = AnchorGate("blocked-mse", 32)
+    images = downscale(frames, 32)
+    g = {30 + i: float(gate.scores(images[i:i + 1], images[i // 4 * 4:i // 4 * 4 + 1])[0]) for i in range(30)}
+    off = sorted(v for f, v in g.items() if (f - 30) % 4)  # the scan starts at 30: anchors 30, 34, ...
+    delta = (off[len(off) // 2 - 1] + off[len(off) // 2]) / 2  # half of the frames off an anchor go through
+    t = Thresholds(-np.inf, np.inf, 0.0, 0.0, 1.0, 0, 0, gate_delta=delta, gate_pass=0.5)
+    chosen = Candidate("skip 4 -> t-Δ gate -> reference", 0.02, t, skip=4, gate=gate)
+    count = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "n")
+    through = sorted(f for f in range(30, 60) if (f - 30) % 4 == 0 or g[f] >= delta)
+    atom = Atom(count, ">=", 1, column="vql_a0")
+    choice = CascadeChoice(atom, "cascade", "test", 0, "", "", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+    answer, ops = run_cascade(ctx, info, model, model.version, choice, 30, 59)
+    assert con.store.labelled_frames(info.fingerprint, model.version, 0, 794).tolist() == through
+    assert 10 < len(through) < 26
+    skip = next(o for o in ops if o.name.startswith("skip 4, t-Δ gate"))
+    assert (skip.frames_in, skip.decided, skip.passed_on) == (22, 30 - len(through), len(through) - 8)
+    counts = atom_counts(ctx, info, model.version, Atom(count, column="n"), 30, 59)
+    k = sorted(counts.values())[len(counts) // 2]
+    atom = Atom(count, ">=", k, column="vql_a0")  # holds on some of them
+    con.sql("DROP RESULTS cam")
+    expected = [bool(atom.holds(np.array(counts[f if f in counts else 30 + (f - 30) // 4 * 4]))) for f in range(30, 60)]
+    choice = CascadeChoice(atom, "cascade", "test", 0, "", "", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+    answer, ops = run_cascade(ctx, info, model, model.version, choice, 30, 59)  # now the store answers `through`
+    assert answer.tolist() == expected and 0 < sum(expected) < 30
+    assert next(o for o in ops if o.name.startswith("reference")).frames_in == 0

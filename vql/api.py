@@ -30,7 +30,7 @@ from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
 
-PLAN_FORMAT = "plan3"  # part of every stored plan's key: a new format never reads an old pickle
+PLAN_FORMAT = "plan4"  # part of every stored plan's key: a new format never reads an old pickle
 
 
 @dataclass
