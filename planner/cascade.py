@@ -364,21 +364,29 @@ def decide(atom: Atom, split: Split, sample_reason: str, truth: dict[int, bool],
     if best.thresholds is None:
         return CascadeChoice(strategy="exact", reason="no cascade beats the reference under the targets",
                              chosen=None, alternatives=alternatives, plan_seconds=time.perf_counter() - start, **common)
-    # held-out evaluation of the chosen cascade: cheap stages decide what they may on the frame
-    # each eval frame takes its answer from (``Candidate.answering``), the reference the rest
-    a_eval = best.answering(split.eval, first, small)
-    d_eval = best.detector.scores(_stack(small[DIFF_SIZE], a_eval)) if best.detector else None
-    c_eval = best.model.scores(_stack(small[best.model.arch.size], a_eval)) if best.model else None
-    said_no, said_yes = best.decide(d_eval, c_eval, len(a_eval))
-    answer = np.where(said_no, False, np.where(said_yes, True, [truth[int(a)] for a in a_eval]))
-    fp, fn = int((answer & ~y["eval"]).sum()), int((~answer & y["eval"]).sum())
+    eval_fpr, eval_fnr = held_out(best, split.eval, first, truth, small)
     return CascadeChoice(
         strategy="cascade", reason="cheapest plan meeting the targets on the fit set", chosen=best,
-        alternatives=alternatives, eval_fpr=fp / max(1, int((~y["eval"]).sum())),
-        eval_fnr=fn / max(1, int(y["eval"].sum())), eval_frames=len(y["eval"]), eval_positives=int(y["eval"].sum()),
+        alternatives=alternatives, eval_fpr=eval_fpr, eval_fnr=eval_fnr,
+        eval_frames=len(y["eval"]), eval_positives=int(y["eval"].sum()),
         plan_seconds=time.perf_counter() - start,
         **dict(common, costs=replace(costs, diff=best.diff_seconds, cnn=best.cnn_seconds, gate=best.gate_seconds)),
     )
+
+
+def held_out(candidate: Candidate, frames: np.ndarray, first: int, truth: dict[int, bool],
+             small: dict[int, dict[int, np.ndarray]]) -> tuple[float, float]:
+    """(false-positive rate, false-negative rate) of a cascade on labelled ``frames`` that neither
+    training nor fitting saw: the cheap stages decide what they may on the frame each takes its
+    answer from (``Candidate.answering``), the reference (its stored label) the rest."""
+    y = np.array([truth[int(f)] for f in frames], bool)
+    source = candidate.answering(frames, first, small)
+    d = candidate.detector.scores(_stack(small[DIFF_SIZE], source)) if candidate.detector else None
+    c = candidate.model.scores(_stack(small[candidate.model.arch.size], source)) if candidate.model else None
+    said_no, said_yes = candidate.decide(d, c, len(source))
+    answer = np.where(said_no, False, np.where(said_yes, True, [truth[int(a)] for a in source]))
+    fp, fn = int((answer & ~y).sum()), int((~answer & y).sum())
+    return fp / max(1, int((~y).sum())), fn / max(1, int(y.sum()))
 
 
 def plan_sample(first: int, last: int, target: float, seed: int = 0) -> tuple[Split, str]:
