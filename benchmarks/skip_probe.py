@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,9 @@ from vql.planner import labelling
 from vql.planner.labelling import _label, label_sample
 from vql.planner.skipping import SKIPS, anchors
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from queries import holds, reference_truth  # noqa: E402  (the benchmark's own judge)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.01, help="fpr = fnr target")
     parser.add_argument("--db", default="/tmp/vql_skip_probe.duckdb")
     parser.add_argument("--seed-db", help="a store to copy first (its labels are reused)")
+    parser.add_argument("--audit", type=int, default=1500,
+                        help="random frames without stored labels, judged by the reference through a separate path")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "skip_probe.json"))
     args = parser.parse_args(argv)
     if args.seed_db and not Path(args.db).exists():
@@ -107,6 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         answer, ops = run_cascade(ctx, scan.info, model, model.version, cand, scan.first, scan.last)
         warm[label] = {"plan": cand.chosen.name, "seconds": time.perf_counter() - t, "positives": int(answer.sum()),
                        "operators": [o.row() for o in ops], "answer": answer}
+    # the audit: frames whose answers the warm runs computed (none was labelled in the store), judged
+    # by the reference read through the benchmark's own path
+    stored = set(con.store.labelled_frames(scan.info.fingerprint, model.version, scan.first, scan.last).tolist())
+    rng = np.random.default_rng(7)
+    pool = np.array([f for f in range(scan.first, scan.last + 1) if f not in stored], np.int64)
+    audit = np.sort(rng.choice(pool, min(args.audit, len(pool)), replace=False))
+    dets, _ = reference_truth(args.video, audit, model)
+    judge = {f: holds(args.where, d, (scan.info.width, scan.info.height), model) for f, d in dets.items()}
+    pos = [f for f in judge if judge[f]]
+    neg = [f for f in judge if not judge[f]]
+    result["audit"] = {"frames": len(judge), "positives": len(pos)}
+    for w in warm.values():
+        answer = w["answer"]
+        w["audit_fnr"] = sum(not answer[f - scan.first] for f in pos) / max(1, len(pos))
+        w["audit_fpr"] = sum(bool(answer[f - scan.first]) for f in neg) / max(1, len(neg))
     if len(warm) == 2:
         a, b = warm["no skip"]["answer"], warm["skip"]["answer"]
         result["warm_agreement"] = float((a == b).mean())
@@ -127,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['skip']} | {r['gated']} | {r['plan']} | {r['expected_ms']:.3f} | {gp} | {r['fnr_bound']:.4f} | "
               f"{r['fpr_bound']:.4f} | {r['eval_fpr']:.4f} | {r['eval_fnr']:.4f} |")
     for label, w in result["warm"].items():
-        print(f"warm {label}: {w['plan']}: {w['seconds']:.1f} s, {w['positives']} positive frames")
+        print(f"warm {label}: {w['plan']}: {w['seconds']:.1f} s, {w['positives']} positive frames; audit "
+              f"({result['audit']['frames']} frames, {result['audit']['positives']} positive) fpr {w['audit_fpr']:.4f}, "
+              f"fnr {w['audit_fnr']:.4f}")
     if "warm_agreement" in result:
         print(f"answers agree on {result['warm_agreement']:.2%} of frames; skip plan "
               f"{result['warm_speedup_skip_over_no_skip']:.2f}x the speed of the plan without skipping")

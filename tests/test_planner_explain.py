@@ -39,6 +39,30 @@ def test_explain_of_a_chosen_cascade_golden():
     golden("explain_cascade_chosen.txt", "\n".join(choice.explain_lines()))
 
 
+def test_explain_of_a_gated_skip_golden():
+    from vql.engine.difference import AnchorGate
+
+    arch = Architecture(1, 16, 32, 32)
+    model = TrainedModel(arch, SpecializedCNN(arch), np.zeros((32, 32, 3), np.float32), 12.5)
+    t = Thresholds(c_low=0.05, c_high=0.9, fnr_bound=0.0079, fpr_bound=0.0041, pass_rate=0.12, positives=520,
+                   negatives=2480, gate_delta=31.25, gate_pass=0.2)
+    chosen = Candidate("skip 4 -> t-Δ gate blocked-mse (20% on) -> cnn1x16-d32@32 -> reference", 0.0121, t, model,
+                       None, 0.0002, 0.0, skip=4, gate=AnchorGate("blocked-mse", 32), gate_seconds=0.00003)
+    choice = CascadeChoice(
+        Atom(PERSON, column="vql_a0"), "cascade", "cheapest plan meeting the targets on the fit set", 6000,
+        "the 2990-frame floor for a 0.01 target", "50 blocks of ~720 frames",
+        Costs(0.0012, 0.0, 0.0002, 0.055, grab=0.0005, gate=0.00003), 0.0562, chosen,
+        [Candidate("cnn1x16-d32@32 -> reference", 0.0112), Candidate("exact (reference on every frame)", 0.0562)],
+        eval_fpr=0.0031, eval_fnr=0.0052, eval_frames=1000, eval_positives=192,
+        skip_notes=["skip 4: 3.10% of positives and 0.40% of negatives would inherit a wrong answer from their anchor "
+                    "(900 neighbouring pairs in the sample, 160 positive): over the targets on its own; skip 4 gated "
+                    "by t-Δ blocked-mse: sending 20% of the frames off an anchor through the cascade keeps their "
+                    "inherited errors under half the targets (900 pairs, 160 positive); its 1500 anchors labelled to "
+                    "certify it"],
+    )
+    golden("explain_gated_skip.txt", "\n".join(choice.explain_lines()))
+
+
 def test_the_search_costs_every_combination_and_certifies_the_choice():
     """Frames with a bright square (the predicate) on a flat noisy background: the CNN alone
     separates them and wins; the detector-only plan rules out exactly the background frames."""
