@@ -157,7 +157,8 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
         skipped = OperatorStats(f"skip {chosen.skip}, t-Δ gate {gate.name}: frames off an anchor inheriting its answer",
                                 frames_in=int(inherit.sum()))
         todo = np.union1d(asked, anchor_of)  # stored anchors are read too: the gate compares with them
-    decode = OperatorStats("decode and downscale (frames not in the store; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
+    decode = OperatorStats("decode and downscale (frames not in the store" + (" and their anchors" if gate else "")
+                           + "; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
     diff = OperatorStats(f"difference {chosen.detector.name}" if chosen.detector else "")
     cnn = OperatorStats(f"specialized {chosen.model.arch.name}" if chosen.model else "")
     ref = OperatorStats(f"reference {model.name}")
