@@ -9,8 +9,8 @@ in SKIPS regardless of what they cost, and fits every plan again with them: per 
 cheapest certified plain and gated plan, its expected cost and its false-positive and
 false-negative rates on the eval set (frames neither training nor fitting saw). The cheapest
 certified skip plan and the plan without skipping then run warm over the whole video, side by
-side (stored results dropped before each), with their answers compared. Prints a table and
-writes JSON.
+side, each on its own copy of the store as planning left it, with their answers compared and
+audited on random frames without stored labels. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -100,22 +100,34 @@ def main(argv: list[str] | None = None) -> int:
               if seen["choice"].chosen else "exact", "planner_seconds (EXPLAIN, cold)": planner_s, "forced_anchor_labels": len(need),
               "forced_label_seconds": forced_label_s, "costs_ms": {k: v * 1000 for k, v in vars_of(forced.costs).items()},
               "rows": rows, "drift_margin": DRIFT_MARGIN}
-    # warm runs side by side: the plan without skipping, the cheapest certified skip plan
+    # warm runs side by side, each on its own copy of the store as planning left it (a run stores
+    # the reference's labels of the frames it sends there, which would serve the other run)
     skip_best = min((c for c in every if c.skip > 1), key=lambda c: c.cost_per_frame, default=None)
+    stored = set(con.store.labelled_frames(scan.info.fingerprint, model.version, scan.first, scan.last).tolist())
+    con.sql("DROP RESULTS cam")
+    con.close()
     warm = {}
     for label, cand in (("no skip", plain), ("skip", forced if skip_best is not None else None)):
         if cand is None or cand.chosen is None:
             continue
         if label == "skip" and cand.chosen.skip == 1:
             cand.chosen, cand.alternatives = skip_best, []
-        con.sql("DROP RESULTS cam")
+        copy = f"{args.db}.warm.duckdb"
+        shutil.copy(args.db, copy)
+        if Path(args.db + ".wal").exists():
+            shutil.copy(args.db + ".wal", copy + ".wal")
+        run_con = vql.connect(copy, progress=False)
+        run_model = run_con.model("centernet")
         t = time.perf_counter()
-        answer, ops = run_cascade(ctx, scan.info, model, model.version, cand, scan.first, scan.last)
+        answer, ops = run_cascade(Context(run_con.store, run_con.model, False), scan.info, run_model,
+                                  run_model.version, cand, scan.first, scan.last)
         warm[label] = {"plan": cand.chosen.name, "seconds": time.perf_counter() - t, "positives": int(answer.sum()),
                        "operators": [o.row() for o in ops], "answer": answer}
+        run_con.close()
+        for p in (copy, copy + ".wal"):
+            Path(p).unlink(missing_ok=True)
     # the audit: frames whose answers the warm runs computed (none was labelled in the store), judged
     # by the reference read through the benchmark's own path
-    stored = set(con.store.labelled_frames(scan.info.fingerprint, model.version, scan.first, scan.last).tolist())
     rng = np.random.default_rng(7)
     pool = np.array([f for f in range(scan.first, scan.last + 1) if f not in stored], np.int64)
     audit = np.sort(rng.choice(pool, min(args.audit, len(pool)), replace=False))
@@ -133,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         result["warm_agreement"] = float((a == b).mean())
         result["warm_speedup_skip_over_no_skip"] = warm["no skip"]["seconds"] / warm["skip"]["seconds"]
     result["warm"] = {k: {kk: vv for kk, vv in v.items() if kk != "answer"} for k, v in warm.items()}
-    con.close()
     Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     print(f"{query}\nsample {len(split.frames)} frames; eval {len(split.eval)} ({int(eval_y.sum())} positives); "
           f"{len(need)} anchors labelled by force in {forced_label_s:.0f} s")

@@ -9,7 +9,9 @@ Steps, each visible in EXPLAIN:
    predicate) and train the candidate specialized CNNs on the train set (cheapest first, each
    under a time budget);
 3. fit each combination's thresholds on the fit set under the targets (``fit_cascade``: upper
-   confidence bounds of the whole cascade's error rates, not point estimates);
+   confidence bounds of the whole cascade's error rates, not point estimates), without frame
+   skipping and, for each skip whose anchors are labelled, with plain and t−Δ-gated skipping
+   (``search``'s routes: the frame each fit frame takes its answer from);
 4. cost every plan with the measured per-frame costs (``cascade_cost``) and keep the cheapest,
    the exact plan included: it wins when the sample cannot certify the targets or the model
    passes too much to the reference;
