@@ -57,15 +57,22 @@ def estimate(truth: dict[int, bool], first: int, k: int) -> SkipEstimate:
     >>> e = estimate({f: 101 <= f < 121 for f in range(400)}, 0, 2); round(e.fnr, 3), round(e.fpr, 4)
     (0.05, 0.0026)
     """
-    frames = np.array(sorted(truth), np.int64)
-    a = anchors(frames, first, k)
-    usable = (a != frames) & np.array([int(x) in truth for x in a], bool)
-    t = np.array([truth[int(f)] for f in frames[usable]], bool)
-    ta = np.array([truth[int(x)] for x in a[usable]], bool)
+    _, _, t, ta = _pairs(truth, first, k)
     off = (k - 1) / k  # share of frames that inherit
     fnr = off * float((t & ~ta).sum()) / max(1, int(t.sum()))
     fpr = off * float((~t & ta).sum()) / max(1, int((~t).sum()))
-    return SkipEstimate(k, int(usable.sum()), int(t.sum()), fnr, fpr)
+    return SkipEstimate(k, len(t), int(t.sum()), fnr, fpr)
+
+
+def _pairs(truth: dict[int, bool], first: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(frames, their anchors, the frames' truth, the anchors' truth) of the labelled frames off
+    an anchor under skip ``k`` whose anchor is labelled too."""
+    frames = np.array(sorted(truth), np.int64)
+    a = anchors(frames, first, k)
+    usable = (a != frames) & np.array([int(x) in truth for x in a], bool)
+    f_use, a_use = frames[usable], a[usable]
+    return (f_use, a_use, np.array([truth[int(f)] for f in f_use], bool),
+            np.array([truth[int(x)] for x in a_use], bool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +111,7 @@ def gate_estimate(truth: dict[int, bool], images: dict[int, np.ndarray], first: 
     >>> round(g.gate_pass, 3)          # the frames just after a change (2 in 15 off an anchor)
     0.133
     """
-    frames = np.array(sorted(truth), np.int64)
-    a = anchors(frames, first, k)
-    usable = (a != frames) & np.array([int(x) in truth for x in a], bool)
-    f_use, a_use = frames[usable], a[usable]
-    t = np.array([truth[int(f)] for f in f_use], bool)
-    ta = np.array([truth[int(x)] for x in a_use], bool)
+    f_use, a_use, t, ta = _pairs(truth, first, k)
     start = time.perf_counter()
     g = gate.scores(np.stack([images[int(f)] for f in f_use]), np.stack([images[int(x)] for x in a_use])) \
         if len(f_use) else np.zeros(0)
@@ -124,4 +126,4 @@ def gate_estimate(truth: dict[int, bool], images: dict[int, np.ndarray], first: 
             if fn < fnr / 2 and fp < fpr / 2:
                 share = float((~inherits).mean())
                 break
-    return GateEstimate(k, gate.metric, int(usable.sum()), int(t.sum()), share, seconds)
+    return GateEstimate(k, gate.metric, len(t), int(t.sum()), share, seconds)
