@@ -58,8 +58,10 @@ class Context:
     progress: bool | None = None  # None: on when stderr is a terminal
     stats: dict[str, float] = field(default_factory=dict)
     calibration: dict[str, float] = field(default_factory=dict)  # measured costs, kept per session
-    plan_atom: Callable | None = None  # (EvaluatePredicates, Atom) -> CascadeChoice, cached by the session
-    choices: dict[str, object] = field(default_factory=dict)  # atom column -> the choice used
+    plan_query: Callable | None = None  # EvaluatePredicates -> planner.query.QueryPlan, cached by the session
+    plans: dict[str, object] = field(default_factory=dict)  # per-frame table -> the QueryPlan used
+    choices: dict[str, object] = field(default_factory=dict)  # atom column -> its CascadeChoice in that plan
+    audit: int = 0  # WITH (audit := N): frames to judge the answers on after the run
 
     def count(self, key: str, value: float) -> None:
         self.stats[key] = self.stats.get(key, 0) + value
@@ -136,8 +138,9 @@ def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
     scan, info = node.scan, node.scan.info
     frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
     columns = {"frame": pa.array(frames), "ts": pa.array(frames / info.fps)}
+    ctx.plans[node.table] = plan = ctx.plan_query(node)
     for atom in node.atoms:
-        ctx.choices[atom.column] = ctx.plan_atom(node, atom)
+        ctx.choices[atom.column] = plan.choice(atom.column)
     open_frames = np.ones(len(frames), bool)
     operators = ctx.stats.setdefault("operators", {})
     for atom in atom_order(node, ctx.choices):
@@ -158,6 +161,57 @@ def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
         ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT * FROM vql_atom_answers")
     finally:
         ctx.store.con.unregister("vql_atom_answers")
+    if ctx.audit:
+        ctx.stats.setdefault("audit", {}).update(audit(node, ctx, ctx.audit))
+
+
+def audit(node: EvaluatePredicates, ctx: Context, n: int) -> dict:
+    """``WITH (audit := N)``: N frames drawn uniformly at random from the scan (seeded by the query
+    id), labelled by the reference where they are not yet, and the query's answers there judged
+    against the reference: per claim, the rates with two-sided 95% Clopper–Pearson intervals.
+    Under a short-circuit with per-atom claims, an atom is judged where it was evaluated."""
+    from vql.engine.cascade import atom_counts
+    from vql.plan import claim_names
+    from vql.planner.stats import interval
+
+    scan, info = node.scan, node.scan.info
+    rng = np.random.default_rng([int(ctx.stats.get("query_id", 0)), scan.first, scan.last])
+    frames = np.sort(rng.choice(np.arange(scan.first, scan.last + 1), min(n, scan.frame_count), replace=False))
+    truth = {}
+    for atom in node.atoms:
+        model = ctx.model(atom.predicate.model)
+        done = set(ctx.store.labelled_frames(info.fingerprint, model.version, scan.first, scan.last).tolist())
+        label_frames(ctx, info, model, model.version, np.array([f for f in frames if f not in done], np.int64),
+                     f"audit of {node.scan.video}: ")
+        counts = atom_counts(ctx, info, model.version, atom, scan.first, scan.last)
+        truth[atom.column] = np.array([bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in frames])
+    con, alias = ctx.store.con, ident(scan.alias)
+    table = pa.table({"frame": frames, "ts": frames / info.fps, **truth})
+    con.register("vql_audit_truth", table)
+    try:
+        if node.where:
+            claims = claim_names(node.atoms, node.where)
+            sql = [f"SELECT coalesce(({node.where}), FALSE) FROM vql_audit_truth AS {alias} ORDER BY frame",
+                   f"SELECT coalesce(({node.where}), FALSE) FROM {ident(node.table)} AS {alias} "
+                   f"SEMI JOIN vql_audit_truth t ON {alias}.frame = t.frame ORDER BY {alias}.frame"]
+            pairs = [tuple(np.array([r[0] for r in con.execute(q).fetchall()], bool) for q in sql)]
+        else:
+            claims = claim_names(node.atoms, None)
+            pairs = []
+            for atom in node.atoms:
+                rows = con.execute(f"SELECT t.{ident(atom.column)}, a.{ident(atom.column)} FROM vql_audit_truth t JOIN "
+                                   f"{ident(node.table)} a ON a.frame = t.frame WHERE a.{ident(atom.column)} IS NOT NULL "
+                                   f"ORDER BY t.frame").fetchall()
+                pairs.append((np.array([r[0] for r in rows], bool), np.array([r[1] for r in rows], bool)))
+    finally:
+        con.unregister("vql_audit_truth")
+    out = {}
+    for name, (t, a) in zip(claims, pairs):
+        pos, neg = int(t.sum()), int((~t).sum())
+        fn, fp = int((t & ~a).sum()), int((~t & a).sum())
+        out[name] = {"frames": len(t), "positives": pos, "fnr": fn / max(1, pos), "fpr": fp / max(1, neg),
+                     "fnr_ci": interval(fn, pos), "fpr_ci": interval(fp, neg)}
+    return out
 
 
 @run_operator.register
@@ -201,13 +255,16 @@ def record_results(node: EvaluatePredicates, ctx: Context, query_id: int) -> Non
             f"FROM {ident(node.table)} WHERE {ident(atom.column)} IS NOT NULL",
             [query_id, node.scan.video, atom.text, version],
         )
-        c = ctx.choices.get(atom.column)
-        if c is not None:
-            ctx.store.con.execute(
-                "INSERT INTO vql_query_accuracy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [query_id, node.scan.video, atom.text, version, c.strategy, c.eval_fpr, c.eval_fnr, c.eval_frames,
-                 c.eval_positives, c.exact_per_frame / max(c.expected_per_frame, 1e-12)],
-            )
+    plan = ctx.plans.get(node.table)
+    if plan is not None and node.atoms:
+        cert = plan.certificate if plan.strategy == "cascade" else None
+        ctx.store.con.execute(
+            "INSERT INTO vql_query_accuracy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [query_id, node.scan.video, " AND ".join(plan.claims), plan.strategy, plan.fpr, plan.fnr,
+             cert.fpr_bound if cert else 0.0, cert.fnr_bound if cert else 0.0, cert.confidence if cert else 1.0,
+             cert.frames if cert else 0, sum(c.positives for c in cert.claims) if cert else 0,
+             plan.exact_seconds / max(plan.expected_seconds, 1e-12) if plan.expected_seconds else 1.0],
+        )
     for p in node.predicates:
         version = next(lf.model_version for lf in node.labels if lf.model == p.model)
         ctx.store.con.execute(

@@ -8,8 +8,10 @@ Tables (``vql_`` prefix; users read them through the documented views):
   model version and frame; ``vql_labelled_frames`` lists the frames labelled (also those with
   no detection). Labels are never recomputed.
 - ``vql_results``: frame-level values of the model predicates of each query.
-- ``vql_query_accuracy``: per query and cascaded predicate, the plan's strategy and its false-
-  positive and false-negative rates measured on held-out frames (the accuracy claim, stored).
+- ``vql_query_accuracy``: per query and scan with model tests, the plan's strategy, what is
+  certified (the WHERE clause, or each test), the targets, and the certified upper bounds of the
+  false-positive and false-negative rates with their joint confidence and the certification
+  frames and positives they rest on (0 bounds and confidence 1 for the exact plan).
 - ``vql_calibration``: per-frame costs measured on this machine (decoding per video, the
   reference per model version and device), measured once and reused by every later plan.
 
@@ -62,9 +64,9 @@ CREATE TABLE IF NOT EXISTS vql_plans (
     created TIMESTAMP DEFAULT current_timestamp
 );
 CREATE TABLE IF NOT EXISTS vql_query_accuracy (
-    query_id BIGINT NOT NULL, video VARCHAR NOT NULL, predicate VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
-    strategy VARCHAR NOT NULL, eval_fpr DOUBLE, eval_fnr DOUBLE, eval_frames BIGINT, eval_positives BIGINT,
-    expected_speedup DOUBLE
+    query_id BIGINT NOT NULL, video VARCHAR NOT NULL, claim VARCHAR NOT NULL, strategy VARCHAR NOT NULL,
+    fpr_target DOUBLE, fnr_target DOUBLE, fpr_bound DOUBLE, fnr_bound DOUBLE, confidence DOUBLE,
+    certification_frames BIGINT, certification_positives BIGINT, expected_speedup DOUBLE
 );
 CREATE TABLE IF NOT EXISTS vql_calibration (
     key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, measured TIMESTAMP DEFAULT current_timestamp
@@ -106,6 +108,10 @@ class Store:
         self.path = None if path in (None, ":memory:") else Path(path)
         try:
             self.con = duckdb.connect(str(self.path) if self.path else ":memory:")
+            old = self.con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'vql_query_accuracy' "
+                                   "AND column_name = 'eval_fpr'").fetchone()[0]
+            if old:  # held-out rates of the earlier planner, which certified nothing: replaced by bounds
+                self.con.execute("DROP TABLE vql_query_accuracy")
             self.con.execute(SCHEMA)
         except duckdb.Error as e:
             raise ExecutionError(f"cannot open database {path}: {e}") from e

@@ -1,7 +1,7 @@
 """The cost model: one explicit function of named, measured inputs.
 
 Per-frame costs (seconds) are *measured* on this machine and device (``Costs``); pass rates
-come from the threshold-fit set. With ``stages = diff + diff_pass * (cnn + cnn_pass * reference)``
+come from the selection frames. With ``stages = diff + diff_pass * (cnn + cnn_pass * reference)``
 the expected cost of running a cascade over ``frames`` frames is
 
     frames * (decode + stages)                                           without skipping
@@ -12,7 +12,9 @@ the expected cost of running a cascade over ``frames`` frames is
   + still_to_pay                                                         labelling the sample, training
 
 and the exact plan costs ``frames * (decode + reference)``. A plan is only worth it when its
-expected cost, including what is still to pay, is below the exact one.
+expected cost, including what is still to pay (``certified_cost``: the certification frames
+still to label, and the chance that the certificate fails and the plan falls back to exact),
+is below the exact one.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Costs:
 
 @dataclass(frozen=True, slots=True)
 class CascadeShape:
-    """What the threshold-fit set says about a candidate cascade."""
+    """What the selection frames say about a candidate cascade."""
 
     diff_pass: float = 1.0  # share of evaluated frames the difference detector passes on
     cnn_pass: float = 1.0  # share of those the specialized model leaves to the reference
@@ -80,26 +82,21 @@ def exact_cost(frames: int, costs: Costs) -> float:
     return cascade_cost(frames, costs, CascadeShape())
 
 
-def growth_costs(extra: int, unlabelled: int, costs: Costs, projected_per_frame: float) -> tuple[float, float]:
-    """(cost of labelling ``extra`` more sample frames and then running the projected cascade over
-    the rest of the ``unlabelled`` frames, cost of the reference on all of them): what is still to
-    pay for each plan when the sample is too small to certify the targets. Frames already labelled
-    cost neither plan anything, so they are left out of both.
+def certified_cost(certify_labels: float, unlabelled: int, costs: Costs, cascade_per_frame: float,
+                   pass_probability: float) -> float:
+    """Expected seconds still to pay for a cascade that must first be certified: the reference on
+    the ``certify_labels`` certification frames it has not labelled yet, then, over the rest of
+    the ``unlabelled`` frames, the cascade if the certificate passes (``pass_probability``) and
+    the reference otherwise (the plan falls back to exact). Frames already labelled cost
+    nothing to either plan; the exact plan costs ``unlabelled * (decode + reference)``.
 
     >>> c = Costs(decode=0.001, diff=0.0001, cnn=0.0003, reference=0.08)
-    >>> grow, exact = growth_costs(3000, 33000, c, projected_per_frame=0.03)   # a 9% predicate
-    >>> round(grow), round(exact), grow < exact
-    (1143, 2673, True)
-    >>> grow, exact = growth_costs(40000, 33000, c, projected_per_frame=0.03)  # a 0.8% one
-    >>> grow < exact
-    False
-    >>> grow, exact = growth_costs(3000, 33000, c, projected_per_frame=0.081)  # stages that separate nothing
-    >>> grow < exact
-    False
-
-    Growing is rarely much worse than exact (every label it buys serves the exact plan too), so
-    the planner grows the sample unless the cascade cannot pay for it.
+    >>> round(certified_cost(4000, 30000, c, 0.01, 0.9))          # a 9% predicate, stages that separate
+    769
+    >>> round(certified_cost(4000, 30000, c, 0.01, 0.0)) == round(exact_cost(30000, c))   # sure to fail: exact
+    True
     """
     per_label = costs.decode + costs.reference
-    grow = min(extra, unlabelled) * per_label + max(0, unlabelled - extra) * projected_per_frame
-    return grow, unlabelled * per_label
+    rest = max(0.0, unlabelled - certify_labels)
+    return min(certify_labels, unlabelled) * per_label + rest * (
+        pass_probability * cascade_per_frame + (1 - pass_probability) * per_label)

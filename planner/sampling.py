@@ -1,87 +1,85 @@
-"""The labelled sample: how many frames, and train / threshold-fit / evaluation sets that are
-disjoint *in time*.
+"""The planning sample: a seeded uniform random order of the scanned frames, consumed as a prefix.
 
-Neighbouring frames of a fixed camera are near-duplicates, so a random frame-level split leaks:
-a model is checked on the twins of its training frames. The scan is cut into contiguous blocks
-and whole blocks go to one set, interleaved so every set spans the whole video.
+Frames of one video are not independent (a walker stays in view for seconds), but frames drawn
+uniformly at random from the scan are exchangeable, whatever the temporal correlation: a bound
+computed on such a sample holds for the scan. So the planner draws every frame it labels from one
+random permutation of the scan, seeded by the video's content fingerprint and the frame range
+(every predicate on a video walks the same order, and the labels one query paid for serve the
+next), and takes consecutive pieces of it:
+
+- ``train``: the first half of the training prefix: the specialized models and the difference
+  detectors' background are fitted on it;
+- ``select``: the second half: every choice (stages, thresholds, how large the certification
+  sample must be, cascade or exact) is made on it;
+- ``certify``: the next frames, drawn only once all choices are made: the one chosen plan is
+  checked on them, and nothing else looks at them.
+
+A prefix of a uniform random permutation, whatever its length (even one chosen by looking at
+the prefix itself), leaves the rest of the scan in uniform random order: the certification
+frames are a uniform sample of the frames the training prefix did not cover.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from vql.planner.stats import trials_needed
+TRAIN_SHARE = 0.1  # of the scan, for the training prefix
+TRAIN_FLOOR = 600
+TRAIN_CEILING = 4000
 
-# Block roles, repeated along the video: 2 train, 3 fit, 1 evaluation (33/50/17): the fit set
-# carries the confidence bounds (about 300 of the rarer class for a 1% target), so it gets the
-# most; a specialized model learns enough from a third of the sample.
-PATTERN = ("train", "fit", "fit", "train", "fit", "eval")
-FIT_SHARE = PATTERN.count("fit") / len(PATTERN)
+
+def permutation(fingerprint: str, first: int, last: int) -> np.ndarray:
+    """The scan's frames in the seeded random order every plan on this video and range uses.
+
+    >>> p = permutation("abc", 10, 19); sorted(p.tolist()) == list(range(10, 20))
+    True
+    >>> bool((permutation("abc", 10, 19) == p).all()), bool((permutation("abd", 10, 19) == p).all())
+    (True, False)
+    """
+    seed = int.from_bytes(hashlib.sha256(f"{fingerprint}|{first}|{last}".encode()).digest()[:8], "little")
+    return first + np.random.default_rng(seed).permutation(max(0, last - first + 1)).astype(np.int64)
+
+
+def training_size(frames: int, target: float) -> tuple[int, str]:
+    """Frames in the training prefix: a tenth of the scan, at least enough that the selection half
+    can tell a rate near ``target`` from zero (``9 / target``) and at least TRAIN_FLOOR, at most
+    TRAIN_CEILING.
+
+    >>> training_size(36000, 0.01)
+    (3600, '10% of 36000 frames, within [900, 4000]')
+    >>> training_size(12000, 0.05)[0], training_size(6000, 0.01)[0], training_size(100000, 0.01)[0]
+    (1200, 900, 4000)
+    """
+    floor = max(TRAIN_FLOOR, math.ceil(9 / max(target, 1e-9)))
+    n = min(frames, max(floor, min(TRAIN_CEILING, round(frames * TRAIN_SHARE))))
+    return n, f"{TRAIN_SHARE:.0%} of {frames} frames, within [{floor}, {TRAIN_CEILING}]"
 
 
 @dataclass(frozen=True, slots=True)
-class Split:
-    train: np.ndarray
-    fit: np.ndarray
-    eval: np.ndarray
-    blocks: int
-    reason: str
+class Sample:
+    """Consecutive pieces of the scan's random order: ``train`` and ``select`` (the training
+    prefix, ``n_train`` frames) and the ``n_certify`` frames after it."""
+
+    order: np.ndarray
+    n_train: int
+    n_certify: int = 0
 
     @property
-    def frames(self) -> np.ndarray:
-        return np.sort(np.concatenate([self.train, self.fit, self.eval]))
+    def train(self) -> np.ndarray:
+        return self.order[: self.n_train // 2]
 
+    @property
+    def select(self) -> np.ndarray:
+        return self.order[self.n_train // 2: self.n_train]
 
-def sample_size(frames: int, target: float = 0.01, budget_share: float = 0.08,
-                ceiling: int = 6000) -> tuple[int, str]:
-    """Frames to label: at least ten times what certifies ``target`` with no error at all
-    (``trials_needed``: 299 for 1%), so the fit set can hold that many positives and negatives;
-    otherwise ``budget_share`` of the scan, the share of the exact plan's cost spent on it.
+    @property
+    def prefix(self) -> np.ndarray:
+        return self.order[: self.n_train]
 
-    >>> sample_size(36000)
-    (2990, 'the 2990-frame floor for a 0.01 target (10 x the 299 trials that certify it with no error)')
-    >>> sample_size(795)[0]
-    795
-    >>> sample_size(1800, target=0.1)[0]
-    300
-    >>> sample_size(100000)[1]
-    '8% of 100000 frames, within [2990, 6000]'
-    """
-    floor = max(300, 10 * trials_needed(target))
-    share = int(frames * budget_share)
-    n = min(frames, max(floor, min(ceiling, share)))
-    if n == frames:
-        why = f"all {frames} frames: the video is shorter than the {floor}-frame floor for a {target:g} target"
-    elif n == floor:
-        why = (f"the {floor}-frame floor for a {target:g} target (10 x the {trials_needed(target)} trials that "
-               f"certify it with no error)")
-    else:
-        why = f"{budget_share:.0%} of {frames} frames, within [{floor}, {ceiling}]"
-    return n, why
-
-
-def time_block_split(first: int, last: int, n: int, seed: int = 0, block_frames: int | None = None) -> Split:
-    """``n`` frames of [first, last] in contiguous blocks assigned to train/fit/eval by PATTERN.
-
-    >>> s = time_block_split(0, 9999, 1000)
-    >>> len(s.train) + len(s.fit) + len(s.eval), s.blocks
-    (1000, 50)
-    """
-    total = last - first + 1
-    n = min(n, total)
-    blocks = max(len(PATTERN), min(total // max(1, block_frames or 0) if block_frames else 50, total))
-    edges = np.linspace(first, last + 1, blocks + 1).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    per_block = np.full(blocks, n // blocks)
-    per_block[: n % blocks] += 1
-    sets = {"train": [], "fit": [], "eval": []}
-    for b in range(blocks):
-        lo, hi = edges[b], edges[b + 1]
-        k = min(per_block[b], hi - lo)
-        chosen = np.sort(rng.choice(np.arange(lo, hi), size=k, replace=False))
-        sets[PATTERN[b % len(PATTERN)]].append(chosen)
-    arrays = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in sets.items()}
-    return Split(arrays["train"], arrays["fit"], arrays["eval"], blocks,
-                 f"{blocks} blocks of ~{total // blocks} frames, roles {'/'.join(PATTERN)} repeating")
+    @property
+    def certify(self) -> np.ndarray:
+        return self.order[self.n_train: self.n_train + self.n_certify]

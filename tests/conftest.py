@@ -13,6 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VQL_SHARED", ROOT.parent / "shared")).resolve()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/*.txt from this run")
+
+
+def pytest_configure(config):
+    if config.getoption("--update-golden", default=False):
+        os.environ["VQL_UPDATE_GOLDEN"] = "1"
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     if not SHARED.is_dir():

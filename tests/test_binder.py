@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -88,8 +89,9 @@ def mask_measured(text: str) -> str:
 def golden(name: str, text: str) -> None:
     text = mask_measured(text)
     path = GOLDEN / name
-    if not path.exists():  # written once by a developer, then compared forever
+    if os.environ.get("VQL_UPDATE_GOLDEN") == "1":  # pytest --update-golden (tests/conftest.py)
         path.write_text(text + "\n")
+    assert path.exists(), f"no golden file {path}: run pytest --update-golden once and review it"
     assert text + "\n" == path.read_text(), f"EXPLAIN output changed; compare with {path}"
 
 

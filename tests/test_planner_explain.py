@@ -1,5 +1,6 @@
-"""EXPLAIN of planned cascades (golden text from constructed decisions), the plan search on
-constructed scores, and short-circuit evaluation of AND-ed atoms against the exact plan."""
+"""EXPLAIN of a certified plan (golden text from a constructed plan), planning on constructed
+frames through the real stages, short-circuit evaluation of AND-ed atoms against the exact
+plan, and the engine running skip plans."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import vql
 from vql.cli import SAMPLE_VIDEO
 from vql.engine.difference import DifferenceDetector
 from vql.plan import ModelPredicate
-from vql.planner.cascade import Atom, Candidate, CascadeChoice, decide
+from vql.planner.cascade import Atom, Candidate, CascadeChoice, train_stages
+from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.cost import Costs
-from vql.planner.sampling import time_block_split
+from vql.planner.query import AtomInput, QueryPlan, answers_on, certification_claims, finish, propose
+from vql.planner.sampling import Sample, permutation
 from vql.planner.specialized import Architecture, SpecializedCNN, TrainedModel
 from vql.planner.thresholds import Thresholds
 
@@ -21,53 +24,30 @@ from test_binder import golden
 PERSON = ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n")
 
 
-def test_explain_of_a_chosen_cascade_golden():
+def _chosen_cascade():
     arch = Architecture(1, 16, 32, 32)
     model = TrainedModel(arch, SpecializedCNN(arch), np.zeros((32, 32, 3), np.float32), 12.5)
     detector = DifferenceDetector("blocked-mse", 32, np.zeros((32, 32, 3), np.uint8))
-    t = Thresholds(c_low=0.02, c_high=0.97, fnr_bound=0.0081, fpr_bound=0.0062, pass_rate=0.031, positives=412,
-                   negatives=3108, delta=55.5, diff_pass=0.18)
+    t = Thresholds(c_low=0.02, c_high=0.97, delta=55.5, pass_rate=0.031, diff_pass=0.18)
     chosen = Candidate("blocked-mse@32 vs background -> cnn1x16-d32@32 -> reference", 0.0031, t, model, detector,
                        0.0002, 0.00005)
-    choice = CascadeChoice(
-        Atom(PERSON, column="vql_a0"), "cascade", "cheapest plan meeting the targets on the fit set", 7040,
-        "the 2990-frame floor for a 0.01 target; grown to 7040", "50 blocks of ~720 frames",
-        Costs(0.0012, 0.00005, 0.0002, 0.055), 0.0562, chosen,
-        [Candidate("cnn1x16-d32@32 -> reference", 0.0112), Candidate("exact (reference on every frame)", 0.0562)],
-        eval_fpr=0.0021, eval_fnr=0.0049, eval_frames=1180, eval_positives=205,
-    )
-    golden("explain_cascade_chosen.txt", "\n".join(choice.explain_lines()))
+    return CascadeChoice(Atom(PERSON, column="vql_a0"), "cascade", "cheapest on the selection frames, 0 errors allowed there",
+                         Costs(0.0012, 0.00005, 0.0002, 0.055), 0.0562, chosen, 0.09,
+                         (Candidate("cnn1x16-d32@32 -> reference", 0.0112),))
 
 
-def test_explain_of_a_gated_skip_golden():
-    from vql.engine.difference import AnchorGate
-
-    arch = Architecture(1, 16, 32, 32)
-    model = TrainedModel(arch, SpecializedCNN(arch), np.zeros((32, 32, 3), np.float32), 12.5)
-    t = Thresholds(c_low=0.05, c_high=0.9, fnr_bound=0.0079, fpr_bound=0.0041, pass_rate=0.12, positives=520,
-                   negatives=2480, gate_delta=31.25, gate_pass=0.2)
-    chosen = Candidate("skip 4 -> t-Δ gate blocked-mse (20% on) -> cnn1x16-d32@32 -> reference", 0.0121, t, model,
-                       None, 0.0002, 0.0, skip=4, gate=AnchorGate("blocked-mse", 32), gate_seconds=0.00003)
-    choice = CascadeChoice(
-        Atom(PERSON, column="vql_a0"), "cascade", "cheapest plan meeting the targets on the fit set", 6000,
-        "the 2990-frame floor for a 0.01 target", "50 blocks of ~720 frames",
-        Costs(0.0012, 0.0, 0.0002, 0.055, grab=0.0005, gate=0.00003), 0.0562, chosen,
-        [Candidate("cnn1x16-d32@32 -> reference", 0.0112), Candidate("exact (reference on every frame)", 0.0562)],
-        eval_fpr=0.0031, eval_fnr=0.0052, eval_frames=1000, eval_positives=192,
-        skip_notes=["skip 4: 3.10% of positives and 0.40% of negatives would inherit a wrong answer from their anchor "
-                    "(900 neighbouring pairs in the sample, 160 positive): over the targets on its own; skip 4 gated "
-                    "by t-Δ blocked-mse: sending 20% of the frames off an anchor through the cascade keeps their "
-                    "inherited errors under half the targets (900 pairs, 160 positive); its 1500 anchors labelled to "
-                    "certify it"],
-    )
-    golden("explain_gated_skip.txt", "\n".join(choice.explain_lines()))
+def test_explain_of_a_certified_plan_golden():
+    choice = _chosen_cascade()
+    cert = Certificate(0.01, 0.01, 4700, (ClaimBounds("WHERE contains('person', min_score := 0.5)", 425, 0, 4275, 3, 0.0086, 0.0022),))
+    plan = QueryPlan("cascade", "certified: expected ~400 s against ~1900 s exact", (choice,), 0.01, 0.01,
+                     ("WHERE contains('person', min_score := 0.5)",), "10% of 36000 frames, within [900, 4000]", 3600, 4089,
+                     Sizing(4700, 0, 3, 0.71), cert, 400.0, 1900.0)
+    golden("explain_certified_plan.txt", "\n".join(plan.explain_lines()))
 
 
-def test_the_search_costs_every_combination_and_certifies_the_choice():
-    """Frames with a bright square (the predicate) on a flat noisy background: the CNN alone
-    separates them and wins; the detector-only plan rules out exactly the background frames."""
-    rng = np.random.default_rng(0)
-    n = 3600
+def _squares(n: int, seed: int = 0):
+    """Frames with a bright square (the predicate) on a flat noisy background."""
+    rng = np.random.default_rng(seed)
     truth = rng.random(n) < 0.3
     small = {s: {} for s in (32, 64)}
     for f in range(n):
@@ -77,28 +57,43 @@ def test_the_search_costs_every_combination_and_certifies_the_choice():
                 x = rng.integers(0, s - s // 4)
                 img[x:x + s // 4, x:x + s // 4] = 220
             small[s][f] = img
-    split = time_block_split(0, n - 1, n)
+    return truth, small
+
+
+def test_the_planner_trains_selects_and_certifies_on_disjoint_random_frames():
+    """The real stages trained on constructed frames: the CNN separates them, a cascade is
+    proposed on the selection frames and certified on frames neither saw."""
+    n = 9000
+    truth, small = _squares(n)
+    labels = {f: bool(truth[f]) for f in range(n)}
+    sample = Sample(permutation("squares", 0, n - 1), 1800)
+    stages = train_stages(sample.train, labels, small, time_budget_s=10)
+    dets, models = stages.scored(sample.select, small)
+    atom = Atom(PERSON, column="vql_a0")
+    inp = AtomInput(atom, truth[sample.select], float(truth[sample.prefix].mean()), dets, models)
     costs = Costs(decode=0.001, diff=0.0, cnn=0.0, reference=0.05)
-    choice = decide(Atom(PERSON, column="vql_a0"), split, "all", {f: bool(truth[f]) for f in range(n)}, small, costs,
-                    fpr=0.01, fnr=0.01, time_budget_s=10)
-    assert choice.strategy == "cascade" and choice.chosen.model is not None
-    t = choice.chosen.thresholds
-    assert t.fnr_bound <= 0.01 and t.fpr_bound <= 0.01 and t.pass_rate < 0.05
-    assert choice.eval_fnr <= 0.02 and choice.eval_fpr <= 0.02
-    assert choice.expected_per_frame < choice.exact_per_frame / 10
-    names = [a.name for a in choice.alternatives]
-    assert len(names) == 11 and "exact (reference on every frame)" in names  # 4 detector x 3 model options - 1, + exact
-    detector_only = next(a for a in choice.alternatives if a.name == "blocked-mse@32 vs background -> reference")
-    assert 0.25 < detector_only.thresholds.diff_pass < 0.35  # it passes on the squares, i.e. the positives
+    proposal = propose([inp], None, 0.05, 0.05, n - 1800, n - 1800, costs)
+    assert proposal.cascade and proposal.choices[0].chosen.model is not None, proposal.reason
+    certify_frames = Sample(sample.order, 1800, proposal.sizing.frames).certify
+    assert not set(certify_frames.tolist()) & set(sample.prefix.tolist())
+    values = {"vql_a0": truth[certify_frames]}
+    answers = answers_on(proposal, values, lambda c: stages.scores(c.chosen, certify_frames, small))
+    plan = finish(proposal, certification_claims(proposal, certify_frames, values, answers, None), 0.05, 0.05)
+    assert plan.strategy == "cascade" and plan.certificate.passed
+    assert plan.certificate.fnr_bound <= 0.05 and plan.certificate.frames == proposal.sizing.frames
+    assert plan.choices[0].expected_per_frame < plan.choices[0].exact_per_frame / 5
+    text = "\n".join(plan.explain_lines())
+    assert "guarantee: with probability >= 95%" in text and "alternative" in text
 
 
-def test_one_class_sample_falls_back_to_exact():
-    n = 600
+def test_one_class_training_falls_back_to_exact():
+    n = 3000
+    labels = {f: False for f in range(n)}
     small = {s: {f: np.zeros((s, s, 3), np.uint8) for f in range(n)} for s in (32, 64)}
-    split = time_block_split(0, n - 1, n)
-    choice = decide(Atom(PERSON, column="vql_a0"), split, "all", {f: False for f in range(n)}, small,
-                    Costs(0.001, 0.0, 0.0, 0.05), fpr=0.01, fnr=0.01)
-    assert choice.strategy == "exact" and "only one class" in choice.reason
+    assert train_stages(np.arange(600), labels, small) is None
+    inp = AtomInput(Atom(PERSON, column="vql_a0"), np.zeros(300, bool), 0.0, None, None)
+    proposal = propose([inp], None, 0.01, 0.01, n, n, Costs(0.001, 0.0, 0.0, 0.05))
+    assert not proposal.cascade and "one class" in proposal.choices[0].reason
 
 
 @pytest.fixture()
@@ -122,33 +117,10 @@ def test_and_short_circuits_and_matches_exact(con):
     recorded = dict(con.sql(f"SELECT predicate, count(*) FROM vql_results WHERE query_id = {fast.metadata['query_id']} "
                             "GROUP BY predicate").fetchall())
     assert sorted(recorded.values()) == sorted(o["frames"] for o in ops.values() if o["frames"])
-    rates = con.sql(f"SELECT strategy FROM vql_query_accuracy WHERE query_id = {fast.metadata['query_id']}").fetchall()
-    assert rates == [("exact",), ("exact",)]
-
-
-def test_frame_skipping_is_certified_on_anchor_labels_and_chosen_when_cheapest():
-    """Identical frames (no stage can separate anything) whose truth comes in 300-frame runs:
-    only skipping saves work; its errors (frames just after a change inheriting the old answer)
-    are counted against the frames' own labels and must fit the targets."""
-    n = 3600
-    truth = (np.arange(n) // 300) % 2 == 1
-    small = {s: {f: np.full((s, s, 3), 100, np.uint8) for f in range(n)} for s in (32, 64)}
-    split = time_block_split(0, n - 1, n)
-    labels = {f: bool(truth[f]) for f in range(n)}
-    costs = Costs(decode=0.001, diff=0.0, cnn=0.0, reference=0.05, grab=0.0004)
-    plain = decide(Atom(PERSON, column="vql_a0"), split, "all", labels, small, costs, fpr=0.05, fnr=0.05,
-                   time_budget_s=6)
-    assert all(a.skip == 1 for a in plain.alternatives)
-    skipping = decide(Atom(PERSON, column="vql_a0"), split, "all", labels, small, costs, fpr=0.05, fnr=0.05,
-                      time_budget_s=6, skips=(2, 4), skip_notes=["skip 2: ...", "skip 4: ..."])
-    assert skipping.strategy == "cascade" and skipping.chosen.skip == 4, skipping.explain_lines()
-    t = skipping.chosen.thresholds
-    assert 0 < t.fnr_bound <= 0.045 and t.fpr_bound <= 0.045  # inherited errors counted, within 90% of target
-    assert skipping.eval_fnr <= 0.05 and skipping.eval_fpr <= 0.05
-    assert skipping.expected_per_frame < plain.expected_per_frame / 3
-    text = "\n".join(skipping.explain_lines())
-    assert "1. frame skipping: one frame in 4 evaluated" in text and "frame skipping: skip 2: ..." in text
-    assert any(a.skip == 2 for a in skipping.alternatives)
+    rates = con.sql("SELECT strategy, claim, fnr_bound, confidence FROM vql_query_accuracy "
+                    f"WHERE query_id = {fast.metadata['query_id']}").fetchall()
+    assert rates == [("exact", "WHERE ((contains('person', min_score := 0.5, region := (0, 0.5, 1, 1)) AND "
+                      "object_count('person', min_score := 0.5) >= 4) AND (frame < 48))", 0.0, 1.0)]  # one row per scan
 
 
 def test_skipping_runs_the_cascade_on_anchors_only(con):
@@ -160,11 +132,10 @@ def test_skipping_runs_the_cascade_on_anchors_only(con):
     info = con.store.video("cam")
     model = con.model("centernet")
     ctx = Context(con.store, con.model, False)
-    t = Thresholds(-np.inf, np.inf, 0.0, 0.0, 1.0, 0, 0)
-    chosen = Candidate("skip 3 -> reference", 0.02, t, skip=3)
+    chosen = Candidate("skip 3 -> reference", 0.02, Thresholds(), skip=3)
 
     def run(atom):
-        choice = CascadeChoice(atom, "cascade", "test", 0, "", "", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+        choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
         return run_cascade(ctx, info, model, model.version, choice, 30, 59)
 
     count = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "n")
@@ -179,39 +150,6 @@ def test_skipping_runs_the_cascade_on_anchors_only(con):
     inherited = [bool(atom.holds(np.array(counts[30 + i // 3 * 3]))) for i in range(30)]
     assert answer.tolist() == inherited and 0 < sum(inherited) < 30, counts
     assert con.store.labelled_frames(info.fingerprint, model.version, 0, 794).tolist() == labelled
-
-
-def test_gated_skipping_is_certified_where_plain_skipping_fails():
-    """Scenes of 8-20 identical frames (a random grey level each, with sensor noise) whose truth
-    is random per scene: no stage can tell the truth from a frame, plain skipping inherits the
-    old answer across every scene change, but the t−Δ gate sees each change and sends those
-    frames through the cascade, so a gated skip meets the targets on the fit set and held out."""
-    rng = np.random.default_rng(1)
-    n = 3600
-    scene = np.cumsum(rng.random(n) < 1 / 14)  # a new scene every ~14 frames
-    grey, present = rng.integers(40, 220, scene.max() + 1), rng.random(scene.max() + 1) < 0.5
-    truth = present[scene]
-    small = {s: {f: (rng.normal(grey[scene[f]], 2, (s, s, 3))).clip(0, 255).astype(np.uint8) for f in range(n)}
-             for s in (32, 64)}
-    split = time_block_split(0, n - 1, n)
-    labels = {f: bool(truth[f]) for f in range(n)}
-    costs = Costs(decode=0.001, diff=0.0, cnn=0.0, reference=0.05, grab=0.0004)
-    choice = decide(Atom(PERSON, column="vql_a0"), split, "all", labels, small, costs, fpr=0.01, fnr=0.01,
-                    time_budget_s=6, skips=(2, 4))
-    chosen = choice.chosen
-    assert choice.strategy == "cascade" and chosen.skip > 1 and chosen.gate is not None, choice.explain_lines()
-    t = chosen.thresholds
-    assert t.fnr_bound <= 0.009 and t.fpr_bound <= 0.009 and 0 < t.gate_pass < 0.5
-    assert choice.eval_fnr <= 0.01 and choice.eval_fpr <= 0.01
-    assert not [a for a in choice.alternatives if a.skip > 1 and a.gate is None]  # plain skipping: not certified
-    inherited_wrong = sum(labels[f] != labels[int(a)] for f, a in
-                          zip(split.fit, chosen.answering(split.fit, 0, small)))
-    plain_wrong = sum(labels[f] != labels[f - f % chosen.skip] for f in split.fit)
-    assert plain_wrong > 0.02 * len(split.fit) and inherited_wrong < plain_wrong / 5, (inherited_wrong, plain_wrong)
-    assert choice.expected_per_frame < choice.exact_per_frame / 1.5
-    text = "\n".join(choice.explain_lines())
-    assert f"1. frame skipping gated by the t-Δ detector {chosen.gate.name}: every frame read" in text, text
-    assert "t-Δ gate" in text.split("measured costs")[1]
 
 
 def test_gated_skipping_runs_the_cascade_where_a_frame_differs_from_its_anchor(con):
@@ -236,12 +174,12 @@ def test_gated_skipping_runs_the_cascade_where_a_frame_differs_from_its_anchor(c
     g = {30 + i: float(gate.scores(images[i:i + 1], images[i // 4 * 4:i // 4 * 4 + 1])[0]) for i in range(30)}
     off = sorted(v for f, v in g.items() if (f - 30) % 4)  # the scan starts at 30: anchors 30, 34, ...
     delta = (off[len(off) // 2 - 1] + off[len(off) // 2]) / 2  # half of the frames off an anchor go through
-    t = Thresholds(-np.inf, np.inf, 0.0, 0.0, 1.0, 0, 0, gate_delta=delta, gate_pass=0.5)
+    t = Thresholds(gate_delta=delta, gate_pass=0.5)
     chosen = Candidate("skip 4 -> t-Δ gate -> reference", 0.02, t, skip=4, gate=gate)
     count = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "n")
     through = sorted(f for f in range(30, 60) if (f - 30) % 4 == 0 or g[f] >= delta)
     atom = Atom(count, ">=", 1, column="vql_a0")
-    choice = CascadeChoice(atom, "cascade", "test", 0, "", "", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+    choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
     answer, ops = run_cascade(ctx, info, model, model.version, choice, 30, 59)
     assert con.store.labelled_frames(info.fingerprint, model.version, 0, 794).tolist() == through
     assert 10 < len(through) < 26
@@ -252,7 +190,21 @@ def test_gated_skipping_runs_the_cascade_where_a_frame_differs_from_its_anchor(c
     atom = Atom(count, ">=", k, column="vql_a0")  # holds on some of them
     con.sql("DROP RESULTS cam")
     expected = [bool(atom.holds(np.array(counts[f if f in counts else 30 + (f - 30) // 4 * 4]))) for f in range(30, 60)]
-    choice = CascadeChoice(atom, "cascade", "test", 0, "", "", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+    choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
     answer, ops = run_cascade(ctx, info, model, model.version, choice, 30, 59)  # now the store answers `through`
     assert answer.tolist() == expected and 0 < sum(expected) < 30
     assert next(o for o in ops if o.name.startswith("reference")).frames_in == 0
+
+
+def test_audit_judges_the_answers_of_the_whole_where_clause(con):
+    """WITH (audit := N): N random frames of the scan, labelled by the reference, against the
+    query's answers under NOT; with two-sided intervals, in the result and in EXPLAIN ANALYZE."""
+    query = "SELECT frame FROM cam WHERE NOT contains('person', region := (0, 0.6, 1, 1)) AND frame < 24 WITH (audit := 10)"
+    result = con.sql("EXPLAIN ANALYZE " + query)
+    text = "\n".join(r[0] for r in result.fetchall())
+    ((claim, a),) = result.metadata["audit"].items()
+    assert claim == "WHERE ((NOT contains('person', min_score := 0.5, region := (0, 0.6, 1, 1))) AND (frame < 24))"
+    assert a["frames"] == 10 and a["fnr"] == a["fpr"] == 0.0 and a["fnr_ci"][0] == 0.0  # an exact plan makes no error
+    assert f"-- audit of 10 random frames ({a['positives']} positive), {claim}" in text
+    with pytest.raises(vql.errors.BindError, match="audit must be a number of frames"):
+        con.sql("SELECT frame FROM cam WHERE contains('person') WITH (audit := 0.5)")

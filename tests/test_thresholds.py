@@ -1,109 +1,100 @@
-"""Threshold fitting on constructed score distributions, and the confidence bounds behind it."""
+"""Threshold placement on constructed score distributions, the confidence bounds, the
+certificate, and the planning sample's random order."""
 
 from __future__ import annotations
-
-import doctest
 
 import numpy as np
 import pytest
 
-from vql import binder
-from vql.engine import difference, executor
-from vql.planner import cost, sampling, stats, thresholds
-from vql.planner.stats import trials_needed, upper_bound
-from vql.planner.thresholds import allowed_errors, fit_cascade, fit_thresholds
+from vql.planner.certify import Claim, certify, frames_needed, sizings
+from vql.planner.sampling import Sample, permutation, training_size
+from vql.planner.stats import interval, pass_probability, trials_needed, upper_bound
+from vql.planner.thresholds import place
 
 
-@pytest.mark.parametrize("module", [stats, thresholds, cost, sampling, difference, executor, binder])
-def test_doctests(module):
-    assert doctest.testmod(module).failed == 0
-
-
-def test_upper_bound_matches_known_values():
-    # scipy.stats.beta.ppf(0.95, k + 1, n - k) for the one-sided 95% Clopper–Pearson limit
+def test_bounds_match_known_values():
+    # the one-sided 95% Clopper–Pearson limit is the 0.95 quantile of Beta(k + 1, n - k)
     assert upper_bound(5, 100) == pytest.approx(0.1022534, abs=1e-6)
     assert upper_bound(0, 300) == pytest.approx(0.0099361, abs=1e-6)
     assert upper_bound(0, 0) == 1.0 and upper_bound(10, 10) == 1.0
     assert upper_bound(1, 50, confidence=0.99) > upper_bound(1, 50, confidence=0.9)
     assert trials_needed(0.01) == 299 and upper_bound(0, 299) <= 0.01 < upper_bound(0, 298)
+    n = trials_needed(0.02, 0.975, errors=3)
+    assert upper_bound(3, n, 0.975) <= 0.02 < upper_bound(3, n - 1, 0.975)
+    low, high = interval(26, 1537)  # the composed20 audit of the earlier planner: 0.0169
+    assert low < 26 / 1537 < high and low > 0.0088  # wholly above the bound that planner claimed
 
 
 def test_separable_scores_decide_everything():
     rng = np.random.default_rng(0)
     scores = np.r_[rng.uniform(0, 0.3, 3000), rng.uniform(0.7, 1, 3000)]
     labels = np.r_[np.zeros(3000, bool), np.ones(3000, bool)]
-    t = fit_thresholds(scores, labels, fnr=0.01, fpr=0.01)
-    assert t.pass_rate == 0.0 and t.decides_anything
-    assert t.fnr_bound <= 0.01 and t.fpr_bound <= 0.01
+    (t,) = place(None, scores, labels, (0, 0))
+    assert t.pass_rate == 0.0 and 0.3 <= t.c_low <= 0.7 and 0.3 <= t.c_high <= 0.7
+    assert (t.answer(None, scores, labels) == labels).all()
 
 
-def test_overlap_goes_to_the_reference_and_bounds_hold():
+def test_overlap_goes_to_the_reference_within_the_allowance():
     rng = np.random.default_rng(1)
-    neg = rng.normal(0.3, 0.15, 5000)
-    pos = rng.normal(0.7, 0.15, 5000)
-    scores, labels = np.r_[neg, pos], np.r_[np.zeros(5000, bool), np.ones(5000, bool)]
-    t = fit_thresholds(scores, labels, fnr=0.02, fpr=0.01)
-    assert 0 < t.pass_rate < 1
-    assert t.c_low < t.c_high
-    # the bounds are honest on the fit set itself...
-    fn = (pos < t.c_low).sum()
-    fp = (neg > t.c_high).sum()
-    assert upper_bound(int(fn), 5000) <= 0.02 and upper_bound(int(fp), 5000) <= 0.01
-    # ...and on fresh draws from the same distributions the rates stay under target
-    neg2, pos2 = rng.normal(0.3, 0.15, 20000), rng.normal(0.7, 0.15, 20000)
-    assert (pos2 < t.c_low).mean() <= 0.02 and (neg2 > t.c_high).mean() <= 0.01
+    scores = np.r_[rng.normal(0.3, 0.1, 4000), rng.normal(0.7, 0.1, 1000)]
+    labels = np.r_[np.zeros(4000, bool), np.ones(1000, bool)]
+    for allowed in [(0, 0), (5, 5), (20, 40)]:
+        (t,) = place(None, scores, labels, allowed)
+        answer = t.answer(None, scores, labels)
+        assert (labels & ~answer).sum() <= allowed[0] and (~labels & answer).sum() <= allowed[1]
+        assert 0 < t.pass_rate < 1
+    wide, narrow = place(None, scores, labels, (0, 0))[0], place(None, scores, labels, (20, 40))[0]
+    assert narrow.pass_rate < wide.pass_rate  # more errors allowed, fewer frames to the reference
 
 
-def test_too_few_positives_fall_back_to_the_reference():
+def test_the_allowance_is_split_between_detector_and_model():
     rng = np.random.default_rng(2)
-    scores = np.r_[rng.uniform(0, 0.3, 2000), rng.uniform(0.7, 1, 60)]  # 60 positives: 1% unprovable
-    labels = np.r_[np.zeros(2000, bool), np.ones(60, bool)]
-    t = fit_thresholds(scores, labels, fnr=0.01, fpr=0.01)
-    assert t.c_low == -np.inf  # nothing may be called negative without the reference
-    assert "60 positives cannot certify a false-negative rate of 0.01" in t.note
-    assert t.c_high < 0.7  # the negative side is well supported: "yes" can still be decided
-    assert t.pass_rate == pytest.approx(2000 / 2060, abs=0.01)
-
-
-def test_no_negatives_at_all():
-    t = fit_thresholds(np.linspace(0.5, 1, 500), np.ones(500, bool), fnr=0.01, fpr=0.01)
-    assert t.c_high == np.inf and "0 negatives" in t.note
-    assert t.c_low > 0.5  # the lowest positives' share is what the fnr budget allows
-
-
-def test_cascade_fit_splits_the_false_negative_budget_between_stages():
-    """The detector and the model share one false-negative budget: every split certifies the
-    whole cascade on the fit set, and fresh draws stay under the target."""
-    rng = np.random.default_rng(3)
-    n_pos, n_neg = 3000, 12000
-    diff = np.r_[rng.gamma(9, 20, n_pos), rng.gamma(2, 10, n_neg)]  # positives differ from the background
-    cnn = np.r_[rng.beta(6, 2, n_pos), rng.beta(2, 6, n_neg)]
-    labels = np.r_[np.ones(n_pos, bool), np.zeros(n_neg, bool)]
-    options = fit_cascade(diff, cnn, labels, fnr=0.01, fpr=0.01)
-    budget = allowed_errors(n_pos, 0.01)
-    assert budget > 5 and len(options) == budget + 2  # no detector, and each of budget + 1 splits
+    y = rng.random(5000) < 0.2
+    diff = np.where(y, rng.normal(3, 1, 5000), rng.normal(0, 1, 5000))
+    cnn = np.where(y, rng.normal(0.7, 0.15, 5000), rng.normal(0.3, 0.15, 5000))
+    options = place(diff, cnn, y, (6, 6))
+    assert len(options) == 1 + 7  # no detector, and the detector taking 0..6 of the false negatives
     for t in options:
-        said_no = (diff < t.delta) | (cnn < t.c_low)
-        said_yes = (diff >= t.delta) & (cnn > t.c_high)
-        assert (labels & said_no).sum() <= budget
-        assert t.fnr_bound <= 0.01 and t.fpr_bound <= 0.01
-        assert t.pass_rate == pytest.approx((~said_no & ~said_yes).mean())
-    with_detector = [t for t in options if t.delta > -np.inf]
-    assert min(t.diff_pass for t in with_detector) < 0.5  # the detector rules out most negatives
-    best = min(options, key=lambda t: t.pass_rate)
-    d2 = np.r_[rng.gamma(9, 20, 50000), rng.gamma(2, 10, 50000)]
-    c2 = np.r_[rng.beta(6, 2, 50000), rng.beta(2, 6, 50000)]
-    y2 = np.r_[np.ones(50000, bool), np.zeros(50000, bool)]
-    no = (d2 < best.delta) | (c2 < best.c_low)
-    yes = (d2 >= best.delta) & (c2 > best.c_high)
-    assert (y2 & no).sum() / 50000 <= 0.01 and (~y2 & yes & ~no).sum() / 50000 <= 0.01
+        answer = t.answer(None if t.delta == -np.inf else diff, cnn, y)
+        assert (y & ~answer).sum() <= 6 and (~y & answer).sum() <= 6
+    assert min(o.pass_rate for o in options[1:]) < options[0].pass_rate  # the detector pays
 
 
-def test_cascade_fit_without_enough_positives_never_says_no():
-    diff = np.r_[np.full(60, 500.0), np.zeros(3000)]
-    labels = np.r_[np.ones(60, bool), np.zeros(3000, bool)]
-    options = fit_cascade(diff, None, labels, fnr=0.01, fpr=0.01)
-    assert options == []  # no detector split can be certified and there is no model: only exact remains
-    (t,) = fit_cascade(None, np.r_[np.full(60, 0.9), np.full(3000, 0.1)], labels, fnr=0.01, fpr=0.01)
-    assert t.c_low == -np.inf and t.fnr_bound == 0.0 and "60 positives cannot certify" in t.note
-    assert t.c_high < 0.9 and t.pass_rate == pytest.approx(3000 / 3060)  # "yes" is still certified
+def test_certificate_splits_alpha_over_every_bound():
+    y = np.r_[np.ones(500, bool), np.zeros(4500, bool)]
+    answer = y.copy()
+    one = certify([Claim("q", y, answer)], 0.01, 0.01)
+    two = certify([Claim("a", y, answer), Claim("b", y, answer)], 0.01, 0.01)
+    assert one.fnr_bound == pytest.approx(upper_bound(0, 500, 0.975))
+    assert two.fnr_bound == pytest.approx(upper_bound(0, 500, 0.9875)) and two.fnr_bound > one.fnr_bound
+    assert one.passed and one.confidence == 0.95
+    answer[:3] = False  # three positives missed: 3 of 500 cannot certify 1%
+    assert not certify([Claim("q", y, answer)], 0.01, 0.01).passed
+
+
+def test_sizing_and_its_prediction():
+    assert frames_needed(0.01, 0.01, 0.09) == 4089  # 368 positives at 97.5% with none missed
+    clean = np.r_[np.ones(300, bool), np.zeros(2700, bool)]
+    sure = sizings([Claim("q", clean, clean)], [0.1], 0.05, 0.05, available=50000)
+    assert sure and all(s.frames <= 50000 for s in sure)
+    assert max(s.pass_probability for s in sure) > 0.9
+    missed = clean.copy()
+    missed[:15] = False  # 5% of positives missed on the selection frames: 5% cannot be certified
+    assert max(s.pass_probability for s in sizings([Claim("q", clean, missed)], [0.1], 0.05, 0.05, 50000)) < 0.2
+    assert sizings([Claim("q", clean, clean)], [0.1], 0.01, 0.01, available=1000) == []
+    assert pass_probability(0, 2000, 0, 100) > pass_probability(0, 200, 0, 100) > pass_probability(2, 200, 0, 100)
+
+
+def test_the_random_order_is_shared_uniform_and_consumed_as_a_prefix():
+    a, b = permutation("fp", 100, 10099), permutation("fp", 100, 10099)
+    assert (a == b).all() and sorted(a.tolist()) == list(range(100, 10100))
+    assert not (permutation("other", 100, 10099) == a).all()
+    s = Sample(a, 2000, 3000)
+    parts = [s.train, s.select, s.certify]
+    assert [len(p) for p in parts] == [1000, 1000, 3000]
+    assert len(np.unique(np.concatenate(parts))) == 5000  # disjoint
+    assert (Sample(a, 2000, 500).certify == s.certify[:500]).all()  # growing keeps the prefix
+    # uniform over time: each tenth of the scan holds about a tenth of the prefix
+    counts = np.histogram(s.prefix, bins=10, range=(100, 10100))[0]
+    assert counts.min() > 150 and counts.max() < 250
+    assert training_size(795, 0.01) == (795, training_size(795, 0.01)[1])

@@ -30,7 +30,7 @@ from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
 
-PLAN_FORMAT = "plan4"  # part of every stored plan's key: a new format never reads an old pickle
+PLAN_FORMAT = "plan5"  # part of every stored plan's key: a new format never reads an old pickle
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Connection:
         self.settings = dict(SETTINGS)
         self._models: dict[str, ReferenceModel] = {}
         self._calibration = Calibration(self.store)
-        self._choices: dict[str, object] = {}
+        self._plans: dict[str, object] = {}
 
     @property
     def duckdb(self) -> duckdb.DuckDBPyConnection:
@@ -128,6 +128,24 @@ class Connection:
         return result
 
     execute = sql
+
+    def prepare(self, text: str) -> Result:
+        """Plan a SELECT's model tests now, without running it: the reference labels what planning
+        needs (the training prefix, the certification frames), the plan is certified and stored,
+        and the result is its EXPLAIN text (``metadata["plans"]`` holds the plans). The query
+        itself, run later, reuses the stored plan and labels."""
+        node = parse(text, frozenset(self.store.videos()))
+        select = node.select if isinstance(node, ast.Explain) else node
+        if not isinstance(select, ast.Select):
+            raise BindError("prepare takes a SELECT")
+        plan = self._plan(select)
+        if plan is None:
+            raise BindError("prepare: the query names no video")
+        ctx = self._context(plan)
+        start = time.perf_counter()
+        plans = {ev.table: ctx.plan_query(ev) for ev in plan.inputs if ev.atoms}
+        return Result(pa.table({"plan": explain(plan, plans).splitlines()}),
+                      dict(ctx.stats, plans=plans, seconds=time.perf_counter() - start))
 
     @singledispatchmethod
     def _run(self, node: ast.Node, params) -> Result:
@@ -237,43 +255,67 @@ class Connection:
     def _context(self, plan) -> Context:
         opts = dict(plan.options)
         ctx = Context(self.store, self.model, self.progress, calibration=self._calibration)
-        ctx.plan_atom = lambda node, atom: self._plan_atom(ctx, node, atom, float(opts["fpr"]), float(opts["fnr"]))
+        ctx.plan_query = lambda node: self._plan_query(ctx, node, float(opts["fpr"]), float(opts["fnr"]))
+        ctx.audit = int(opts.get("audit", 0))
         return ctx
 
-    def _plan_atom(self, ctx: Context, node, atom, fpr: float, fnr: float):
-        """The cascade for one atom: from the session, the store, or planned now (and stored)."""
-        from vql.planner.labelling import plan_atom
-
+    def _plan_key(self, node, fpr: float, fnr: float) -> str:
         scan, info = node.scan, node.scan.info
-        model = self.model(atom.predicate.model)
-        key = (f"{PLAN_FORMAT}|{info.fingerprint}|{model.version}|{atom.text}|fpr={fpr:g}|fnr={fnr:g}|"
-               f"{scan.first}-{scan.last}")
-        if key in self._choices:
-            return self._choices[key]
-        blob = self.store.load_plan(key)
-        if blob is not None:
-            choice = pickle.loads(blob)  # a plan of an older format has another key, so never lands here
+        versions = ",".join(sorted({self.model(a.predicate.model).version for a in node.atoms}))
+        atoms = ";".join(f"{a.column}={a.text}" for a in node.atoms)
+        return (f"{PLAN_FORMAT}|{info.fingerprint}|{versions}|{atoms}|where={node.where}|fpr={fpr:g}|fnr={fnr:g}|"
+                f"{scan.first}-{scan.last}")
+
+    def _stored_plan(self, ctx: Context, node, fpr: float, fnr: float):
+        """The query plan of a scan's model tests from the session or the store; None if not planned yet."""
+        key = self._plan_key(node, fpr, fnr)
+        if key not in self._plans:
+            blob = self.store.load_plan(key)
+            if blob is None:
+                return None
+            self._plans[key] = pickle.loads(blob)  # a plan of an older format has another key, so never lands here
             ctx.count("plans_reused", 1)
-        else:
-            choice = plan_atom(ctx, model, scan, atom, fpr, fnr)
-            self.store.save_plan(key, info.fingerprint, pickle.dumps(choice))
-            ctx.count("plan_seconds", choice.plan_seconds)
-        self._choices[key] = choice
-        return choice
+        return self._plans[key]
+
+    def _plan_query(self, ctx: Context, node, fpr: float, fnr: float):
+        """The plan of one scan's model tests: from the session, the store, or planned now (and stored)."""
+        from vql.planner.labelling import plan_query
+
+        plan = self._stored_plan(ctx, node, fpr, fnr)
+        if plan is None:
+            plan = plan_query(ctx, node, fpr, fnr)
+            key = self._plan_key(node, fpr, fnr)
+            self.store.save_plan(key, node.scan.info.fingerprint, pickle.dumps(plan))
+            ctx.count("plan_seconds", plan.plan_seconds)
+            self._plans[key] = plan
+        return plan
+
+    def _planning_note(self, ctx: Context, node, fpr: float, fnr: float) -> str:
+        """What planning a scan's model tests will take, said without labelling anything."""
+        from vql.planner.sampling import training_size
+
+        n, _ = training_size(node.scan.frame_count, min(fpr, fnr))
+        if 2 * n > node.scan.frame_count or fpr <= 0 or fnr <= 0:
+            return "planned when the query runs: the exact plan (the scan is too short to certify a cascade on)"
+        costs = [ctx.calibration.get(f"reference_cost:{self.model(m).version}:{self.model(m).device}")
+                 for m in {a.predicate.model for a in node.atoms}]
+        eta = f" (~{n * sum(costs):.0f} s at the reference's measured cost)" if all(costs) else ""
+        return (f"planned when the query runs: the reference labels a training prefix of {n} random frames{eta}, "
+                f"then the certification frames the chosen cascade needs; EXPLAIN ANALYZE runs it")
 
     def _execute(self, plan, params) -> tuple[pa.Table, dict]:
         """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
         ctx = self._context(plan)
         try:
             table = run_plan(plan, ctx, params)
-            if ctx.choices:
+            if ctx.plans:
                 ctx.stats["cascades"] = {
-                    col: {"strategy": c.strategy, "eval_fpr": c.eval_fpr, "eval_fnr": c.eval_fnr,
-                          "eval_frames": c.eval_frames, "expected_speedup": c.exact_per_frame / max(c.expected_per_frame, 1e-12)}
-                    for col, c in ctx.choices.items()
+                    a.column: _summary(ctx.plans[ev.table], ctx.choices[a.column])
+                    for ev in plan.inputs if ev.table in ctx.plans for a in ev.atoms
                 }
-                ctx.stats["plan_text"] = explain(plan, ctx.choices)
-                ctx.stats["choices"] = dict(ctx.choices)  # the CascadeChoice objects, for tools and benchmarks
+                ctx.stats["plan_text"] = explain(plan, ctx.plans)
+                ctx.stats["plans"] = dict(ctx.plans)  # the QueryPlan objects, for tools and benchmarks
+                ctx.stats["choices"] = dict(ctx.choices)
             return table, ctx.stats
         except (duckdb.CatalogException, duckdb.BinderException) as e:
             raise BindError(str(e)) from e
@@ -299,8 +341,12 @@ class Connection:
             raise BindError("EXPLAIN: the query names no video")
         if not node.analyze:
             ctx = self._context(plan)
-            choices = {a.column: ctx.plan_atom(ev, a) for ev in plan.inputs for a in ev.atoms}
-            return Result(pa.table({"plan": explain(plan, choices).splitlines()}), dict(ctx.stats, choices=choices))
+            opts = dict(plan.options)
+            fpr, fnr = float(opts["fpr"]), float(opts["fnr"])
+            plans = {ev.table: p for ev in plan.inputs if ev.atoms
+                     for p in [self._stored_plan(ctx, ev, fpr, fnr)] if p is not None}
+            notes = {ev.table: self._planning_note(ctx, ev, fpr, fnr) for ev in plan.inputs if ev.atoms}
+            return Result(pa.table({"plan": explain(plan, plans, notes).splitlines()}), dict(ctx.stats, plans=plans))
         start = time.perf_counter()
         table, stats = self._execute(plan, params)
         lines = stats.get("plan_text", explain(plan)).splitlines() + [
@@ -314,10 +360,24 @@ class Connection:
                 lines.append(f"--   {op['operator']}: in {op['frames_in']}, decided {op['decided']}, "
                              f"passed on {op['passed_on']}, {op['seconds']:.3f} s")
             c = stats.get("cascades", {}).get(column)
-            if c and c["eval_fpr"] is not None:
-                lines.append(f"--   held-out rates ({c['eval_frames']} frames never used to train or fit): "
-                             f"fpr {c['eval_fpr']:.4f}, fnr {c['eval_fnr']:.4f}")
+            if c and c["strategy"] == "cascade":
+                lines.append(f"--   certified ({c['confidence']:.0%}, jointly, on {c['certification_frames']} random "
+                             f"frames): fpr <= {c['fpr_bound']:.4f}, fnr <= {c['fnr_bound']:.4f}")
+        for claim, a in stats.get("audit", {}).items():
+            lines.append(f"-- audit of {a['frames']} random frames ({a['positives']} positive), {claim}: "
+                         f"fpr {a['fpr']:.4f} [{a['fpr_ci'][0]:.4f}, {a['fpr_ci'][1]:.4f}], "
+                         f"fnr {a['fnr']:.4f} [{a['fnr_ci'][0]:.4f}, {a['fnr_ci'][1]:.4f}] (two-sided 95%)")
         return Result(pa.table({"plan": lines}), dict(stats))
+
+
+def _summary(plan, choice) -> dict:
+    """What every result says of one atom's plan: its strategy and the query's certificate."""
+    cert = plan.certificate if plan.strategy == "cascade" else None
+    return {"strategy": choice.strategy, "query_strategy": plan.strategy, "claims": list(plan.claims),
+            "fpr_target": plan.fpr, "fnr_target": plan.fnr,
+            "fpr_bound": cert.fpr_bound if cert else 0.0, "fnr_bound": cert.fnr_bound if cert else 0.0,
+            "confidence": cert.confidence if cert else 1.0, "certification_frames": cert.frames if cert else 0,
+            "expected_speedup": choice.exact_per_frame / max(choice.expected_per_frame, 1e-12)}
 
 
 def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None) -> Connection:

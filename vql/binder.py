@@ -22,7 +22,7 @@ from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 MODEL_FUNCTIONS = ("contains", "object_count")
 VIDEO_COLUMNS = ("frame", "ts")
 PREDICATE_OPTIONS = ("min_score", "region", "model")
-QUERY_OPTIONS = ("exact", "fpr", "fnr")
+QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit")
 
 
 @dataclass
@@ -160,6 +160,11 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
             raise BindError(f"unknown query option {opt.name!r}; options are {', '.join(QUERY_OPTIONS)}")
         if opt.name == "exact":
             out["exact"] = bool(getattr(opt.value, "value", True))
+        elif opt.name == "audit":
+            value = getattr(opt.value, "value", None)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10_000_000:
+                raise BindError("option audit must be a number of frames, e.g. audit := 500")
+            out["audit"] = value
         else:
             value = _number(opt.value, f"option {opt.name}")
             if not 0 <= value < 1:
@@ -244,7 +249,8 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
         )
         table = f"vql_frames_{ref.ref.lower()}"
         atom_list = tuple(atoms.values()) if key == owner_alias else ()
-        inputs.append(EvaluatePredicates(scan, labels, preds, table, atom_list, combine if atom_list else None))
+        where = frame_local_where(bound.where, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
+        inputs.append(EvaluatePredicates(scan, labels, preds, table, atom_list, combine if atom_list else None, where))
         renamed[ref] = ast.TableRef(table, ref.ref, ref.pos)
     final = replace(
         bound,
@@ -328,6 +334,29 @@ def _extract_atoms(select: ast.Select, catalog: Catalog, ref: ast.TableRef) -> t
     if not atoms or any(isinstance(n, ast.Call) and n.name in MODEL_FUNCTIONS for n in ast.walk(rest)):
         return select, {}
     return rest, atoms
+
+
+def frame_local_where(where: ast.Node | None, alias: str, atom_columns: set[str], single_table: bool) -> str | None:
+    """The WHERE clause as SQL when its truth per frame depends on that frame alone (its atoms,
+    ``frame`` and ``ts``, constants): what a cascade's certificate is about. None when it reads
+    anything else (another table's columns, parameters): then each atom is certified on its own.
+
+    >>> a = ast.Column("vql_a0")
+    >>> frame_local_where(ast.Unary("NOT", a), "cam", {"vql_a0"}, True)
+    '(NOT vql_a0)'
+    >>> frame_local_where(ast.Binary("AND", a, ast.Column("label", "e")), "cam", {"vql_a0"}, False) is None
+    True
+    """
+    if where is None:
+        return None
+    allowed = atom_columns | set(VIDEO_COLUMNS)
+    for n in ast.walk(where):
+        if isinstance(n, (ast.Param, ast.Select, ast.Star)):
+            return None
+        if isinstance(n, ast.Column) and (n.name not in allowed or (n.table or alias).lower() != alias.lower()
+                                          or (n.table is None and not single_table and n.name in VIDEO_COLUMNS)):
+            return None
+    return to_sql(where)
 
 
 def _flatten(node: ast.Node | None, op: str) -> list[ast.Node]:

@@ -12,6 +12,7 @@ A plan is a tree of frozen nodes, leaves first:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from vql.engine.video import VideoInfo
@@ -73,6 +74,7 @@ class EvaluatePredicates:
     table: str
     atoms: tuple = ()  # planner.cascade.Atom: boolean tests answered by cascades
     combine: str | None = None  # "and" / "or": atoms short-circuit (see binder.short_circuit)
+    where: str | None = None  # the WHERE clause as SQL when it depends on each frame alone: what is certified
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +85,25 @@ class SqlQuery:
     stop_after: int | None = None  # LIMIT (+ OFFSET) rows in frame order: scan only until found
 
 
-def explain(plan: SqlQuery, choices: dict | None = None) -> str:
-    """The plan as an indented tree, one operator per line; ``choices`` are the cascade
-    decisions (atom column -> CascadeChoice) when they are known."""
+def claim_names(atoms, where: str | None) -> tuple[str, ...]:
+    """What the certificate is about, in the user's terms: the WHERE clause with each atom's
+    column replaced by the test it stands for, or (``where`` None) each test on its own.
+
+    >>> from vql.planner.cascade import Atom
+    >>> a = Atom(ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n"), column="vql_a0")
+    >>> claim_names([a], "((NOT cam.vql_a0) AND (frame < 9))")
+    ("WHERE ((NOT contains('person', min_score := 0.5)) AND (frame < 9))",)
+    """
+    if where is None:
+        return tuple(a.text for a in atoms)
+    text = {a.column: a.text for a in atoms}
+    return ("WHERE " + re.sub(r"\b(?:\w+\.)?(vql_a\d+)\b", lambda m: text.get(m.group(1), m.group(0)), where),)
+
+
+def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = None) -> str:
+    """The plan as an indented tree, one operator per line; ``plans`` are the query plans of the
+    model tests (per-frame table -> planner.query.QueryPlan) when they are known, ``planning``
+    what planning them will take otherwise (per-frame table -> a line)."""
     lines = [f"SqlQuery: {plan.sql}"]
     if plan.options:
         lines.append("  options: " + ", ".join(f"{k} = {v}" for k, v in plan.options))
@@ -98,12 +116,16 @@ def explain(plan: SqlQuery, choices: dict | None = None) -> str:
         if ev.combine:
             lines.append(f"    atoms short-circuit under {ev.combine.upper()}: the one ruling out frames at the least "
                          f"cost runs first, the others only on the frames left open")
-        for atom in ev.atoms:
-            choice = (choices or {}).get(atom.column)
-            if choice is None:
-                lines.append(f"    {atom.column} BOOLEAN = {atom.text}: cascade planned at run time")
-            else:
-                lines += ["    " + line for line in choice.explain_lines()]
+        known = (plans or {}).get(ev.table)
+        if known is not None:
+            lines += ["    " + line for line in known.explain_lines()]
+        else:
+            for atom in ev.atoms:
+                lines.append(f"    {atom.column} BOOLEAN = {atom.text}")
+            if ev.atoms:
+                lines.append("    " + ((planning or {}).get(ev.table) or "cascades planned when the query runs"))
+                lines.append("    targets certified for: " + " and ".join(claim_names(ev.atoms, ev.where))
+                             + ("" if ev.where else " (each on its own: WHERE reads more than the frame)"))
         for lf in ev.labels:
             lines.append(
                 f"    LabelFrames model={lf.model} version={lf.model_version} strategy={lf.strategy}: "
