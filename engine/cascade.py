@@ -112,7 +112,7 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     """The atom's answer for the frames of [first, last] marked in ``evaluate`` (all by default),
     and what each operator did. Frames not marked are left False and never decoded."""
     atom = choice.atom
-    n = last - first + 1
+    n = max(0, last - first + 1)
     evaluate = np.ones(n, bool) if evaluate is None else evaluate
     answer = np.zeros(n, bool)
     cached = OperatorStats("stored labels", frames_in=int(evaluate.sum()))

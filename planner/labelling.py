@@ -60,6 +60,8 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     scan, atoms = node.scan, list(node.atoms)
     total = scan.frame_count
     n_train, why = training_size(total, min(fpr, fnr))
+    if total == 0:
+        return _exact(node, "the scan is empty", fpr, fnr)
     if fpr <= 0 or fnr <= 0:
         return _exact(node, "a target of 0 needs the reference on every frame", fpr, fnr)
     if 2 * n_train > total:

@@ -208,3 +208,10 @@ def test_audit_judges_the_answers_of_the_whole_where_clause(con):
     assert f"-- audit of 10 random frames ({a['positives']} positive), {claim}" in text
     with pytest.raises(vql.errors.BindError, match="audit must be a number of frames"):
         con.sql("SELECT frame FROM cam WHERE contains('person') WITH (audit := 0.5)")
+
+
+@pytest.mark.parametrize("where", ["contains('person') AND frame BETWEEN 20 AND 10", "contains('person') AND ts > 100"])
+def test_an_empty_scan_answers_nothing(con, where):
+    result = con.sql(f"SELECT count(*) FROM cam WHERE {where} WITH (audit := 5)")
+    assert result.fetchall() == [(0,)] and result.metadata["cascades"]["vql_a0"]["strategy"] == "exact"
+    assert con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall() == [(0,)]

@@ -377,7 +377,7 @@ def _summary(plan, choice) -> dict:
             "fpr_target": plan.fpr, "fnr_target": plan.fnr,
             "fpr_bound": cert.fpr_bound if cert else 0.0, "fnr_bound": cert.fnr_bound if cert else 0.0,
             "confidence": cert.confidence if cert else 1.0, "certification_frames": cert.frames if cert else 0,
-            "expected_speedup": choice.exact_per_frame / max(choice.expected_per_frame, 1e-12)}
+            "expected_speedup": choice.exact_per_frame / choice.expected_per_frame if choice.expected_per_frame else 1.0}
 
 
 def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None) -> Connection:
