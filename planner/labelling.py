@@ -20,9 +20,8 @@ from vql.engine.executor import Context
 from vql.planner.cascade import Stages, exact_choice, train_stages
 from vql.planner.cost import Costs
 from vql.plan import claim_names
-from vql.planner.query import (AtomInput, QueryPlan, answers_on, certification_claims, finish,
-                               propose)
-from vql.planner.sampling import Sample, permutation, training_size
+from vql.planner.query import AtomInput, QueryPlan, certification_claims, finish, propose
+from vql.planner.sampling import MAX_TRAIN_SHARE, MIN_RARE, Sample, grow, permutation, training_size
 from vql.sqlgen import ident
 
 
@@ -67,10 +66,12 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     if 2 * n_train > total:
         return _exact(node, f"the training prefix ({n_train} frames) would cover over half of the scan: labelling "
                             f"every frame costs less", fpr, fnr, training_frames=n_train, sample=why)
-    sample = Sample(permutation(scan.info.fingerprint, scan.first, scan.last), n_train)
+    order = permutation(scan.info.fingerprint, scan.first, scan.last)
     small: dict = {}
     truth: dict[str, dict[int, bool]] = {a.column: {} for a in atoms}
-    costs = _label(ctx, scan, atoms, sample.prefix, small, truth)
+    costs = _label(ctx, scan, atoms, order[:n_train], small, truth)
+    n_train, why = _grow_prefix(ctx, scan, atoms, order, n_train, why, small, truth)
+    sample = Sample(order, n_train)
     stages: dict[str, Stages | None] = {}
     inputs = []
     for atom in atoms:
@@ -87,16 +88,40 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     unlabelled = total - min(len(ctx.store.labelled_frames(scan.info.fingerprint, ctx.model(m).version, scan.first,
                                                            scan.last)) for m in {a.predicate.model for a in atoms})
     proposal = propose(inputs, combine, fpr, fnr, unlabelled, total - n_train, costs, sample.select, rates, node.where)
-    claims = []
+    steps = []
     if proposal.cascade:
         sample = Sample(sample.order, n_train, proposal.sizing.frames)
         frames = sample.certify
         _label(ctx, scan, atoms, frames, small, truth)
         values = {a.column: np.array([truth[a.column][int(f)] for f in frames], bool) for a in atoms}
-        answers = answers_on(proposal, values, lambda c: stages[c.atom.column].scores(c.chosen, frames, small))
-        claims = certification_claims(proposal, frames, values, answers, combine)
-    return finish(proposal, claims, fpr, fnr, sample=why, training_frames=n_train,
+        scored: dict = {}
+
+        def scores(c):  # the plans of the sequence share their stages: score each atom's once
+            if c.atom.column not in scored:
+                scored[c.atom.column] = stages[c.atom.column].scores(c.chosen, frames, small)
+            return scored[c.atom.column]
+
+        steps = certification_claims(proposal, frames, values, scores, combine)
+    return finish(proposal, steps, fpr, fnr, sample=why, training_frames=n_train,
                   plan_seconds=time.perf_counter() - start)
+
+
+def _grow_prefix(ctx: Context, scan, atoms, order: np.ndarray, n_train: int, why: str, small: dict,
+                 truth: dict[str, dict[int, bool]]) -> tuple[int, str]:
+    """Extend the labelled training prefix as ``sampling.grow`` says."""
+    start = n_train
+    while True:
+        rare = min(min(sum(v), len(v) - sum(v)) for v in ([truth[a.column][int(f)] for f in order[:n_train]]
+                                                          for a in atoms))
+        grown = grow(n_train, len(order), rare)
+        if grown == n_train:
+            break
+        _label(ctx, scan, atoms, order[n_train:grown], small, truth)
+        n_train = grown
+    if n_train > start:
+        why += (f"; grown to {n_train} frames to hold {MIN_RARE} of each test's rarer class "
+                f"(at most {MAX_TRAIN_SHARE:.0%} of the scan)")
+    return n_train, why
 
 
 def _label(ctx: Context, scan, atoms, frames: np.ndarray, small: dict, truth: dict[str, dict[int, bool]]) -> Costs:

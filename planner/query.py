@@ -19,10 +19,13 @@ A toy query, one atom whose specialized model separates perfectly:
 >>> inp = AtomInput(atom, y, 0.2, [(None, None, 0.0)], [(None, None, 0.0), (cnn, y * 0.8 + 0.1, 1e-4)])
 >>> p = propose([inp], None, fpr=0.05, fnr=0.05, unlabelled=40000, available=40000, costs=costs)
 >>> p.cascade, p.sizing.frames, round(p.expected_seconds), round(p.exact_seconds)
-(True, 1323, 132, 2040)
->>> plan = finish(p, [Claim("each", y[:1323], y[:1323])], 0.05, 0.05)
->>> plan.strategy, plan.choices[0].chosen.name
-('cascade', 'm -> reference')
+(True, 1196, 119, 2040)
+>>> len(p.sequence), [round(c[0].chosen.thresholds.pass_rate, 2) for c in p.sequence]   # cautious first; it separates anyway
+(4, [0.0, 0.0, 0.0, 0.0])
+>>> steps = [[Claim("each", y[:1196], y[:1196])]] * 4
+>>> plan = finish(p, steps, 0.05, 0.05)
+>>> plan.strategy, plan.choices[0].chosen.name, plan.reason.split(";")[0]
+('cascade', 'm -> reference', 'certified the proposed plan')
 """
 
 from __future__ import annotations
@@ -36,9 +39,13 @@ import numpy as np
 from vql.plan import claim_names
 from vql.planner.cascade import Atom, CascadeChoice, exact_choice, search
 from vql.planner.certify import Certificate, Claim, Sizing, certify, frames_needed, sizings
-from vql.planner.cost import Costs, certified_cost, exact_cost
+from vql.planner.cost import CascadeShape, Costs, cascade_cost, certified_cost, exact_cost
+from vql.planner.thresholds import Thresholds
 
 GAMMAS = (0.0, 0.25, 0.5)  # shares of each target the stages may spend on the selection frames
+# the plans certified in sequence: the proposed thresholds moved towards "ask the reference" by
+# these factors first (most cautious first), the proposed plan last (planner/certify.py, finish)
+PADDING = (0.25, 0.5, 0.75)
 EXACT_MARGIN = 0.9  # a cascade must be expected to cost under this share of the exact plan
 
 # (frames, {atom column: bool per frame}) -> the WHERE clause's truth per frame
@@ -70,6 +77,7 @@ class Proposal:
     exact_seconds: float
     reason: str
     needed: int  # certification frames the targets need when nothing is missed
+    sequence: tuple[tuple[CascadeChoice, ...], ...] = ()  # the plans to certify in order, ``choices`` last
 
     @property
     def cascade(self) -> bool:
@@ -99,7 +107,7 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
     truth = {i.atom.column: np.asarray(i.truth, bool) for i in inputs}
     sel_truth = _claims(names, frames, truth, atoms, combine)
     exact_seconds = exact_cost(unlabelled, costs)
-    needed = max(frames_needed(fpr, fnr, r, len(names)) for r in rates) if rates else 0
+    needed = max(frames_needed(fpr, fnr, r) for r in rates) if rates else 0
     exact_all = tuple(exact_choice(i.atom, i.no_stages if i.dets is None else "no cascade pays", costs, i.positive_rate)
                       for i in inputs)
     best: tuple[float, tuple, Sizing] | None = None
@@ -138,6 +146,8 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                f"certification frames with nothing missed")
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds, why, needed)
     cost, choices, sizing = best
+    by_column = {i.atom.column: i for i in inputs}
+    sequence = tuple(tuple(pad(c, by_column[c.atom.column], f) for c in choices) for f in PADDING) + (choices,)
     if cost >= EXACT_MARGIN * exact_seconds:
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds,
                         f"the cheapest certifiable cascade is expected to cost ~{cost:.0f} s (certifying on "
@@ -146,7 +156,47 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
     return Proposal(choices, names, sizing, cost, exact_seconds,
                     f"expected ~{cost:.0f} s against ~{exact_seconds:.0f} s exact; certification sized to absorb "
                     f"{sizing.allowed_fn} missed and {sizing.allowed_fp} false frames per claim, passing with chance "
-                    f"{sizing.pass_probability:.2f} (predicted on the selection frames)", needed)
+                    f"{sizing.pass_probability:.2f} (predicted on the selection frames)", needed, sequence)
+
+
+def pad(choice: CascadeChoice, inp: AtomInput, factor: float) -> CascadeChoice:
+    """A more cautious version of an atom's cascade: δ and ``c_low`` scaled down by ``factor``
+    (fewer frames answered "no"), ``c_high`` moved up towards 1 as much (fewer answered "yes"),
+    its pass rates and cost measured again on the selection frames.
+
+    >>> from types import SimpleNamespace as NS
+    >>> from vql.plan import ModelPredicate
+    >>> from vql.planner.cascade import Candidate
+    >>> from vql.planner.thresholds import Thresholds
+    >>> atom = Atom(ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n"), column="a")
+    >>> cnn = NS(arch=NS(name="m")); scores = np.linspace(0, 1, 101)
+    >>> inp = AtomInput(atom, scores > 0.5, 0.5, [(None, None, 0.0)], [(None, None, 0.0), (cnn, scores, 1e-4)])
+    >>> c = CascadeChoice(atom, "cascade", "", Costs(1e-3, 0, 0, 0.05), 0.051,
+    ...                   Candidate("m", 0.0, Thresholds(c_low=0.4, c_high=0.6), model=cnn, cnn_seconds=1e-4))
+    >>> t = pad(c, inp, 0.5).chosen.thresholds
+    >>> round(t.c_low, 2), round(t.c_high, 2), round(t.pass_rate, 2)
+    (0.2, 0.8, 0.6)
+    """
+    chosen = choice.chosen
+    if chosen is None or factor >= 1:
+        return choice
+    t = chosen.thresholds
+    c_low = t.c_low * factor if np.isfinite(t.c_low) else t.c_low
+    c_high = t.c_high if t.c_high != -np.inf else max(t.c_low, 0.0)
+    c_high = 1 - (1 - c_high) * factor if np.isfinite(c_high) else c_high
+    delta = t.delta * factor if np.isfinite(t.delta) else t.delta
+    d = next((x for stage, x, _ in inp.dets if stage is not None and stage is chosen.detector), None)
+    c = next((x for stage, x, _ in inp.models if stage is not None and stage is chosen.model), None)
+    n = len(inp.truth)
+    probe = Thresholds(c_low, max(c_high, c_low), delta)
+    said_no, said_yes = probe.decide(d, c, n)
+    passing = np.ones(n, bool) if d is None else np.asarray(d) >= delta
+    padded = replace(probe, pass_rate=float((~said_no & ~said_yes).mean()), diff_pass=float(passing.mean()))
+    shape = CascadeShape(diff_pass=padded.diff_pass, cnn_pass=padded.cnn_pass, use_diff=d is not None,
+                         use_cnn=c is not None)
+    cost = cascade_cost(1, replace(choice.costs, diff=chosen.diff_seconds, cnn=chosen.cnn_seconds), shape)
+    return replace(choice, chosen=replace(chosen, name=chosen.name, cost_per_frame=cost, thresholds=padded),
+                   reason=f"{choice.reason}; thresholds moved {1 - factor:.0%} towards the reference")
 
 
 @dataclass(frozen=True)
@@ -191,35 +241,56 @@ class QueryPlan:
         return lines
 
 
-def finish(proposal: Proposal, claims: list[Claim], fpr: float, fnr: float, **info) -> QueryPlan:
-    """Certify the proposal on the certification frames (``claims``: the truth and the plan's
-    answer there); the exact plan when any bound misses its target."""
+def finish(proposal: Proposal, steps: list[list[Claim]], fpr: float, fnr: float, **info) -> QueryPlan:
+    """Certify the proposal's plans in their fixed order (``steps``: per plan of
+    ``proposal.sequence``, its claims on the certification frames, the truth and the plan's
+    answer there), stopping at the first that fails; the last one certified runs, the exact
+    plan when none is."""
     common = dict(fpr=fpr, fnr=fnr, claims=proposal.claims, needed=proposal.needed, sizing=proposal.sizing,
                   exact_seconds=proposal.exact_seconds, **info)
     if not proposal.cascade:
         return QueryPlan("exact", proposal.reason, proposal.choices, expected_seconds=proposal.exact_seconds, **common)
-    cert = certify(claims, fpr, fnr)
-    if cert.passed:
-        return QueryPlan("cascade", f"certified: {proposal.reason}", proposal.choices, certificate=cert,
+    certified, first = None, None
+    for k, claims in enumerate(steps):
+        cert = certify(claims, fpr, fnr)
+        first = first or cert
+        if not cert.passed:
+            break
+        certified = (k, cert)
+    if certified is not None:
+        k, cert = certified
+        choices = proposal.sequence[k]
+        step = ("the proposed plan" if k == len(steps) - 1 else
+                f"plan {k + 1} of {len(steps)}, with thresholds moved towards the reference (the next one failed)")
+        return QueryPlan("cascade", f"certified {step}; {proposal.reason}", choices, certificate=cert,
                          expected_seconds=proposal.expected_seconds, **common)
     exact = tuple(exact_choice(c.atom, "the certificate failed", c.costs, c.positive_rate) for c in proposal.choices)
-    return QueryPlan("exact", "the certification frames did not certify the proposed cascade", exact,
-                     certificate=cert, expected_seconds=proposal.exact_seconds, **common)
+    return QueryPlan("exact", "the certification frames did not certify even the most cautious of the proposed "
+                     "plans", exact, certificate=first, expected_seconds=proposal.exact_seconds, **common)
 
 
-def answers_on(proposal: Proposal, truth: dict, scores: Callable) -> dict:
+def answers_on(choices: tuple[CascadeChoice, ...], truth: dict, scores: Callable) -> dict:
     """Each atom's answer on certification frames: ``truth`` per atom column there, ``scores(choice)``
     the chosen stages' (detector, model) scores there."""
     out = {}
-    for c in proposal.choices:
+    for c in choices:
         t = np.asarray(truth[c.atom.column], bool)
         out[c.atom.column] = t if c.chosen is None else c.chosen.thresholds.answer(*scores(c), t)
     return out
 
 
-def certification_claims(proposal: Proposal, frames: np.ndarray, truth: dict, answers: dict,
-                         combine: Combine | None) -> list[Claim]:
-    atoms = [c.atom for c in proposal.choices]
+def certification_claims(proposal: Proposal, frames: np.ndarray, truth: dict, scores: Callable,
+                         combine: Combine | None) -> list[list[Claim]]:
+    """Per plan of the proposal's sequence, its claims on the certification ``frames``: the
+    truth there (``truth`` per atom column) and what the plan answers (``scores(choice)``: the
+    chosen stages' scores there)."""
+    return [_claims_of(proposal, choices, frames, truth, answers_on(choices, truth, scores), combine)
+            for choices in proposal.sequence]
+
+
+def _claims_of(proposal: Proposal, choices, frames: np.ndarray, truth: dict, answers: dict,
+               combine: Combine | None) -> list[Claim]:
+    atoms = [c.atom for c in choices]
     t = _claims(proposal.claims, frames, truth, atoms, combine)
     a = _claims(proposal.claims, frames, answers, atoms, combine)
     return [Claim(n, x, y) for n, x, y in zip(proposal.claims, t, a)]

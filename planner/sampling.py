@@ -30,6 +30,8 @@ import numpy as np
 TRAIN_SHARE = 0.1  # of the scan, for the training prefix
 TRAIN_FLOOR = 600
 TRAIN_CEILING = 4000
+MIN_RARE = 200  # frames of each test's rarer class the training prefix should hold
+MAX_TRAIN_SHARE = 0.25  # of the scan: the most the training prefix grows to
 
 
 def permutation(fingerprint: str, first: int, last: int) -> np.ndarray:
@@ -57,6 +59,20 @@ def training_size(frames: int, target: float) -> tuple[int, str]:
     floor = max(TRAIN_FLOOR, math.ceil(9 / max(target, 1e-9)))
     n = min(frames, max(floor, min(TRAIN_CEILING, round(frames * TRAIN_SHARE))))
     return n, f"{TRAIN_SHARE:.0%} of {frames} frames, within [{floor}, {TRAIN_CEILING}]"
+
+
+def grow(n_train: int, frames: int, rare: int) -> int:
+    """The training prefix's next size: half as large again while the rarer class of some test
+    holds fewer than MIN_RARE of its frames (``rare``), up to MAX_TRAIN_SHARE of the scan;
+    ``n_train`` itself when it is done. Growing looks at the prefix only, so the frames after it
+    stay in uniform random order.
+
+    >>> grow(600, 6000, 60), grow(1350, 6000, 150), grow(1500, 6000, 170), grow(900, 36000, 250)
+    (900, 1500, 1500, 900)
+    """
+    if rare >= MIN_RARE:
+        return n_train
+    return max(n_train, min(int(MAX_TRAIN_SHARE * frames), n_train + n_train // 2))
 
 
 @dataclass(frozen=True, slots=True)

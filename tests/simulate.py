@@ -19,9 +19,9 @@ import numpy as np
 from vql.plan import ModelPredicate
 from vql.planner.cascade import Atom, search
 from vql.planner.cost import Costs
-from vql.planner.query import AtomInput, answers_on, certification_claims, finish, propose
+from vql.planner.query import AtomInput, certification_claims, finish, propose
 from vql.planner.certify import Claim
-from vql.planner.sampling import Sample, training_size
+from vql.planner.sampling import Sample, grow, training_size
 from vql.planner.stats import upper_bound
 
 COSTS = Costs(decode=1e-3, diff=0.0, cnn=0.0, reference=0.05)
@@ -102,10 +102,10 @@ def _refit_on(proposal, frames, sims, fpr: float, fnr: float):
             choices.append(c)
             continue
         y = s.truth[frames]
-        allowed = (max(0, allowed_errors(int(y.sum()), fnr, 0.975)), max(0, allowed_errors(int((~y).sum()), fpr, 0.975)))
+        allowed = (max(0, allowed_errors(int(y.sum()), fnr)), max(0, allowed_errors(int((~y).sum()), fpr)))
         stages = ([(None, None, 0.0), (DETECTOR, s.diff[frames], 1e-5)], [(None, None, 0.0), (MODEL, s.cnn[frames], 2e-4)])
         choices.append(replace(c, chosen=search(*stages, y, COSTS, allowed)[0].candidate))
-    return replace(proposal, choices=tuple(choices))
+    return replace(proposal, choices=tuple(choices), sequence=(tuple(choices),))
 
 
 def _blocks(rng, n: int, exclude: np.ndarray, size: int, blocks: int = 30) -> np.ndarray:
@@ -126,7 +126,11 @@ def run_query(rng, kind: str, n: int, presence: float, separation: float, fpr: f
     sims = [sim_atom(rng, n, presence if p is None else p, separation) for p in presences]
     atoms = [Atom(ModelPredicate("contains", f"c{i}", i, 0.5, None, "sim", "n"), column=f"a{i}") for i in range(len(sims))]
     n_train, _ = training_size(n, min(fpr, fnr))
-    sample = Sample(rng.permutation(n).astype(np.int64), n_train)
+    order = rng.permutation(n).astype(np.int64)
+    while (grown := grow(n_train, n, min(min(int(t.sum()), len(t) - int(t.sum()))
+                                         for t in (s.truth[order[:n_train]] for s in sims)))) != n_train:
+        n_train = grown
+    sample = Sample(order, n_train)
     sel = sample.select
     inputs = []
     for atom, s in zip(atoms, sims):
@@ -149,7 +153,7 @@ def run_query(rng, kind: str, n: int, presence: float, separation: float, fpr: f
             s = by_column[c.atom.column]
             return (s.diff[frames] if c.chosen.detector else None, s.cnn[frames] if c.chosen.model else None)
 
-        claims = certification_claims(proposal, frames, truth, answers_on(proposal, truth, scores), combine)
+        claims = certification_claims(proposal, frames, truth, scores, combine)
     plan = finish(proposal, claims, fpr, fnr)
     every = np.arange(n)
     truth_all = {a.column: s.truth for a, s in zip(atoms, sims)}

@@ -14,7 +14,7 @@ from vql.plan import ModelPredicate
 from vql.planner.cascade import Atom, Candidate, CascadeChoice, train_stages
 from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.cost import Costs
-from vql.planner.query import AtomInput, QueryPlan, answers_on, certification_claims, finish, propose
+from vql.planner.query import AtomInput, QueryPlan, certification_claims, finish, propose
 from vql.planner.sampling import Sample, permutation
 from vql.planner.specialized import Architecture, SpecializedCNN, TrainedModel
 from vql.planner.thresholds import Thresholds
@@ -40,7 +40,7 @@ def test_explain_of_a_certified_plan_golden():
     choice = _chosen_cascade()
     cert = Certificate(0.01, 0.01, 4700, (ClaimBounds("WHERE contains('person', min_score := 0.5)", 425, 0, 4275, 3, 0.0086, 0.0022),))
     plan = QueryPlan("cascade", "certified: expected ~400 s against ~1900 s exact", (choice,), 0.01, 0.01,
-                     ("WHERE contains('person', min_score := 0.5)",), "10% of 36000 frames, within [900, 4000]", 3600, 4089,
+                     ("WHERE contains('person', min_score := 0.5)",), "10% of 36000 frames, within [900, 4000]", 3600, 3323,
                      Sizing(4700, 0, 3, 0.71), cert, 400.0, 1900.0)
     golden("explain_certified_plan.txt", "\n".join(plan.explain_lines()))
 
@@ -77,8 +77,10 @@ def test_the_planner_trains_selects_and_certifies_on_disjoint_random_frames():
     certify_frames = Sample(sample.order, 1800, proposal.sizing.frames).certify
     assert not set(certify_frames.tolist()) & set(sample.prefix.tolist())
     values = {"vql_a0": truth[certify_frames]}
-    answers = answers_on(proposal, values, lambda c: stages.scores(c.chosen, certify_frames, small))
-    plan = finish(proposal, certification_claims(proposal, certify_frames, values, answers, None), 0.05, 0.05)
+    steps = certification_claims(proposal, certify_frames, values,
+                                 lambda c: stages.scores(c.chosen, certify_frames, small), None)
+    assert len(steps) == len(proposal.sequence) == 4
+    plan = finish(proposal, steps, 0.05, 0.05)
     assert plan.strategy == "cascade" and plan.certificate.passed
     assert plan.certificate.fnr_bound <= 0.05 and plan.certificate.frames == proposal.sizing.frames
     assert plan.choices[0].expected_per_frame < plan.choices[0].exact_per_frame / 5
