@@ -8,5 +8,5 @@ out="${1:-${OUT:-benchmarks/results}}"
 mkdir -p "$out"
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))"
 timeout 150 python benchmarks/reference.py --device cuda --out "$out/reference_cuda.json" || echo "reference benchmark: timed out or failed"
-timeout 330 python benchmarks/queries.py --device cuda --minutes 10 --audit 1000 --decode-procs 16 \
+timeout 330 python benchmarks/queries.py --device cuda --minutes 10 --targets 0.05 --audit 1000 --decode-procs 16 \
     --workdir /tmp/vql_bench_gpu --out "$out/queries_cuda.json"

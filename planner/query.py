@@ -113,24 +113,9 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
     best: tuple[float, tuple, Sizing] | None = None
     if fpr > 0 and fnr > 0:
         for gamma in GAMMAS:
-            choices, answers = [], {}
-            for i in inputs:
-                pos, neg = int(i.truth.sum()), int((~i.truth).sum())
-                allowed = (math.floor(gamma * min(fpr, fnr) * pos), math.floor(gamma * min(fpr, fnr) * neg))
-                options = [] if i.dets is None else search(i.dets, i.models, i.truth, costs, allowed)
-                exact = exact_choice(i.atom, i.no_stages if i.dets is None else "no cascade pays", costs,
-                                     i.positive_rate)
-                if options and options[0].candidate.cost_per_frame < exact.exact_per_frame:
-                    top = options[0]
-                    choices.append(CascadeChoice(
-                        i.atom, "cascade", f"cheapest on the selection frames, {sum(allowed)} errors allowed there",
-                        replace(costs, diff=top.candidate.diff_seconds, cnn=top.candidate.cnn_seconds),
-                        exact.exact_per_frame, top.candidate, i.positive_rate,
-                        tuple(o.candidate for o in options[1:])))
-                    answers[i.atom.column] = top.answer
-                else:
-                    choices.append(exact)
-                    answers[i.atom.column] = truth[i.atom.column]
+            picked = [_atom_choice(i, gamma * min(fpr, fnr), costs, exact) for i, exact in zip(inputs, exact_all)]
+            choices = [c for c, _ in picked]
+            answers = {c.atom.column: a for c, a in picked}
             if all(c.chosen is None for c in choices):
                 continue
             per_frame = sum(c.expected_per_frame for c in choices)
@@ -157,6 +142,21 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                     f"expected ~{cost:.0f} s against ~{exact_seconds:.0f} s exact; certification sized to absorb "
                     f"{sizing.allowed_fn} missed and {sizing.allowed_fp} false frames per claim, passing with chance "
                     f"{sizing.pass_probability:.2f} (predicted on the selection frames)", needed, sequence)
+
+
+def _atom_choice(i: AtomInput, share: float, costs: Costs, exact: CascadeChoice) -> tuple[CascadeChoice, np.ndarray]:
+    """An atom's cheapest cascade when its stages may err on ``share`` of its positives and of
+    its negatives among the selection frames, with its answers there; ``exact`` (answering the
+    truth) when it has no stages or no cascade is cheaper."""
+    pos, neg = int(i.truth.sum()), int((~i.truth).sum())
+    allowed = (math.floor(share * pos), math.floor(share * neg))
+    options = [] if i.dets is None else search(i.dets, i.models, i.truth, costs, allowed)
+    if not options or options[0].candidate.cost_per_frame >= exact.exact_per_frame:
+        return exact, np.asarray(i.truth, bool)
+    top = options[0].candidate
+    return CascadeChoice(i.atom, "cascade", f"cheapest on the selection frames, {sum(allowed)} errors allowed there",
+                         replace(costs, diff=top.diff_seconds, cnn=top.cnn_seconds), exact.exact_per_frame, top,
+                         i.positive_rate, tuple(o.candidate for o in options[1:])), options[0].answer
 
 
 def pad(choice: CascadeChoice, inp: AtomInput, factor: float) -> CascadeChoice:
