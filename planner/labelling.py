@@ -64,8 +64,8 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     if fpr <= 0 or fnr <= 0:
         return _exact(node, "a target of 0 needs the reference on every frame", fpr, fnr)
     if 2 * n_train > total:
-        return _exact(node, f"the training prefix ({n_train} frames) would cover over half of the scan: labelling "
-                            f"every frame costs less", fpr, fnr, training_frames=n_train, sample=why)
+        return _exact(node, f"the training prefix ({n_train} frames) would cover over half of the {total}-frame "
+                            f"scan: labelling every frame costs less", fpr, fnr, sample=why)
     order = permutation(scan.info.fingerprint, scan.first, scan.last)
     small: dict = {}
     truth: dict[str, dict[int, bool]] = {a.column: {} for a in atoms}

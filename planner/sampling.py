@@ -55,9 +55,11 @@ def training_size(frames: int, target: float) -> tuple[int, str]:
     (3600, '10% of 36000 frames, within [900, 4000]')
     >>> training_size(12000, 0.05)[0], training_size(6000, 0.01)[0], training_size(100000, 0.01)[0]
     (1200, 900, 4000)
+    >>> training_size(795, 0.01)[0]      # over half of the scan: the planner answers exactly
+    900
     """
     floor = max(TRAIN_FLOOR, math.ceil(9 / max(target, 1e-9)))
-    n = min(frames, max(floor, min(TRAIN_CEILING, round(frames * TRAIN_SHARE))))
+    n = max(floor, min(TRAIN_CEILING, round(frames * TRAIN_SHARE)))  # may exceed a short scan: then exact
     return n, f"{TRAIN_SHARE:.0%} of {frames} frames, within [{floor}, {TRAIN_CEILING}]"
 
 

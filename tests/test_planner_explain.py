@@ -217,3 +217,16 @@ def test_an_empty_scan_answers_nothing(con, where):
     result = con.sql(f"SELECT count(*) FROM cam WHERE {where} WITH (audit := 5)")
     assert result.fetchall() == [(0,)] and result.metadata["cascades"]["vql_a0"]["strategy"] == "exact"
     assert con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall() == [(0,)]
+
+
+def test_prepare_plans_and_stores_without_running(con):
+    query = "SELECT frame FROM cam WHERE contains('person') WITH (fpr := 0.05, fnr := 0.05)"
+    prepared = con.prepare(query)
+    (plan,) = prepared.metadata["plans"].values()
+    assert plan.strategy == "exact" and "training prefix (600 frames) would cover over half" in plan.reason
+    assert any("Plan of the model tests: exact" in r[0] for r in prepared.fetchall())
+    assert con.sql("SELECT count(*) FROM vql_results").fetchall() == [(0,)]  # nothing ran
+    explained = "\n".join(r[0] for r in con.sql("EXPLAIN " + query).fetchall())
+    assert "Plan of the model tests: exact" in explained  # EXPLAIN shows the stored plan
+    with pytest.raises(vql.errors.BindError, match="prepare takes a SELECT"):
+        con.prepare("SHOW VIDEOS")
