@@ -14,9 +14,8 @@ Measured 2026-11-28: 400 queries, 400 cascades, 71 over a target (0.177; the tes
 import math, sys, types
 import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
-from simulate import sim_atom, DETECTOR, MODEL
+from simulate import sim_atom
 # import the OLD planner from the worktree
-import importlib
 for m in list(sys.modules):
     if m.startswith("vql"): del sys.modules[m]
 sys.path.insert(0, "/tmp/oldsite")
