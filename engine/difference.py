@@ -110,8 +110,6 @@ class AnchorGate:
         return DETECTORS[self.metric](small, anchor_small)
 
 
-# metrics the t−Δ gate tries (neighbouring frames share their lighting: no gain compensation)
-GATE_METRICS = ("blocked-mse", "full-mse")
 
 
 def background(small: np.ndarray) -> np.ndarray:
