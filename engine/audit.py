@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from vql.engine.cascade import atom_counts
-from vql.engine.executor import Context, label_frames
+from vql.engine.cascade import atom_truth
+from vql.engine.executor import Context, label_frames, where_truth
 from vql.plan import EvaluatePredicates, claim_names
 from vql.planner.stats import interval
 from vql.sqlgen import ident
@@ -31,18 +31,16 @@ def audit(node: EvaluatePredicates, ctx: Context, n: int) -> dict:
         done = set(ctx.store.labelled_frames(info.fingerprint, model.version, scan.first, scan.last).tolist())
         label_frames(ctx, info, model, model.version, np.array([f for f in frames if f not in done], np.int64),
                      f"audit of {node.scan.video}: ")
-        counts = atom_counts(ctx, info, model.version, atom, scan.first, scan.last)
-        truth[atom.column] = np.array([bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in frames])
+        truth[atom.column] = atom_truth(ctx, info, model.version, atom, frames)
     con, alias = ctx.store.con, ident(scan.alias)
     table = pa.table({"frame": frames, "ts": frames / info.fps, **truth})
     con.register("vql_audit_truth", table)
     try:
-        if node.where:
+        if node.where:  # the truth from the reference's atoms; the answer from the query's own table
             claims = claim_names(node.atoms, node.where)
-            sql = [f"SELECT coalesce(({node.where}), FALSE) FROM vql_audit_truth AS {alias} ORDER BY frame",
-                   f"SELECT coalesce(({node.where}), FALSE) FROM {ident(node.table)} AS {alias} "
-                   f"SEMI JOIN vql_audit_truth t ON {alias}.frame = t.frame ORDER BY {alias}.frame"]
-            pairs = [tuple(np.array([r[0] for r in con.execute(q).fetchall()], bool) for q in sql)]
+            answer = con.execute(f"SELECT coalesce(({node.where}), FALSE) FROM {ident(node.table)} AS {alias} "
+                                 f"SEMI JOIN vql_audit_truth t ON {alias}.frame = t.frame ORDER BY {alias}.frame").fetchall()
+            pairs = [(where_truth(ctx, node)(frames, truth), np.array([r[0] for r in answer], bool))]
         else:
             claims = claim_names(node.atoms, None)
             pairs = []

@@ -42,6 +42,15 @@ def atom_counts(ctx: Context, info: VideoInfo, version: str, atom: Atom, first: 
     return {int(f): int(n) for f, n in rows}
 
 
+def atom_truth(ctx: Context, info: VideoInfo, version: str, atom: Atom, frames: np.ndarray) -> np.ndarray:
+    """The atom's truth on labelled ``frames`` (a frame without detections counts 0 objects)."""
+    frames = np.asarray(frames, np.int64)
+    if not len(frames):
+        return np.zeros(0, bool)
+    counts = atom_counts(ctx, info, version, atom, int(frames.min()), int(frames.max()))
+    return np.array([bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in frames], bool)
+
+
 def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, frames: np.ndarray,
                 sizes=(32, 64)) -> tuple[dict[int, dict[int, np.ndarray]], Costs]:
     """Label the sample (reusing stored labels) and keep it downscaled; measure per-frame costs

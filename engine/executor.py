@@ -226,6 +226,28 @@ def record_results(node: EvaluatePredicates, ctx: Context, query_id: int) -> Non
         )
 
 
+def where_truth(ctx: Context, node: EvaluatePredicates):
+    """The WHERE clause's truth per frame from atom values, evaluated by DuckDB on the clause's
+    own SQL (None when WHERE depends on more than the frame: each atom is then certified)."""
+    if node.where is None:
+        return None
+    fps = float(node.scan.info.fps)
+
+    def combine(frames: np.ndarray, values: dict) -> np.ndarray:
+        frames = np.asarray(frames, np.int64)
+        table = pa.table({"vql_row": np.arange(len(frames)), "frame": frames, "ts": frames / fps,
+                          **{k: np.asarray(v, bool) for k, v in values.items()}})
+        ctx.store.con.register("vql_claim_frames", table)
+        try:
+            rows = ctx.store.con.execute(f"SELECT coalesce(({node.where}), FALSE) FROM vql_claim_frames AS "
+                                         f"{ident(node.scan.alias)} ORDER BY vql_row").fetchall()
+        finally:
+            ctx.store.con.unregister("vql_claim_frames")
+        return np.array([bool(r[0]) for r in rows], bool)
+
+    return combine
+
+
 def check_sql(plan: SqlQuery, ctx: Context, params=None) -> None:
     """Let DuckDB bind the final SQL against empty per-frame tables, before any frame is labelled:
     an unknown table, column or function fails in milliseconds instead of after the reference ran."""

@@ -195,15 +195,21 @@ def search(dets, models, labels: np.ndarray, costs: Costs, allowed: tuple[int, i
                 continue
             best: Option | None = None
             for t in place(d_scores, c_scores, labels, allowed):
-                shape = CascadeShape(diff_pass=t.diff_pass, cnn_pass=t.cnn_pass, use_diff=det is not None,
-                                     use_cnn=model is not None)
-                cost = cascade_cost(1, replace(costs, diff=d_cost, cnn=c_cost), shape)
+                cost = stages_cost(t, costs, det is not None, model is not None, d_cost, c_cost)
                 if best is None or cost < best.candidate.cost_per_frame:
                     name = " -> ".join(([det.name] if det else []) + ([model.arch.name] if model else []) + ["reference"])
                     best = Option(Candidate(name, cost, t, model, det, c_cost, d_cost), t.answer(d_scores, c_scores, labels))
             if best is not None:
                 out.append(best)
     return sorted(out, key=lambda o: o.candidate.cost_per_frame)
+
+
+def stages_cost(t: Thresholds, costs: Costs, use_diff: bool, use_cnn: bool, diff_seconds: float,
+                cnn_seconds: float) -> float:
+    """Expected seconds per frame of a cascade with these thresholds' pass rates and the stages'
+    measured costs (``cascade_cost`` over one frame)."""
+    shape = CascadeShape(diff_pass=t.diff_pass, cnn_pass=t.cnn_pass, use_diff=use_diff, use_cnn=use_cnn)
+    return cascade_cost(1, replace(costs, diff=diff_seconds, cnn=cnn_seconds), shape)
 
 
 def exact_choice(atom: Atom, reason: str, costs: Costs, positive_rate: float = 0.5) -> CascadeChoice:

@@ -13,38 +13,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pyarrow as pa
 
-from vql.engine.cascade import atom_counts, sample_pass
-from vql.engine.executor import Context
+from vql.engine.cascade import atom_truth, sample_pass
+from vql.engine.executor import Context, where_truth
 from vql.planner.cascade import Stages, exact_choice, train_stages
 from vql.planner.cost import Costs
 from vql.plan import claim_names
 from vql.planner.query import AtomInput, QueryPlan, certification_claims, finish, propose
 from vql.planner.sampling import MAX_TRAIN_SHARE, MIN_RARE, Sample, grow, permutation, training_size
-from vql.sqlgen import ident
-
-
-def where_combine(ctx: Context, node):
-    """The WHERE clause's truth per frame from atom values, evaluated by DuckDB on the clause's
-    own SQL (None when WHERE depends on more than the frame: each atom is then certified)."""
-    if node.where is None:
-        return None
-    fps = float(node.scan.info.fps)
-
-    def combine(frames: np.ndarray, values: dict) -> np.ndarray:
-        frames = np.asarray(frames, np.int64)
-        table = pa.table({"vql_row": np.arange(len(frames)), "frame": frames, "ts": frames / fps,
-                          **{k: np.asarray(v, bool) for k, v in values.items()}})
-        ctx.store.con.register("vql_claim_frames", table)
-        try:
-            rows = ctx.store.con.execute(f"SELECT coalesce(({node.where}), FALSE) FROM vql_claim_frames AS "
-                                         f"{ident(node.scan.alias)} ORDER BY vql_row").fetchall()
-        finally:
-            ctx.store.con.unregister("vql_claim_frames")
-        return np.array([bool(r[0]) for r in rows], bool)
-
-    return combine
 
 
 def _exact(node, reason: str, fpr: float, fnr: float, **info) -> QueryPlan:
@@ -81,7 +57,7 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
         rate = float(np.mean([t[int(f)] for f in sample.prefix]))
         dets, models = s.scored(sample.select, small) if s is not None else (None, None)
         inputs.append(AtomInput(atom, y_sel, rate, dets, models))
-    combine = where_combine(ctx, node)
+    combine = where_truth(ctx, node)
     prefix_values = {a.column: np.array([truth[a.column][int(f)] for f in sample.prefix], bool) for a in atoms}
     rates = ([float(combine(sample.prefix, prefix_values).mean())] if combine is not None
              else [i.positive_rate for i in inputs])
@@ -135,6 +111,6 @@ def _label(ctx: Context, scan, atoms, frames: np.ndarray, small: dict, truth: di
         for size, images in new_small.items():
             small.setdefault(size, {}).update(images)
         for atom in (a for a in atoms if a.predicate.model == name):
-            counts = atom_counts(ctx, scan.info, model.version, atom, scan.first, scan.last)
-            truth[atom.column].update({int(f): bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in frames})
+            values = atom_truth(ctx, scan.info, model.version, atom, frames)
+            truth[atom.column].update(zip((int(f) for f in frames), values.tolist()))
     return costs

@@ -37,9 +37,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vql.plan import claim_names
-from vql.planner.cascade import Atom, CascadeChoice, exact_choice, search
+from vql.planner.cascade import Atom, CascadeChoice, exact_choice, search, stages_cost
 from vql.planner.certify import Certificate, Claim, Sizing, certify, frames_needed, sizings
-from vql.planner.cost import CascadeShape, Costs, cascade_cost, certified_cost, exact_cost
+from vql.planner.cost import Costs, certified_cost, exact_cost
 from vql.planner.thresholds import Thresholds
 
 GAMMAS = (0.0, 0.25, 0.5)  # shares of each target the stages may spend on the selection frames
@@ -187,15 +187,9 @@ def pad(choice: CascadeChoice, inp: AtomInput, factor: float) -> CascadeChoice:
     delta = t.delta * factor if np.isfinite(t.delta) else t.delta
     d = next((x for stage, x, _ in inp.dets if stage is not None and stage is chosen.detector), None)
     c = next((x for stage, x, _ in inp.models if stage is not None and stage is chosen.model), None)
-    n = len(inp.truth)
-    probe = Thresholds(c_low, max(c_high, c_low), delta)
-    said_no, said_yes = probe.decide(d, c, n)
-    passing = np.ones(n, bool) if d is None else np.asarray(d) >= delta
-    padded = replace(probe, pass_rate=float((~said_no & ~said_yes).mean()), diff_pass=float(passing.mean()))
-    shape = CascadeShape(diff_pass=padded.diff_pass, cnn_pass=padded.cnn_pass, use_diff=d is not None,
-                         use_cnn=c is not None)
-    cost = cascade_cost(1, replace(choice.costs, diff=chosen.diff_seconds, cnn=chosen.cnn_seconds), shape)
-    return replace(choice, chosen=replace(chosen, name=chosen.name, cost_per_frame=cost, thresholds=padded),
+    padded = Thresholds(c_low, max(c_high, c_low), delta).measured(d, c, len(inp.truth))
+    cost = stages_cost(padded, choice.costs, d is not None, c is not None, chosen.diff_seconds, chosen.cnn_seconds)
+    return replace(choice, chosen=replace(chosen, cost_per_frame=cost, thresholds=padded),
                    reason=f"{choice.reason}; thresholds moved {1 - factor:.0%} towards the reference")
 
 

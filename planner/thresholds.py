@@ -11,7 +11,7 @@ frames these choices never saw (``planner/certify.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +39,13 @@ class Thresholds:
             return ~passing, np.zeros(n, bool)
         cnn = np.asarray(cnn)
         return ~passing | (cnn < self.c_low), passing & (cnn > self.c_high)
+
+    def measured(self, diff: np.ndarray | None, cnn: np.ndarray | None, n: int) -> Thresholds:
+        """These thresholds with the pass rates they give on ``n`` frames with these scores."""
+        said_no, said_yes = self.decide(diff, cnn, n)
+        passing = np.ones(n, bool) if diff is None else np.asarray(diff) >= self.delta
+        return replace(self, pass_rate=float((~said_no & ~said_yes).mean()) if n else 1.0,
+                       diff_pass=float(passing.mean()) if n else 1.0)
 
     def answer(self, diff: np.ndarray | None, cnn: np.ndarray | None, truth: np.ndarray) -> np.ndarray:
         """What the cascade answers on frames whose reference answer is ``truth``."""
@@ -90,7 +97,5 @@ def place(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndarray,
             if c_high < c_low:  # overlapping regions: the reference settles the disputed band
                 c_high = c_low = (c_high + c_low) / 2 if np.isfinite(c_high + c_low) else c_low
         t = Thresholds(float(c_low), float(c_high), -np.inf if delta is None else float(delta))
-        said_no, said_yes = t.decide(None if delta is None else diff, cnn, n)
-        options.append(Thresholds(t.c_low, t.c_high, t.delta, float((~said_no & ~said_yes).mean()) if n else 1.0,
-                                  float(passing.mean()) if n else 1.0))
+        options.append(t.measured(None if delta is None else diff, cnn, n))
     return options
