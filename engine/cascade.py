@@ -60,7 +60,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     ref_s = 0.0
     referenced = decoded = 0
     with Progress(len(frames), "frames", f"sample for planning on {info.path.split('/')[-1]}: ", enabled=ctx.progress) as bar:
-        for indices, batch in read_frames(info.path, frames, executor.LABEL_BATCH):
+        for indices, batch in read_frames(info, frames, executor.LABEL_BATCH):
             decoded += len(indices)
             for s in sizes:
                 for f, img in zip(indices, downscale(batch, s)):
@@ -221,7 +221,7 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
 
     with Progress(len(todo), "frames", f"cascade {atom.column}: ", enabled=ctx.progress) as bar:
         t0 = time.perf_counter()
-        for indices, batch in read_frames(info.path, todo, 64):
+        for indices, batch in read_frames(info, todo, 64):
             small = {s: downscale(batch, s) for s in sizes}
             decode.seconds += time.perf_counter() - t0
             run = route(indices, small)

@@ -119,7 +119,7 @@ class ComposeReport:
 def make_plate(source: Path, step: int = 4) -> np.ndarray:
     """Per-pixel median of every ``step``-th frame."""
     info = probe(source)
-    frames = [f for _, batch in read_frames(source, range(0, info.frames, step)) for f in batch]
+    frames = [f for _, batch in read_frames(info, range(0, info.frames, step)) for f in batch]
     if len(frames) < 5:
         raise ComposeError(f"{source}: too few frames ({len(frames)}) to estimate an empty plate")
     return np.median(np.stack(frames), axis=0).astype(np.uint8)
@@ -143,7 +143,7 @@ def build_library(source: str | Path, model: ReferenceModel, class_name: str = "
     plate_dets = model.detect([plate])[0]
     plate_objects = int((plate_dets.scores >= 0.5).sum())
     cutouts, feet, heights = [], [], []
-    for indices, frames in read_frames(source, range(0, info.frames, sample_step), batch_size=16):
+    for indices, frames in read_frames(info, range(0, info.frames, sample_step), batch_size=16):
         for index, frame, dets in zip(indices, frames, model.detect(frames)):
             keep = (dets.classes == class_id) & (dets.scores >= min_score)
             boxes = dets.boxes[keep]
@@ -395,7 +395,7 @@ def check_composed(video: str | Path, model: ReferenceModel, sample: int = 500, 
     stats = {c: {"placed": 0, "found": 0, "detections": 0, "unmatched": 0} for c in classes}
     ref_present = placed_present = agree = 0
     with Progress(len(frames), "frames", "check: ", enabled=progress) as bar:
-        for indices, images in read_frames(video, frames, batch_size=16):
+        for indices, images in read_frames(info, frames, batch_size=16):
             for index, dets in zip(indices, model.detect(images)):
                 placed = record.get(int(index), [])
                 seen = (dets.scores >= min_score) & np.isin(dets.classes, list(ids.values()))

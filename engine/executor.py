@@ -89,7 +89,7 @@ def label_frames(ctx: Context, info, model: ReferenceModel, version: str, frames
         return
     start = time.perf_counter()
     with Progress(len(frames), "frames", label or f"{model.name}: ", enabled=ctx.progress) as bar:
-        for indices, batch in read_frames(info.path, frames, LABEL_BATCH):
+        for indices, batch in read_frames(info, frames, LABEL_BATCH):
             ctx.store.save_labels(info.fingerprint, version, model.classes, indices, model.detect(batch))
             bar.update(len(indices))
             ctx.count("frames_labelled", len(indices))
@@ -200,30 +200,37 @@ def _evaluate(node: EvaluatePredicates, ctx: Context) -> None:
 
 
 def record_results(node: EvaluatePredicates, ctx: Context, query_id: int) -> None:
-    """Keep the frame-level predicate values in ``vql_results`` (one INSERT per predicate)."""
-    for atom in node.atoms:  # frames a short-circuit left open (NULL) are not recorded
-        version = ctx.model(atom.predicate.model).version
-        ctx.store.con.execute(
-            f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(atom.column)} AS DOUBLE) "
-            f"FROM {ident(node.table)} WHERE {ident(atom.column)} IS NOT NULL",
-            [query_id, node.scan.video, atom.text, version],
-        )
-    plan = ctx.plans.get(node.table)
-    if plan is not None and node.atoms:
-        cert = plan.certificate if plan.strategy == "cascade" else None
-        ctx.store.con.execute(
-            "INSERT INTO vql_query_accuracy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [query_id, node.scan.video, " AND ".join(plan.claims), plan.strategy, plan.fpr, plan.fnr,
-             cert.fpr_bound if cert else 0.0, cert.fnr_bound if cert else 0.0, cert.confidence if cert else 1.0,
-             cert.frames if cert else 0, sum(c.positives for c in cert.claims) if cert else 0,
-             plan.exact_seconds / max(plan.expected_seconds, 1e-12) if plan.expected_seconds else 1.0],
-        )
-    for p in node.predicates:
-        version = next(lf.model_version for lf in node.labels if lf.model == p.model)
-        ctx.store.con.execute(
-            f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(p.column)} AS DOUBLE) FROM {ident(node.table)}",
-            [query_id, node.scan.video, p.text, version],
-        )
+    """Keep the frame-level predicate values in ``vql_results``, keyed by the video's name and
+    content hash, with the plan's accuracy record: one transaction (nothing on a read-only
+    database, where results are not kept)."""
+    if ctx.store.read_only:
+        return
+    video, fp = node.scan.video, node.scan.info.fingerprint
+    with ctx.store.transaction() as con:
+        for atom in node.atoms:  # frames a short-circuit left open (NULL) are not recorded
+            version = ctx.model(atom.predicate.model).version
+            con.execute(
+                f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(atom.column)} AS DOUBLE), ? "
+                f"FROM {ident(node.table)} WHERE {ident(atom.column)} IS NOT NULL",
+                [query_id, video, atom.text, version, fp],
+            )
+        plan = ctx.plans.get(node.table)
+        if plan is not None and node.atoms:
+            cert = plan.certificate if plan.strategy == "cascade" else None
+            con.execute(
+                "INSERT INTO vql_query_accuracy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [query_id, video, " AND ".join(plan.claims), plan.strategy, plan.fpr, plan.fnr,
+                 cert.fpr_bound if cert else 0.0, cert.fnr_bound if cert else 0.0, cert.confidence if cert else 1.0,
+                 cert.frames if cert else 0, sum(c.positives for c in cert.claims) if cert else 0,
+                 plan.exact_seconds / max(plan.expected_seconds, 1e-12) if plan.expected_seconds else 1.0],
+            )
+        for p in node.predicates:
+            version = next(lf.model_version for lf in node.labels if lf.model == p.model)
+            con.execute(
+                f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(p.column)} AS DOUBLE), ? "
+                f"FROM {ident(node.table)}",
+                [query_id, video, p.text, version, fp],
+            )
 
 
 def where_truth(ctx: Context, node: EvaluatePredicates):

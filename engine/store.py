@@ -22,7 +22,9 @@ batch committed before the interruption, and the file stays consistent.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,49 +39,95 @@ from vql.engine.video import VideoInfo
 from vql.errors import ExecutionError
 from vql.udfs.reference import Detections
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS vql_videos (
-    name VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, fps DOUBLE NOT NULL, frames BIGINT NOT NULL,
-    width INTEGER NOT NULL, height INTEGER NOT NULL, fingerprint VARCHAR NOT NULL,
-    created TIMESTAMP DEFAULT current_timestamp
-);
-CREATE TABLE IF NOT EXISTS vql_models (
-    name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, path VARCHAR, options VARCHAR NOT NULL,
-    created TIMESTAMP DEFAULT current_timestamp
-);
-CREATE TABLE IF NOT EXISTS vql_labelled_frames (
-    video_fp VARCHAR NOT NULL, model_version VARCHAR NOT NULL, frame BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS vql_labels (
-    video_fp VARCHAR NOT NULL, model_version VARCHAR NOT NULL, frame BIGINT NOT NULL,
-    class_id INTEGER NOT NULL, class VARCHAR NOT NULL, score FLOAT NOT NULL,
-    x1 FLOAT NOT NULL, y1 FLOAT NOT NULL, x2 FLOAT NOT NULL, y2 FLOAT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS vql_results (
-    query_id BIGINT NOT NULL, video VARCHAR NOT NULL, predicate VARCHAR NOT NULL,
-    model_version VARCHAR NOT NULL, frame BIGINT NOT NULL, value DOUBLE NOT NULL
-);
-CREATE TABLE IF NOT EXISTS vql_plans (
-    key VARCHAR PRIMARY KEY, video_fp VARCHAR NOT NULL, plan BLOB NOT NULL,
-    created TIMESTAMP DEFAULT current_timestamp
-);
-CREATE TABLE IF NOT EXISTS vql_query_accuracy (
+SCHEMA_VERSION = 2
+WRITE_RETRIES = 5
+
+ACCURACY = """CREATE TABLE vql_query_accuracy (
     query_id BIGINT NOT NULL, video VARCHAR NOT NULL, claim VARCHAR NOT NULL, strategy VARCHAR NOT NULL,
     fpr_target DOUBLE, fnr_target DOUBLE, fpr_bound DOUBLE, fnr_bound DOUBLE, confidence DOUBLE,
     certification_frames BIGINT, certification_positives BIGINT, expected_speedup DOUBLE
 );
-CREATE TABLE IF NOT EXISTS vql_calibration (
-    key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, measured TIMESTAMP DEFAULT current_timestamp
-);
-CREATE SEQUENCE IF NOT EXISTS vql_query_ids START 1;
+"""
+
+VIEWS = """
 CREATE OR REPLACE VIEW vql_detections AS
     SELECT v.name AS video, l.frame, l.frame / v.fps AS ts, l.model_version, l.class, l.score,
            l.x1, l.y1, l.x2, l.y2
     FROM vql_labels l JOIN vql_videos v ON l.video_fp = v.fingerprint;
 CREATE OR REPLACE VIEW vql_frame_results AS
     SELECT r.query_id, r.video, r.predicate, r.frame, r.frame / v.fps AS ts, r.value, r.model_version
-    FROM vql_results r JOIN vql_videos v ON r.video = v.name;
+    FROM vql_results r JOIN vql_videos v ON r.video = v.name AND r.video_fp = v.fingerprint;
 """
+
+
+SCHEMA = """
+CREATE TABLE vql_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE vql_videos (
+    name VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, fps DOUBLE NOT NULL, frames BIGINT NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL, fingerprint VARCHAR NOT NULL,
+    created TIMESTAMP DEFAULT current_timestamp, size BIGINT NOT NULL DEFAULT -1,
+    mtime_ns BIGINT NOT NULL DEFAULT -1, note VARCHAR NOT NULL DEFAULT '', seekable BOOLEAN NOT NULL DEFAULT true
+);
+CREATE TABLE vql_models (
+    name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, path VARCHAR, options VARCHAR NOT NULL,
+    created TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE vql_labelled_frames (
+    video_fp VARCHAR NOT NULL, model_version VARCHAR NOT NULL, frame BIGINT NOT NULL,
+    PRIMARY KEY (video_fp, model_version, frame)
+);
+CREATE TABLE vql_labels (
+    video_fp VARCHAR NOT NULL, model_version VARCHAR NOT NULL, frame BIGINT NOT NULL,
+    class_id INTEGER NOT NULL, class VARCHAR NOT NULL, score FLOAT NOT NULL,
+    x1 FLOAT NOT NULL, y1 FLOAT NOT NULL, x2 FLOAT NOT NULL, y2 FLOAT NOT NULL, det INTEGER NOT NULL,
+    PRIMARY KEY (video_fp, model_version, frame, det)
+);
+CREATE TABLE vql_results (
+    query_id BIGINT NOT NULL, video VARCHAR NOT NULL, predicate VARCHAR NOT NULL,
+    model_version VARCHAR NOT NULL, frame BIGINT NOT NULL, value DOUBLE NOT NULL, video_fp VARCHAR
+);
+CREATE TABLE vql_plans (
+    key VARCHAR PRIMARY KEY, video_fp VARCHAR NOT NULL, plan BLOB NOT NULL,
+    created TIMESTAMP DEFAULT current_timestamp
+);
+""" + ACCURACY + """CREATE TABLE vql_calibration (
+    key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, measured TIMESTAMP DEFAULT current_timestamp
+);
+CREATE SEQUENCE vql_query_ids START 1;
+""" + VIEWS
+
+# Schema 1 (vql before 2026-11-29) -> 2: videos keyed by a hash of the whole file (re-hashed
+# here), label tables with primary keys (duplicates from concurrent labelling removed), results
+# with the video's content hash, no pickled plans.
+MIGRATE_1_TO_2 = """
+ALTER TABLE vql_videos ADD COLUMN size BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE vql_videos ADD COLUMN mtime_ns BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE vql_videos ADD COLUMN note VARCHAR NOT NULL DEFAULT '';
+ALTER TABLE vql_videos ADD COLUMN seekable BOOLEAN NOT NULL DEFAULT true;
+CREATE TABLE vql_labelled_frames_2 (
+    video_fp VARCHAR NOT NULL, model_version VARCHAR NOT NULL, frame BIGINT NOT NULL,
+    PRIMARY KEY (video_fp, model_version, frame)
+);
+INSERT INTO vql_labelled_frames_2 SELECT DISTINCT video_fp, model_version, frame FROM vql_labelled_frames;
+CREATE TABLE vql_labels_2 (
+    video_fp VARCHAR NOT NULL, model_version VARCHAR NOT NULL, frame BIGINT NOT NULL,
+    class_id INTEGER NOT NULL, class VARCHAR NOT NULL, score FLOAT NOT NULL,
+    x1 FLOAT NOT NULL, y1 FLOAT NOT NULL, x2 FLOAT NOT NULL, y2 FLOAT NOT NULL, det INTEGER NOT NULL,
+    PRIMARY KEY (video_fp, model_version, frame, det)
+);
+INSERT INTO vql_labels_2 SELECT *, CAST(row_number() OVER (PARTITION BY video_fp, model_version, frame
+    ORDER BY score DESC, class_id, x1, y1, x2, y2) - 1 AS INTEGER) FROM (SELECT DISTINCT * FROM vql_labels);
+DROP VIEW IF EXISTS vql_detections;
+DROP VIEW IF EXISTS vql_frame_results;
+DROP TABLE vql_labelled_frames;
+DROP TABLE vql_labels;
+ALTER TABLE vql_labelled_frames_2 RENAME TO vql_labelled_frames;
+ALTER TABLE vql_labels_2 RENAME TO vql_labels;
+ALTER TABLE vql_results ADD COLUMN video_fp VARCHAR;
+DELETE FROM vql_plans;
+CREATE TABLE vql_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+"""
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,34 +150,142 @@ def arrow_table(result) -> pa.Table:
 
 
 class Store:
-    """vql's tables inside a DuckDB connection (a file, or in memory)."""
+    """vql's tables inside a DuckDB connection (a file, or in memory).
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    The schema is created once and versioned (``vql_meta.schema_version``); an older file is
+    migrated when opened read-write, a newer one is refused. ``read_only`` opens the file
+    without taking the write lock, so it can be read while another process holds it... when
+    DuckDB allows it, and on read-only media: cached labels, plans and results are read, and
+    anything that must write (labelling, storing results) says so.
+    """
+
+    def __init__(self, path: str | Path | None = None, read_only: bool = False) -> None:
         self.path = None if path in (None, ":memory:") else Path(path)
+        self.read_only = bool(read_only and self.path)
+        self._query_ids = 0
+        if read_only and self.path and not self.path.exists():
+            raise ExecutionError(f"cannot open database {path} read-only: the file does not exist")
         try:
-            self.con = duckdb.connect(str(self.path) if self.path else ":memory:")
-            old = self.con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'vql_query_accuracy' "
-                                   "AND column_name = 'eval_fpr'").fetchone()[0]
-            if old:  # held-out rates of the earlier planner, which certified nothing: replaced by bounds
-                self.con.execute("DROP TABLE vql_query_accuracy")
-            self.con.execute(SCHEMA)
+            self.con = duckdb.connect(str(self.path) if self.path else ":memory:", read_only=self.read_only)
         except duckdb.Error as e:
             raise ExecutionError(f"cannot open database {path}: {e}") from e
+        try:
+            self._prepare_schema()
+        except duckdb.Error as e:
+            self.con.close()
+            raise ExecutionError(f"cannot open database {path}: {e}") from e
+        except ExecutionError:
+            self.con.close()
+            raise
+
+    def _prepare_schema(self) -> None:
+        tables = {r[0] for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
+        ).fetchall()}
+        if "vql_meta" in tables:
+            version = self.con.execute("SELECT value FROM vql_meta WHERE key = 'schema_version'").fetchone()
+            version = int(version[0]) if version else 0
+        else:
+            version = 1 if "vql_videos" in tables else 0
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise ExecutionError(f"database {self.path} was written by a newer vql (schema {version}; this vql reads "
+                                 f"{SCHEMA_VERSION}): upgrade vql to open it")
+        if self.read_only:
+            raise ExecutionError(f"database {self.path} has schema {version} (this vql uses {SCHEMA_VERSION}); "
+                                 "open it once read-write to migrate it" if version else
+                                 f"{self.path} is not a vql database (no vql tables), and read-only cannot create them")
+        with self.transaction():
+            if version == 0:
+                self.con.execute(SCHEMA)
+            else:
+                self._migrate_1()
+            self.con.execute("INSERT OR REPLACE INTO vql_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    def _migrate_1(self) -> None:
+        """Schema 1 -> 2, keeping the labels of every video whose file is unchanged as far as
+        schema 1 could tell (its partial fingerprint still matches): they are re-keyed by the new
+        whole-file hash. Labels of files that are gone or changed stay under the old key, unused."""
+        from vql.engine.video import VideoError, legacy_fingerprint, probe
+
+        old = self.con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'vql_query_accuracy' "
+                               "AND column_name = 'eval_fpr'").fetchone()[0]
+        if old:  # held-out rates of the earliest planner, which certified nothing
+            self.con.execute("DROP TABLE vql_query_accuracy")
+        self.con.execute(MIGRATE_1_TO_2 + (ACCURACY if old else "") + VIEWS)
+        for name, path, fp in self.con.execute("SELECT name, path, fingerprint FROM vql_videos").fetchall():
+            try:
+                if legacy_fingerprint(Path(path)) != fp:
+                    continue
+                info = probe(path)
+            except (VideoError, OSError):
+                continue
+            for table in ("vql_labels", "vql_labelled_frames", "vql_results"):
+                self.con.execute(f"UPDATE {table} SET video_fp = ? WHERE video_fp = ?", [info.fingerprint, fp])
+            self.con.execute("UPDATE vql_results SET video_fp = ? WHERE video = ?", [info.fingerprint, name])
+            self._write_video(name, info, replace=True)
 
     def close(self) -> None:
         self.con.close()
 
+    @contextlib.contextmanager
+    def transaction(self):
+        """One transaction; on failure it is rolled back and the *original* error raised (a
+        failed COMMIT, e.g. on a full disk, has no transaction left to roll back)."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # the transaction was already aborted; keep the cause
+            raise
+        try:
+            self.con.execute("COMMIT")
+        except duckdb.Error as e:
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+
+    def check_writable(self, what: str) -> None:
+        if self.read_only:
+            raise ExecutionError(f"the database is open read-only; {what} needs to write to it "
+                                 "(open it without read_only / --readonly)")
+
     # --- catalog -------------------------------------------------------------------------
 
-    def add_video(self, name: str, info: VideoInfo) -> None:
+    def _write_video(self, name: str, info: VideoInfo, replace: bool = False) -> None:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
         self.con.execute(
-            "INSERT INTO vql_videos (name, path, fps, frames, width, height, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [name, info.path, info.fps, info.frames, info.width, info.height, info.fingerprint],
+            f"{verb} INTO vql_videos (name, path, fps, frames, width, height, fingerprint, size, mtime_ns, note, "
+            "seekable) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [name, info.path, info.fps, info.frames, info.width, info.height, info.fingerprint, info.size,
+             info.mtime_ns, info.note, info.seekable],
         )
+
+    def add_video(self, name: str, info: VideoInfo, replace: bool = False) -> None:
+        """Register a video; with ``replace``, the name's earlier video (and its results and
+        plans) goes first, in the same transaction. Labels stay, keyed by content."""
+        self.check_writable("CREATE VIDEO")
+        with self.transaction():
+            if replace:
+                self._forget_video(name)
+            self._write_video(name, info)
+
+    def update_video(self, name: str, info: VideoInfo) -> None:
+        """Record a re-checked file state (same content, newer mtime); skipped read-only."""
+        if not self.read_only:
+            self.con.execute("UPDATE vql_videos SET mtime_ns = ? WHERE lower(name) = lower(?) AND fingerprint = ?",
+                             [info.mtime_ns, name, info.fingerprint])
 
     def videos(self) -> dict[str, VideoInfo]:
         rows = self.con.execute(
-            "SELECT name, path, fps, frames, width, height, fingerprint FROM vql_videos ORDER BY name"
+            "SELECT name, path, fps, frames, width, height, fingerprint, size, mtime_ns, note, seekable "
+            "FROM vql_videos ORDER BY name"
         ).fetchall()
         return {r[0]: VideoInfo(*r[1:]) for r in rows}
 
@@ -139,8 +295,20 @@ class Store:
                 return info
         return None
 
-    def drop_video(self, name: str) -> None:
+    def _forget_video(self, name: str) -> None:
+        row = self.con.execute("SELECT fingerprint FROM vql_videos WHERE lower(name) = lower(?)", [name]).fetchone()
+        self.con.execute("DELETE FROM vql_results WHERE lower(video) = lower(?)", [name])
+        self.con.execute("DELETE FROM vql_query_accuracy WHERE lower(video) = lower(?)", [name])
         self.con.execute("DELETE FROM vql_videos WHERE lower(name) = lower(?)", [name])
+        if row is not None:  # plans of that content, unless another name still holds the same file
+            self.con.execute("DELETE FROM vql_plans WHERE video_fp = ? AND NOT EXISTS "
+                             "(SELECT 1 FROM vql_videos WHERE fingerprint = ?)", [row[0], row[0]])
+
+    def drop_video(self, name: str) -> None:
+        """Unregister a video with its results and plans; its labels stay, keyed by content."""
+        self.check_writable("DROP VIDEO")
+        with self.transaction():
+            self._forget_video(name)
 
     def table_exists(self, name: str) -> bool:
         rows = self.con.execute(
@@ -149,6 +317,7 @@ class Store:
         return bool(rows)
 
     def add_model(self, record: ModelRecord) -> None:
+        self.check_writable("CREATE FUNCTION")
         self.con.execute(
             "INSERT INTO vql_models (name, kind, path, options) VALUES (?, ?, ?, ?)",
             [record.name, record.kind, record.path, json.dumps(record.options)],
@@ -174,13 +343,17 @@ class Store:
         self, video_fp: str, model_version: str, classes: Sequence[str], frames: Sequence[int],
         detections: Sequence[Detections],
     ) -> None:
-        """Store one batch of reference output in one transaction."""
+        """Store one batch of reference output in one transaction. Rows are keyed (frame, and
+        the detection's rank in it): a batch another connection stored first is skipped, never
+        stored twice; a write conflict with a concurrent writer is retried."""
+        self.check_writable(f"labelling {len(frames)} frames with the reference")
         counts = [len(d) for d in detections]
         total = sum(counts)
         frame_col = np.repeat(np.asarray(frames, np.int64), counts)
         class_ids = np.concatenate([d.classes for d in detections]) if total else np.zeros(0, np.int32)
         boxes = np.concatenate([d.boxes for d in detections]) if total else np.zeros((0, 4), np.float32)
         scores = np.concatenate([d.scores for d in detections]) if total else np.zeros(0, np.float32)
+        rank = np.concatenate([np.arange(c, dtype=np.int32) for c in counts]) if total else np.zeros(0, np.int32)
         names = np.asarray(classes, dtype=object)
         labels = pa.table({
             "video_fp": pa.array([video_fp] * total, pa.string()),
@@ -191,6 +364,7 @@ class Store:
             "score": pa.array(scores, pa.float32()),
             "x1": pa.array(boxes[:, 0], pa.float32()), "y1": pa.array(boxes[:, 1], pa.float32()),
             "x2": pa.array(boxes[:, 2], pa.float32()), "y2": pa.array(boxes[:, 3], pa.float32()),
+            "det": pa.array(rank, pa.int32()),
         })
         done = pa.table({
             "video_fp": pa.array([video_fp] * len(frames), pa.string()),
@@ -198,16 +372,24 @@ class Store:
             "frame": pa.array(np.asarray(frames, np.int64), pa.int64()),
         })
         con = self.con
-        con.execute("BEGIN TRANSACTION")
+        con.register("vql_new_labels", labels)
+        con.register("vql_new_frames", done)
         try:
-            con.register("vql_new_labels", labels)
-            con.register("vql_new_frames", done)
-            con.execute("INSERT INTO vql_labels SELECT * FROM vql_new_labels")
-            con.execute("INSERT INTO vql_labelled_frames SELECT * FROM vql_new_frames")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            for attempt in range(WRITE_RETRIES):
+                try:
+                    with self.transaction():
+                        # a frame another writer labelled first keeps that writer's rows, whole
+                        con.execute("INSERT INTO vql_labels SELECT n.* FROM vql_new_labels n WHERE NOT EXISTS (SELECT 1 "
+                                    "FROM vql_labelled_frames f WHERE f.video_fp = n.video_fp AND f.model_version = "
+                                    "n.model_version AND f.frame = n.frame) ON CONFLICT DO NOTHING")
+                        con.execute("INSERT INTO vql_labelled_frames SELECT * FROM vql_new_frames ON CONFLICT DO NOTHING")
+                    return
+                except duckdb.TransactionException as e:  # a concurrent writer committed the same keys first
+                    if attempt == WRITE_RETRIES - 1:
+                        raise ExecutionError(f"storing labels failed after {WRITE_RETRIES} tries: {e}") from e
+                    time.sleep(0.05 * (attempt + 1))
+                except duckdb.Error as e:
+                    raise ExecutionError(f"storing labels failed: {e}") from e
         finally:
             con.unregister("vql_new_labels")
             con.unregister("vql_new_frames")
@@ -219,21 +401,30 @@ class Store:
         return bytes(row[0]) if row else None
 
     def save_plan(self, key: str, video_fp: str, blob: bytes) -> None:
+        if self.read_only:
+            return  # planned again next time
         self.con.execute("INSERT OR REPLACE INTO vql_plans (key, video_fp, plan) VALUES (?, ?, ?)", [key, video_fp, blob])
 
     def load_calibration(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.con.execute("SELECT key, value FROM vql_calibration").fetchall()}
 
     def save_calibration(self, key: str, value: Any) -> None:
+        if self.read_only:
+            return  # kept for the session only
         self.con.execute("INSERT OR REPLACE INTO vql_calibration (key, value) VALUES (?, ?)", [key, json.dumps(value)])
 
     # --- results -------------------------------------------------------------------------
 
     def next_query_id(self) -> int:
+        if self.read_only:  # results are not stored: ids count within the session
+            self._query_ids += 1
+            return self._query_ids
         return int(self.con.execute("SELECT nextval('vql_query_ids')").fetchone()[0])
 
     def drop_results(self, video: str) -> int:
+        self.check_writable("DROP RESULTS")
         n = self.con.execute("SELECT count(*) FROM vql_results WHERE lower(video) = lower(?)", [video]).fetchone()[0]
-        self.con.execute("DELETE FROM vql_results WHERE lower(video) = lower(?)", [video])
-        self.con.execute("DELETE FROM vql_query_accuracy WHERE lower(video) = lower(?)", [video])
+        with self.transaction():
+            self.con.execute("DELETE FROM vql_results WHERE lower(video) = lower(?)", [video])
+            self.con.execute("DELETE FROM vql_query_accuracy WHERE lower(video) = lower(?)", [video])
         return int(n)

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -23,20 +23,49 @@ from vql.errors import VideoError
 
 # A seek costs about half a keyframe interval of decoding: only seek over longer gaps.
 SEEK_GAP = 200
+HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class VideoInfo:
+    """A registered video: where it is, its shape, and its identity.
+
+    ``fingerprint`` is a hash of the whole file's content: labels, plans and results are keyed
+    by it. ``size`` and ``mtime_ns`` are what the file looked like when it was hashed; a query
+    re-stats the file and re-hashes it when either changed (:func:`verify`). ``frames`` is the
+    number of frames the file holds (its demuxed packets), which may be fewer than the container
+    claims; ``note`` says so. ``seekable`` is False for such a damaged file: frames are then
+    numbered by decoding from the start, never by a seek (which would number them by the
+    container's index, and disagree).
+    """
+
     path: str
     fps: float
     frames: int
     width: int
     height: int
     fingerprint: str
+    size: int = -1
+    mtime_ns: int = -1
+    note: str = ""
+    seekable: bool = True
 
 
-def fingerprint(path: Path) -> str:
-    """A content id: size plus hashes of the first and last MiB (fast on long files)."""
+def content_hash(path: Path) -> str:
+    """The sha256 of the whole file (128 bits, hex): about a second per GB, next to minutes of
+    decoding."""
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as e:
+        raise VideoError(f"cannot read video file {path}: {e.strerror or e}") from e
+    return digest.hexdigest()[:32]
+
+
+def legacy_fingerprint(path: Path) -> str:
+    """Schema 1's content id (size and the first and last MiB), only to migrate older databases."""
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
     with path.open("rb") as f:
@@ -47,9 +76,19 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def file_state(path: Path) -> tuple[int, int]:
+    """(size in bytes, modification time in ns) of the file; VideoError when it is gone."""
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError as e:
+        raise VideoError(f"video file not found: {path}") from e
+    except OSError as e:
+        raise VideoError(f"cannot read video file {path}: {e.strerror or e}") from e
+    return st.st_size, st.st_mtime_ns
+
+
 def _open(path: Path) -> cv2.VideoCapture:
-    if not path.exists():
-        raise VideoError(f"video file not found: {path}")
+    file_state(path)
     if not path.is_file():
         raise VideoError(f"not a video file: {path}")
     cap = cv2.VideoCapture(str(path))
@@ -58,78 +97,147 @@ def _open(path: Path) -> cv2.VideoCapture:
     return cap
 
 
+def stored_frames(path: Path) -> tuple[int, str]:
+    """The frames the file really holds (its video packets, demuxed without decoding: ~ms per
+    thousand frames) and a note on what looks wrong with their timestamps, if anything."""
+    import av  # PyAV: demuxing only
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            pts = [p.pts for p in container.demux(stream) if p.size]
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        raise VideoError(f"cannot read the video stream of {path}: {e}") from e
+    known = sorted(p for p in pts if p is not None)
+    note = ""
+    if len(known) > 2:
+        steps = np.diff(np.asarray(known, np.int64))
+        step = float(np.median(steps))
+        gaps = np.flatnonzero(steps > 1.5 * step) if step > 0 else np.zeros(0, int)
+        if len(gaps):
+            note = (f"timestamps jump after frame {int(gaps[0])} ({len(gaps)} gaps): frames may be missing, "
+                    "and ts = frame / fps is approximate there")
+    return len(pts), note
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """Read a video's frame rate, length and size, decoding one frame to prove it is readable."""
+    """Read a video's frame rate, length and size, hash its content, count the frames it holds
+    (the container's count can overstate: a truncated or damaged file keeps its header) and
+    decode one frame to prove it is readable."""
     path = Path(path).expanduser().resolve()
+    size, mtime = file_state(path)
     cap = _open(path)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        claimed = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         ok, frame = cap.read()
     finally:
         cap.release()
     if not ok or frame is None:
         raise VideoError(f"no frame could be decoded from {path} (corrupt or unsupported codec)")
-    if fps <= 0 or fps > 1000:
+    if not 0 < fps <= 1000:
         raise VideoError(f"{path}: the container reports no usable frame rate ({fps})")
+    frames, note = stored_frames(path)
+    seekable = True
+    if claimed > 0 and frames != claimed:
+        seekable = False
+        note = "; ".join(filter(None, [
+            f"the container says {claimed} frames but the file holds {frames} (truncated or damaged, or an "
+            f"inaccurate container): vql uses {frames}, numbered in decoding order (frame numbers after a "
+            "damaged part may not match time)", note]))
     if frames <= 0:
-        frames = count_frames(path)
-    return VideoInfo(str(path), fps, frames, int(frame.shape[1]), int(frame.shape[0]), fingerprint(path))
+        raise VideoError(f"{path}: the file holds no video frames")
+    digest = content_hash(path)
+    if file_state(path) != (size, mtime):
+        raise VideoError(f"{path} changed while it was being registered; try again")
+    return VideoInfo(str(path), fps, frames, int(frame.shape[1]), int(frame.shape[0]), digest, size, mtime, note,
+                     seekable)
 
 
-def count_frames(path: Path) -> int:
-    cap = _open(path)
-    n = 0
-    while cap.grab():
-        n += 1
-    cap.release()
-    return n
+def verify(name: str, info: VideoInfo) -> VideoInfo:
+    """The registered video, checked against its file: the same (possibly with a newer mtime,
+    when the content hash is unchanged), or a VideoError saying what changed. The file is
+    re-hashed only when its size or modification time differ from the registered ones."""
+    size, mtime = file_state(Path(info.path))
+    if (size, mtime) == (info.size, info.mtime_ns):
+        return info
+    if size == info.size and content_hash(Path(info.path)) == info.fingerprint:
+        return replace(info, mtime_ns=mtime)
+    what = f"its size went from {info.size} to {size} bytes" if size != info.size else "its content differs"
+    raise VideoError(
+        f"video {name} changed since it was registered ({info.path}: {what}); its labels and results belong to "
+        f"the old content. Register the new content with CREATE OR REPLACE VIDEO {name} FROM '{info.path}'"
+    )
 
 
 def read_frames(
-    path: str | Path, frames: Sequence[int], batch_size: int = 16, queue_size: int = 4
+    source: VideoInfo | str | Path, frames: Sequence[int], batch_size: int = 16, queue_size: int = 4
 ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
     """Yield (frame indices, BGR frames) batches of the wanted frames, in increasing order.
 
-    Decoding runs in a background thread, ``queue_size`` batches ahead. Frames past the end of
-    the file are silently absent (the container's frame count can overstate).
+    Every wanted frame arrives, or a VideoError names the first one that cannot be decoded.
+    Frames are numbered by decoding order from the start: a seek is only trusted when the
+    decoder reports the requested position afterwards (else the file is decoded forward from
+    its start), and a video registered as not seekable is never sought. Given a registered
+    :class:`VideoInfo`, the file is re-stat-ed before each batch: a file that changes during a
+    scan is a VideoError, never a mix of two contents. Decoding runs in a background thread,
+    ``queue_size`` batches ahead.
     """
     wanted = np.unique(np.asarray(frames, dtype=np.int64))
-    path = Path(path)
+    info = source if isinstance(source, VideoInfo) else None
+    path = Path(info.path if info else source)
     if len(wanted) == 0:
         return
+    if wanted[0] < 0 or (info is not None and wanted[-1] >= info.frames):
+        raise VideoError(f"{path}: frames {int(wanted[0])}..{int(wanted[-1])} asked, the video has "
+                         f"{info.frames if info else 'no negative'} frames")
+    state = (info.size, info.mtime_ns) if info is not None and info.size >= 0 else None
     cap = _open(path)
     out: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
 
+    def check_unchanged() -> None:
+        if state is not None and file_state(path) != state:
+            raise VideoError(f"{path} changed during the scan; nothing decoded after the change was used")
+
     def decode() -> None:
+        nonlocal cap
         try:
             cv2.setNumThreads(1)
             position = 0
+            seek = info is None or info.seekable
             batch_idx: list[int] = []
             batch: list[np.ndarray] = []
             for target in wanted:
-                if target - position > SEEK_GAP:
+                if seek and target - position > SEEK_GAP:
                     cap.set(cv2.CAP_PROP_POS_FRAMES, int(target))
-                    position = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+                    if int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == target:
+                        position = int(target)
+                    else:  # an inexact seek: decode forward from the start instead, and seek no more
+                        seek = False
+                        cap.release()
+                        cap = _open(path)
+                        position = 0
                 while position < target:
                     if not cap.grab():
-                        raise EOFError
+                        raise VideoError(f"{path}: frame {position} could not be decoded (the file ends or is "
+                                         f"damaged there); frame {int(target)} was asked")
                     position += 1
                 ok, frame = cap.read()
-                if not ok:
-                    raise EOFError
+                if not ok or frame is None:
+                    raise VideoError(f"{path}: frame {int(target)} could not be decoded (the file ends or is "
+                                     "damaged there)")
                 position += 1
                 batch_idx.append(int(target))
                 batch.append(frame)
                 if len(batch) == batch_size:
+                    check_unchanged()
                     out.put((np.array(batch_idx), batch))
                     batch_idx, batch = [], []
                 if stop.is_set():
                     return
-            raise EOFError
-        except EOFError:
             if batch_idx:
+                check_unchanged()
                 out.put((np.array(batch_idx), batch))
             out.put(None)
         except Exception as e:  # handed to the consumer
@@ -144,6 +252,8 @@ def read_frames(
             item = out.get()
             if item is None:
                 return
+            if isinstance(item, VideoError):
+                raise item
             if isinstance(item, Exception):
                 raise VideoError(f"decoding {path} failed: {item}") from item
             yield item

@@ -139,11 +139,15 @@ def test_read_frames_decodes_the_wanted_frames(tmp_path):
     assert (info.frames, info.width, info.height, info.fps) == (150, 768, 576, 10.0)
     cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
     sequential = [cap.read()[1] for _ in range(150)]
-    wanted = [0, 1, 7, 100, 149, 160]  # 160 is past the end: absent
-    got = [(i, f) for idx, frames in read_frames(SAMPLE_VIDEO, wanted, batch_size=2) for i, f in zip(idx, frames)]
-    assert [i for i, _ in got] == [0, 1, 7, 100, 149]
+    wanted = [0, 1, 7, 100, 149]
+    got = [(i, f) for idx, frames in read_frames(info, wanted, batch_size=2) for i, f in zip(idx, frames)]
+    assert [i for i, _ in got] == wanted
     for i, frame in got:
         assert np.array_equal(frame, sequential[i])
+    with pytest.raises(vql.VideoError, match="frames 149..160 asked, the video has 150 frames"):
+        list(read_frames(info, [149, 160]))
+    with pytest.raises(vql.VideoError, match="frame 150 could not be decoded"):  # a bare path: no known end
+        list(read_frames(SAMPLE_VIDEO, [149, 160]))
 
 
 def test_seeking_lands_on_the_right_frame(monkeypatch):
@@ -153,6 +157,7 @@ def test_seeking_lands_on_the_right_frame(monkeypatch):
     cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
     sequential = [cap.read()[1] for _ in range(150)]
     got = [(i, f) for idx, frames in read_frames(SAMPLE_VIDEO, [3, 90, 140]) for i, f in zip(idx, frames)]
+    assert [i for i, _ in got] == [3, 90, 140]
     for i, frame in got:
         assert np.array_equal(frame, sequential[i]), f"frame {i} differs after a seek"
 

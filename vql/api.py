@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import singledispatchmethod
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from vql import ast
 from vql.binder import Catalog, bind_select, video_refs
 from vql.engine.executor import Calibration, Context, drop_tables, run_plan
 from vql.engine.store import ModelRecord, Store, arrow_table
-from vql.engine.video import probe
+from vql.engine.video import probe, verify
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, VqlError
 from vql.parser import parse, split_statements
 from vql.plan import explain
@@ -68,8 +68,9 @@ def _message(text: str) -> Result:
 class Connection:
     """A vql session over one DuckDB database (a file, or in memory when ``path`` is None)."""
 
-    def __init__(self, path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None) -> None:
-        self.store = Store(path)
+    def __init__(self, path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None,
+                 read_only: bool = False) -> None:
+        self.store = Store(path, read_only=read_only)
         self.device = device
         self.progress = progress
         self.settings = dict(SETTINGS)
@@ -169,18 +170,21 @@ class Connection:
 
     @_run.register
     def _create_video(self, node: ast.CreateVideo, params) -> Result:
-        if self.store.video(node.name) is not None:
-            raise BindError(f"video {node.name!r} already exists (DROP VIDEO {node.name} first)")
+        if self.store.video(node.name) is not None and not node.replace:
+            raise BindError(f"video {node.name!r} already exists (CREATE OR REPLACE VIDEO {node.name} ... to "
+                            "register new content under that name)")
         if self.store.table_exists(node.name):
             raise BindError(f"a table named {node.name!r} already exists")
+        self.store.check_writable("CREATE VIDEO")
         info = probe(node.path)
-        self.store.add_video(node.name, info)
-        return _message(f"video {node.name}: {info.frames} frames, {info.width}x{info.height}, {info.fps:g} fps")
+        self.store.add_video(node.name, info, replace=node.replace)
+        text = f"video {node.name}: {info.frames} frames, {info.width}x{info.height}, {info.fps:g} fps"
+        return _message(text + (f"\nwarning: {info.note}" if info.note else ""))
 
     @_run.register
     def _show_videos(self, node: ast.ShowVideos, params) -> Result:
         rows = self.store.con.execute(
-            "SELECT name, frames, fps, frames / fps AS seconds, width, height, path FROM vql_videos ORDER BY name"
+            "SELECT name, frames, fps, frames / fps AS seconds, width, height, path, note FROM vql_videos ORDER BY name"
         )
         return Result(arrow_table(rows))
 
@@ -202,7 +206,8 @@ class Connection:
                 return _message("OK")
             raise BindError(f"no video named {node.name!r}")
         self.store.drop_video(node.name)
-        return _message(f"dropped video {node.name} (its labels stay cached)")
+        return _message(f"dropped video {node.name} with its results and plans (its labels stay cached, keyed by "
+                        "the file's content)")
 
     @_run.register
     def _drop_results(self, node: ast.DropResults, params) -> Result:
@@ -248,9 +253,19 @@ class Connection:
 
     def _plan(self, select: ast.Select):
         catalog = self.catalog()
-        if not video_refs(select, catalog):
+        refs = video_refs(select, catalog)
+        if not refs:
             return None
-        return bind_select(select, catalog)
+        checked = {name: self._checked(name, info) for _, name, info in refs.values()}
+        return bind_select(select, replace(catalog, videos={**catalog.videos, **checked}))
+
+    def _checked(self, name: str, info):
+        """The video's registration, checked against its file (re-hashed if its size or mtime
+        changed); a changed file is a VideoError, never a silent reuse of the old labels."""
+        fresh = verify(name, info)
+        if fresh is not info:
+            self.store.update_video(name, fresh)
+        return fresh
 
     def _context(self, plan) -> Context:
         opts = dict(plan.options)
@@ -380,6 +395,9 @@ def _summary(plan, choice) -> dict:
             "expected_speedup": choice.exact_per_frame / choice.expected_per_frame if choice.expected_per_frame else 1.0}
 
 
-def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None) -> Connection:
-    """Open (or create) a vql database; ``None`` gives a transient in-memory one."""
-    return Connection(path, device=device, progress=progress)
+def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None,
+            read_only: bool = False) -> Connection:
+    """Open (or create) a vql database; ``None`` gives a transient in-memory one. With
+    ``read_only``, an existing file is opened for reading (cached labels, plans and results);
+    statements that would write (labelling, storing results, CREATE/DROP) say so."""
+    return Connection(path, device=device, progress=progress, read_only=read_only)

@@ -192,6 +192,7 @@ class Select(Node):
 class CreateVideo(Node):
     name: str
     path: str
+    replace: bool = False  # CREATE OR REPLACE VIDEO
 
 
 @dataclass(frozen=True, slots=True)

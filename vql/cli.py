@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.add_argument("--device", default="cpu", help="where reference models run: cpu, cuda or auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--readonly", action="store_true",
+                        help="open DB_FILE read-only: cached labels, plans and results are read; nothing is written")
     parser.add_argument("--version", action="version", version=f"vql {__version__}")
     return parser
 
@@ -181,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         import vql
 
-        con = vql.connect(args.db, device=args.device, progress=False if args.no_progress else None)
+        con = vql.connect(args.db, device=args.device, progress=False if args.no_progress else None,
+                          read_only=args.readonly)
         if args.command is not None:
             run_text(con, args.command, args.format, every=False)
         elif args.file is not None:

@@ -22,7 +22,7 @@ from vql.errors import ParseError
 
 # The statements vql owns, by their first word(s); anything else goes to DuckDB.
 _OWNED = re.compile(
-    r"^\s*(?:(?:create|drop)\s+video\b|load\s+video\b|show\s+videos\b|drop\s+results\b|"
+    r"^\s*(?:(?:create(?:\s+or\s+replace)?|drop)\s+video\b|load\s+video\b|show\s+videos\b|drop\s+results\b|"
     r"create\s+function\s+\S+\s+type\b|explain\b|set\s+(?:min_score|fpr|fnr)\b|select\b|describe\b|desc\b)",
     re.IGNORECASE,
 )
@@ -273,8 +273,12 @@ class _ToAst(Transformer):
         return ast.Select(**fields)
 
     # statements
-    def create_video(self, meta, _c, _v, name, _from, path):
-        return ast.CreateVideo(name, _unquote(str(path)))
+    def create_video(self, meta, _c, *rest):
+        *_, name, _from, path = rest
+        return ast.CreateVideo(name, _unquote(str(path)), rest[0] == "OR REPLACE")
+
+    def or_replace(self, meta, *_):
+        return "OR REPLACE"
 
     def load_video(self, meta, _l, _v, path, _into, name):
         return ast.CreateVideo(name, _unquote(str(path)))
@@ -308,7 +312,8 @@ class _ToAst(Transformer):
         return ast.Explain(rest[-1], len(rest) == 2)
 
 
-_SOFT_KEYWORDS = {"VIDEO", "VIDEOS", "RESULTS", "TYPE", "MODEL", "ANALYZE", "LOAD", "DESC", "FUNCTION", "SHOW"}
+_SOFT_KEYWORDS = {"VIDEO", "VIDEOS", "RESULTS", "TYPE", "MODEL", "ANALYZE", "LOAD", "DESC", "FUNCTION", "SHOW",
+                  "REPLACE"}
 _EXPRESSION_STARTS = {"NUMBER", "STRING", "PARAM", "CASE", "CAST", "NOT", "NULL", "TRUE", "FALSE", "LPAR", "ADD_OP"}
 
 
