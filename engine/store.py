@@ -2,12 +2,20 @@
 
 Tables (``vql_`` prefix; users read them through the documented views):
 
-- ``vql_videos``: name, path, fps, frames, width, height, fingerprint (content hash).
+- ``vql_meta``: ``schema_version`` (:data:`SCHEMA_VERSION`); an older file is migrated when
+  opened read-write, a newer one refused.
+- ``vql_videos``: name, path, fps, frames (those the file holds), width, height, fingerprint (a
+  hash of the whole file), the size and mtime it was hashed at, a note on damage, seekable.
 - ``vql_models``: user-registered reference models (``CREATE FUNCTION``).
-- ``vql_labels``: every detection the reference ever produced, keyed by video fingerprint,
-  model version and frame; ``vql_labelled_frames`` lists the frames labelled (also those with
-  no detection). Labels are never recomputed.
-- ``vql_results``: frame-level values of the model predicates of each query.
+- ``vql_labels``: every detection the reference ever produced, keyed by (video fingerprint,
+  model version, frame, rank of the detection in the frame); ``vql_labelled_frames`` lists the
+  frames labelled (also those with no detection), keyed by (fingerprint, version, frame).
+  Labels are never recomputed, and a frame's labels are written once: a batch another writer
+  stored first is skipped.
+- ``vql_results``: frame-level values of the model predicates of each query, with the video's
+  name and content hash (DROP VIDEO and CREATE OR REPLACE VIDEO remove them).
+- ``vql_plans``: certified query plans, keyed by what they depend on (content hash, model
+  versions, predicates, targets, range), stored as data (``planner/plan_format.py``).
 - ``vql_query_accuracy``: per query and scan with model tests, the plan's strategy, what is
   certified (the WHERE clause, or each test), the targets, and the certified upper bounds of the
   false-positive and false-negative rates with their joint confidence and the certification
@@ -16,8 +24,9 @@ Tables (``vql_`` prefix; users read them through the documented views):
   reference per model version and device), measured once and reused by every later plan.
 
 Views: ``vql_detections`` (labels with video names and timestamps), ``vql_frame_results``.
-Every write is one transaction of Arrow batches: an interrupted labelling run keeps every
-batch committed before the interruption, and the file stays consistent.
+Every write is one transaction (labels: one per batch of Arrow rows; a query's results: one):
+an interrupted run keeps every batch committed before the interruption, and the file stays
+consistent. A failed COMMIT (a full disk, a conflict) raises its own cause.
 """
 
 from __future__ import annotations
