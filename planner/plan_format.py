@@ -24,10 +24,11 @@ The JSON document is one *value*, the plan itself:
      "weights": {parameter: tensor, ...}}              its architecture and every parameter
 
 Loading builds only the registered dataclasses, plain values, numpy arrays and specialized CNNs;
-each field's value is checked against the field's declared type. Anything else (another magic
-or version, malformed JSON or safetensors, an unknown type name, a missing or unknown field, a
-value of the wrong type, an array whose dtype or shape differs from what its node or its model
-says) raises :class:`PlanFormatError`, and the session plans again. A field added to a plan's
+each field's value is checked against the field's declared type, architectures must be the
+planner's own (``CANDIDATES``) and images of its sizes, so nothing stored can make loading or
+running allocate more than the blob holds. Anything else (another magic or version, malformed
+JSON or safetensors, an unknown type name, a missing or unknown field, a value of the wrong
+type, an array whose dtype or shape differs from what its node or its model says) raises :class:`PlanFormatError`, and the session plans again. A field added to a plan's
 dataclass changes what a stored plan must hold, so plans stored before it are refused, never
 read with fields shifted.
 
@@ -62,11 +63,11 @@ from safetensors.numpy import save as save_tensors
 from vql.engine.difference import DETECTORS, AnchorGate, DifferenceDetector
 from vql.errors import PlanFormatError
 from vql.plan import ModelPredicate
-from vql.planner.cascade import Atom, Candidate, CascadeChoice
+from vql.planner.cascade import DIFF_SIZE, Atom, Candidate, CascadeChoice
 from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.cost import Costs
 from vql.planner.query import QueryPlan
-from vql.planner.specialized import Architecture, SpecializedCNN, TrainedModel
+from vql.planner.specialized import CANDIDATES, Architecture, SpecializedCNN, TrainedModel
 from vql.planner.thresholds import Thresholds
 
 MAGIC = b"VQLPLAN\0"
@@ -79,6 +80,7 @@ TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     DifferenceDetector, AnchorGate, Sizing, Certificate, ClaimBounds,
 )}
 DTYPES = ("uint8", "float32", "float64", "int64")  # the arrays a plan holds
+IMAGE_SIZES = tuple(sorted({DIFF_SIZE, *(shape[3] for shape in CANDIDATES)}))  # the downscaled frames stages read
 _SPECIAL = {"inf": np.inf, "-inf": -np.inf, "nan": np.nan}
 
 
@@ -106,13 +108,13 @@ def loads(blob: bytes) -> QueryPlan:
         raise PlanFormatError(f"stored plan: the JSON document runs past the end ({end} > {len(blob)} bytes)")
     try:
         document = json.loads(blob[_HEADER.size:end].decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise PlanFormatError(f"stored plan: the structure is not valid JSON ({e})") from e
     try:
         tensors = load_tensors(blob[end:])
     except SafetensorError as e:
         raise PlanFormatError(f"stored plan: the tensor part is not valid safetensors ({e})") from e
-    dec = _Decoder(tensors)
+    dec = _Decoder(tensors)  # led by the declared field types: no deeper than they nest
     plan = dec.value(document, QueryPlan, "plan")
     unused = sorted(set(tensors) - dec.used)
     if unused:
@@ -260,13 +262,17 @@ def _validate(obj, where: str) -> None:
         if not ok:
             raise PlanFormatError(f"stored plan: {where}: {what}")
 
-    if isinstance(obj, TrainedModel):
+    if isinstance(obj, Architecture):  # what is built from it must stay small: the planner's own shapes
+        need((obj.blocks, obj.filters, obj.dense, obj.size) in CANDIDATES, f"{obj} is not one of the planner's "
+             f"architectures (planner/specialized.py: CANDIDATES)")
+    elif isinstance(obj, TrainedModel):
         s = obj.arch.size
         need(obj.net.arch == obj.arch, f"the network is {obj.net.arch.name}, the model says {obj.arch.name}")
         need(obj.mean.shape == (s, s, 3) and obj.mean.dtype == np.float32, f"the mean image is {obj.mean.dtype} "
              f"{obj.mean.shape}, not float32 {(s, s, 3)}")
     elif isinstance(obj, (DifferenceDetector, AnchorGate)):
         need(obj.metric in DETECTORS, f"unknown difference metric {obj.metric!r}")
+        need(obj.size in IMAGE_SIZES, f"frames of {obj.size}x{obj.size}, not one of the sizes {IMAGE_SIZES}")
         if isinstance(obj, DifferenceDetector):
             s = obj.size
             need(obj.background.shape == (s, s, 3) and obj.background.dtype == np.uint8,

@@ -257,17 +257,41 @@ def _set(path: list, value):
     return edit
 
 
-def _background_16(blob: bytes) -> bytes:
-    """A background image of 16×16 where the detector (size 32) needs 32×32, consistently stored."""
+def _swap_tensor(blob: bytes, locate, array: np.ndarray) -> bytes:
+    """The blob with the tensor of the node ``locate(document)`` replaced by ``array``, the
+    structure saying so: consistent, but not what its object needs."""
     from safetensors.numpy import load, save
 
     _, _, n = HEADER.unpack_from(blob)
-    document = json.loads(blob[HEADER.size:HEADER.size + n])
-    key = _node(document, "DifferenceDetector")["fields"]["background"]["tensor"]
     tensors = load(blob[HEADER.size + n:])
-    tensors[key] = np.zeros((16, 16, 3), np.uint8)
-    return _repack(blob, _set(["@DifferenceDetector", "fields", "background", "shape"], [16, 16, 3]),
-                   tensors=save(tensors))
+
+    def edit(document):
+        node = locate(document)
+        tensors[node["tensor"]] = array
+        node["shape"] = list(array.shape)
+    edited = _repack(blob, edit)
+    _, _, n = HEADER.unpack_from(edited)
+    return edited[:HEADER.size + n] + save(tensors)
+
+
+def _background_16(blob: bytes) -> bytes:
+    """A background image of 16×16 where the detector (size 32) needs 32×32."""
+    return _swap_tensor(blob, lambda d: _node(d, "DifferenceDetector")["fields"]["background"],
+                        np.zeros((16, 16, 3), np.uint8))
+
+
+def _nested(blob: bytes, depth: int) -> bytes:
+    """The plan with its reason a tuple of a tuple of ... ``depth`` deep."""
+    edited = _repack(blob, _set(["fields", "reason"], "@nest@"))
+    _, _, n = HEADER.unpack_from(edited)
+    document = edited[HEADER.size:HEADER.size + n].replace(b'"@nest@"', b"[" * depth + b"]" * depth)
+    return HEADER.pack(b"VQLPLAN\0", 1, len(document)) + document + edited[HEADER.size + n:]
+
+
+def _head_bias_2(blob: bytes) -> bytes:
+    """The network's last bias with two values where its one output needs one."""
+    return _swap_tensor(blob, lambda d: _node(d, "TrainedModel")["fields"]["net"]["weights"]["head.3.bias"],
+                        np.zeros(2, np.float32))
 
 
 MALFORMED = {
@@ -293,8 +317,13 @@ MALFORMED = {
     "a tensor not stored": (lambda b: _repack(b, _set(["@TrainedModel", "fields", "mean", "tensor"], "t99")),
                             "tensor 't99' is not stored"),
     "a background of the wrong size": (_background_16, r"the background is uint8 \(16, 16, 3\), not uint8 \(32, 32, 3\)"),
-    "weights of another architecture": (lambda b: _repack(b, _set(["@Architecture", "fields", "filters"], 8)),
-                                        "the weights do not fit cnn1x8-d32@32"),
+    "an architecture not the planner's": (lambda b: _repack(b, _set(["@Architecture", "fields", "filters"], 10 ** 9)),
+                                          "is not one of the planner's architectures"),
+    "a detector of another frame size": (lambda b: _repack(b, _set(["@DifferenceDetector", "fields", "size"], 10 ** 6)),
+                                         "frames of 1000000x1000000"),
+    "weights of another shape": (_head_bias_2, r"the weights do not fit cnn1x16-d32@32"),
+    "nested deeply": (lambda b: _nested(b, 600), "reason: a tuple where str belongs"),  # read as the types say
+    "nested too deeply for JSON": (lambda b: _nested(b, 100_000), "not valid JSON"),
     "an unknown metric": (lambda b: _repack(b, _set(["@DifferenceDetector", "fields", "metric"], "__import__")),
                           "unknown difference metric"),
 }
