@@ -23,14 +23,21 @@ The JSON document is one *value*, the plan itself:
     {"module": "SpecializedCNN", "arch": value,        a specialized CNN (planner/specialized.py):
      "weights": {parameter: tensor, ...}}              its architecture and every parameter
 
+What a plan holds is what running and explaining it read: the choices with their thresholds,
+costs and stages (the specialized models' weights and mean images, the detectors' backgrounds),
+the alternatives (their stages shared with the chosen one where they are the same object), the
+sizing and the certificate; the per-frame truths and answers planning looked at are not part
+of a ``QueryPlan`` and are not stored.
+
 Loading builds only the registered dataclasses, plain values, numpy arrays and specialized CNNs;
 each field's value is checked against the field's declared type, architectures must be the
-planner's own (``CANDIDATES``) and images of its sizes, so nothing stored can make loading or
-running allocate more than the blob holds. Anything else (another magic or version, malformed
-JSON or safetensors, an unknown type name, a missing or unknown field, a value of the wrong
-type, an array whose dtype or shape differs from what its node or its model says) raises :class:`PlanFormatError`, and the session plans again. A field added to a plan's
-dataclass changes what a stored plan must hold, so plans stored before it are refused, never
-read with fields shifted.
+planner's own (``CANDIDATES``) and images of its sizes, so a stored plan cannot make loading
+build a network or read frames larger than the planner does. Anything else (another magic or
+version, malformed JSON or safetensors, an unknown type name, a missing or unknown field, a
+value of the wrong type, an array whose dtype or shape differs from what its node or its model
+says) raises :class:`PlanFormatError`; the session then plans again (from the stored labels)
+and replaces the row (``vql/api.py``). A field added to a plan's dataclass changes what a stored
+plan must hold, so plans stored before it are refused, never read with fields shifted.
 
 >>> from vql.plan import ModelPredicate
 >>> from vql.planner.cascade import Atom, exact_choice
