@@ -409,6 +409,12 @@ class Store:
         row = self.con.execute("SELECT plan FROM vql_plans WHERE key = ?", [key]).fetchone()
         return bytes(row[0]) if row else None
 
+    def drop_plans_of_other_formats(self, prefix: str) -> None:
+        """Rows of another plan format (older vql) are never read (their key differs): drop them."""
+        if not self.read_only and self.con.execute(
+                "SELECT count(*) FROM vql_plans WHERE NOT starts_with(key, ?)", [prefix]).fetchone()[0]:
+            self.con.execute("DELETE FROM vql_plans WHERE NOT starts_with(key, ?)", [prefix])
+
     def save_plan(self, key: str, video_fp: str, blob: bytes) -> None:
         if self.read_only:
             return  # planned again next time

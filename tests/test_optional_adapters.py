@@ -50,6 +50,8 @@ def test_torchvision_model_from_a_local_weights_file(tmp_path):
     # the weights really are the file's: same file, same answers and version
     again = TorchvisionDetector(arch, tmp_path / "frcnn.pth")
     assert again.version == model.version
+    # another device type is another version (labels are cached by version); torch's meta device loads anywhere
+    assert TorchvisionDetector(arch, tmp_path / "frcnn.pth", device="meta").version != model.version
     for a, b in zip(results, again.detect(FRAMES)):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
 
@@ -94,6 +96,7 @@ def test_ultralytics_model_built_from_yaml(tmp_path, monkeypatch):
     results = model.detect(FRAMES)
     assert len(results) == 3 and all(d.boxes.shape[1] == 4 for d in results)
     assert model.version == UltralyticsDetector(tmp_path / "untrained.pt", imgsz=160).version
+    assert model.version != UltralyticsDetector(tmp_path / "untrained.pt", imgsz=160, device="meta").version
     with pytest.raises(ModelError, match="ultralytics models are .pt files"):
         (tmp_path / "m.onnx").write_bytes(b"x")
         UltralyticsDetector(tmp_path / "m.onnx")

@@ -33,6 +33,7 @@ from vql.udfs.reference import (
     check_frames,
     fingerprint,
     resolve_device,
+    runtime,
 )
 from vql.udfs.tfjs_detector import read_labels
 
@@ -133,7 +134,11 @@ class OnnxDetector(ReferenceModel):
             if wanted is not None and wanted not in names:
                 raise ModelError(f"{self.path}: no output named {wanted!r} (the {role}); outputs: {sorted(names)}")
         self._outputs = [layout.boxes, layout.scores] + ([layout.classes] if layout.classes else [])
-        self._version = fingerprint([ADAPTER_VERSION, self.path, repr(layout), repr(self.input_wh), ",".join(self.classes)])
+        # ONNX Runtime computes in the precision stored in the file (hashed with it); the device type and
+        # the execution providers it actually uses (CUDA's kernels differ from the CPU's) are part of the version
+        self.providers = tuple(self.session.get_providers())
+        self._version = fingerprint([ADAPTER_VERSION, self.path, repr(layout), repr(self.input_wh), ",".join(self.classes),
+                                     runtime(self.device, "stored"), ",".join(self.providers)])
 
     @property
     def version(self) -> str:

@@ -119,6 +119,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def runtime(device: torch.device, precision: str) -> str:
+    """What of the runtime changes a model's output, for its version: the device type and the
+    numeric precision (the label cache is keyed by the version, so labels computed in fp16 on
+    CUDA are never taken for the CPU's fp32 ones).
+
+    >>> runtime(torch.device("cuda", 1), "fp16"), runtime(torch.device("cpu"), "fp32")
+    ('cuda:fp16', 'cpu:fp32')
+    """
+    return f"{device.type}:{precision}"
+
+
 def fingerprint(parts: Iterable[str | bytes | Path]) -> str:
     """A short hex digest of strings, bytes and file contents, in order."""
     digest = hashlib.sha256()

@@ -31,6 +31,7 @@ from vql.udfs.reference import (
     check_frames,
     fingerprint,
     resolve_device,
+    runtime,
 )
 from vql.udfs.tfjs_graph import load_graph
 from vql.udfs.tfjs_model import TfjsModel
@@ -94,7 +95,8 @@ class TfjsDetector(ReferenceModel):
         self.model = TfjsModel(graph, self.device, _DTYPES[precision], outputs=[self.output])
         weight_files = sorted(p for p in self.path.parent.iterdir() if p.suffix == ".bin")
         self._version = fingerprint(
-            [ADAPTER_VERSION, self.path, *weight_files, self.output, str(normalized_boxes), ",".join(self.classes)]
+            [ADAPTER_VERSION, self.path, *weight_files, self.output, str(normalized_boxes), ",".join(self.classes),
+             runtime(self.device, precision)]
         )
 
     @property

@@ -26,6 +26,7 @@ from vql.udfs.reference import (
     check_frames,
     fingerprint,
     resolve_device,
+    runtime,
 )
 from vql.udfs.tfjs_detector import read_labels
 
@@ -100,7 +101,8 @@ class TorchvisionDetector(ReferenceModel):
                 raise ModelError(f"{self.weights_path}: weights do not fit {arch} with {len(self.classes)} classes ({e})") from e
             state_id = [self.weights_path]
         self.model = model.eval().to(self.device)
-        self._version = fingerprint([ADAPTER_VERSION, arch, *state_id, ",".join(self.classes)])
+        self._version = fingerprint([ADAPTER_VERSION, arch, *state_id, ",".join(self.classes),
+                                     runtime(self.device, "fp32")])  # detect() feeds float32
 
     @property
     def version(self) -> str:

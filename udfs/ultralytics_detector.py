@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from vql.errors import ModelError
-from vql.udfs.reference import SCORE_FLOOR, Detections, ReferenceModel, batches, check_frames, fingerprint, resolve_device
+from vql.udfs.reference import (SCORE_FLOOR, Detections, ReferenceModel, batches, check_frames, fingerprint, resolve_device,
+                                runtime)
 
 ADAPTER_VERSION = "ultralytics-1"
 
@@ -54,7 +55,8 @@ class UltralyticsDetector(ReferenceModel):
         self.name = name or self.path.stem
         self.imgsz = imgsz
         self.max_batch = max_batch
-        self._version = fingerprint([ADAPTER_VERSION, self.path, str(imgsz)])
+        # predict() runs in fp32 (half=False, its default) on this device
+        self._version = fingerprint([ADAPTER_VERSION, self.path, str(imgsz), runtime(self.device, "fp32")])
 
     @property
     def version(self) -> str:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import pickle
 import time
 from dataclasses import dataclass, field, replace
 from functools import singledispatchmethod
@@ -22,15 +21,17 @@ from vql.binder import Catalog, bind_select, video_refs
 from vql.engine.executor import Calibration, Context, drop_tables, run_plan
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe, verify
-from vql.errors import BindError, ExecutionError, ModelError, ParseError, VqlError
+from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VqlError
 from vql.parser import parse, split_statements
 from vql.plan import explain
+from vql.planner import plan_format
 from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
 
-PLAN_FORMAT = "plan5"  # part of every stored plan's key: a new format never reads an old pickle
+# part of every stored plan's key: rows of another format (the pickles of plan5 and before) are never read
+PLAN_FORMAT = f"plan6.{plan_format.FORMAT_VERSION}"
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Connection:
     def __init__(self, path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None,
                  read_only: bool = False) -> None:
         self.store = Store(path, read_only=read_only)
+        self.store.drop_plans_of_other_formats(f"{PLAN_FORMAT}|")  # never read: another key
         self.device = device
         self.progress = progress
         self.settings = dict(SETTINGS)
@@ -282,13 +284,20 @@ class Connection:
                 f"{scan.first}-{scan.last}")
 
     def _stored_plan(self, ctx: Context, node, fpr: float, fnr: float):
-        """The query plan of a scan's model tests from the session or the store; None if not planned yet."""
+        """The query plan of a scan's model tests from the session or the store; None if not
+        planned yet, or if the stored row is not a well-formed plan (then planning again
+        replaces it: the labels it needs are stored, so nothing is labelled twice)."""
         key = self._plan_key(node, fpr, fnr)
         if key not in self._plans:
             blob = self.store.load_plan(key)
             if blob is None:
                 return None
-            self._plans[key] = pickle.loads(blob)  # a plan of an older format has another key, so never lands here
+            try:
+                self._plans[key] = plan_format.loads(blob)  # data only: nothing in the row is executed
+            except PlanFormatError as e:
+                ctx.count("plans_discarded", 1)
+                ctx.stats.setdefault("plans_discarded_why", []).append(str(e))
+                return None
             ctx.count("plans_reused", 1)
         return self._plans[key]
 
@@ -300,7 +309,7 @@ class Connection:
         if plan is None:
             plan = plan_query(ctx, node, fpr, fnr)
             key = self._plan_key(node, fpr, fnr)
-            self.store.save_plan(key, node.scan.info.fingerprint, pickle.dumps(plan))
+            self.store.save_plan(key, node.scan.info.fingerprint, plan_format.dumps(plan))
             ctx.count("plan_seconds", plan.plan_seconds)
             self._plans[key] = plan
         return plan

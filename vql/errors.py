@@ -23,6 +23,10 @@ class PlanError(VqlError):
     """The planner cannot build a plan for the query."""
 
 
+class PlanFormatError(PlanError):
+    """A stored plan is not a well-formed plan of this format (``planner/plan_format.py``)."""
+
+
 class ExecutionError(VqlError):
     """Running a plan failed (decoding, storage, interruption)."""
 
