@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from functools import singledispatch
 
@@ -28,6 +29,11 @@ def ident(name: str) -> str:
 
 
 def literal(value) -> str:
+    """A Python constant as DuckDB SQL.
+
+    >>> literal("it's"), literal(1e309), literal(-10**400), literal(2.5)
+    ("'it''s'", "CAST('inf' AS DOUBLE)", "CAST('-inf' AS DOUBLE)", '2.5')
+    """
     if value is None:
         return "NULL"
     if value is True:
@@ -36,6 +42,13 @@ def literal(value) -> str:
         return "FALSE"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int) and abs(value) >= 2**127:  # beyond DuckDB's HUGEINT: a DOUBLE
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf if value > 0 else -math.inf
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"CAST('{value!r}' AS DOUBLE)"
     return repr(value)
 
 
