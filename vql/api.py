@@ -18,14 +18,16 @@ import duckdb
 import pyarrow as pa
 
 from vql import ast
-from vql.binder import Catalog, bind_select, video_refs
+from vql.binder import Catalog, bind_select, check_option, video_refs
 from vql.engine.executor import Calibration, Context, drop_tables, run_plan
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe
-from vql.errors import BindError, ExecutionError, ModelError, ParseError, VqlError
+from vql.errors import BindError, ExecutionError, ModelError, ParseError, VideoError, VqlError
 from vql.parser import parse, split_statements
+from vql.paths import checked_path
 from vql.plan import explain
-from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
+from vql.sqlgen import ident
+from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
@@ -173,7 +175,11 @@ class Connection:
             raise BindError(f"video {node.name!r} already exists (DROP VIDEO {node.name} first)")
         if self.store.table_exists(node.name):
             raise BindError(f"a table named {node.name!r} already exists")
-        info = probe(node.path)
+        checked_path(node.path, "video file", VideoError)
+        try:
+            info = probe(node.path)
+        except OSError as e:  # unreadable: permissions, a special file...
+            raise VideoError(f"cannot read video file {node.path!r}: {e.strerror or e}") from e
         self.store.add_video(node.name, info)
         return _message(f"video {node.name}: {info.frames} frames, {info.width}x{info.height}, {info.fps:g} fps")
 
@@ -188,7 +194,7 @@ class Connection:
     def _describe(self, node: ast.Describe, params) -> Result:
         info = self.store.video(node.name)
         if info is None:
-            return self._passthrough(ast.Passthrough(f"DESCRIBE {node.name}"), params)
+            return self._passthrough(ast.Passthrough(f"DESCRIBE {ident(node.name)}"), params)
         return Result(pa.table({
             "column_name": ["frame", "ts"],
             "column_type": ["BIGINT", "DOUBLE"],
@@ -237,12 +243,7 @@ class Connection:
 
     @_run.register
     def _set(self, node: ast.SetOption, params) -> Result:
-        if not isinstance(node.value, ast.Literal) or not isinstance(node.value.value, (int, float)):
-            raise BindError(f"SET {node.name} needs a number")
-        value = float(node.value.value)
-        low = SCORE_FLOOR if node.name == "min_score" else 0.0
-        if not low <= value <= 1:
-            raise BindError(f"{node.name} must be between {low} and 1, got {value:g}")
+        value = check_option(node.name, node.value, node.name)
         self.settings[node.name] = value
         return _message(f"{node.name} = {value:g}")
 
