@@ -123,7 +123,7 @@ class Connection:
             raise BindError("no statement to run")
         result = None
         for statement in statements:
-            node = parse(statement, frozenset(self.store.videos()))
+            node = self._parse(statement)
             start = time.perf_counter()
             result = self._run(node, params)
             result.metadata.setdefault("seconds", time.perf_counter() - start)
@@ -131,12 +131,29 @@ class Connection:
 
     execute = sql
 
+    def _parse(self, statement: str) -> ast.Node:
+        """Parse one statement; text DuckDB cannot take (a lone surrogate: not UTF-8) is refused
+        here, after a path's own check so that a bad path is the VideoError/ModelError it is."""
+        node = parse(statement, frozenset(self.store.videos()))
+        if isinstance(node, ast.CreateVideo):
+            checked_path(node.path, "video file", VideoError)
+        elif isinstance(node, ast.CreateFunction):
+            checked_path(node.path, "model file", ModelError)
+        try:
+            statement.encode("utf-8")
+        except UnicodeEncodeError as e:
+            line = statement.count("\n", 0, e.start) + 1
+            column = e.start - (statement.rfind("\n", 0, e.start) + 1) + 1
+            raise ParseError(f"the statement is not valid text: a lone surrogate {statement[e.start]!r} at line "
+                             f"{line}, column {column} (statements are UTF-8)") from e
+        return node
+
     def prepare(self, text: str) -> Result:
         """Plan a SELECT's model tests now, without running it: the reference labels what planning
         needs (the training prefix, the certification frames), the plan is certified and stored,
         and the result is its EXPLAIN text (``metadata["plans"]`` holds the plans). The query
         itself, run later, reuses the stored plan and labels."""
-        node = parse(text, frozenset(self.store.videos()))
+        node = self._parse(text)
         select = node.select if isinstance(node, ast.Explain) else node
         if not isinstance(select, ast.Select):
             raise BindError("prepare takes a SELECT")

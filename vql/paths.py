@@ -31,7 +31,8 @@ def _shown(text: str, limit: int = 80) -> str:
 def checked_path(text: str, what: str, error: type[VqlError]) -> Path:
     """``text`` as a :class:`~pathlib.Path`, or ``error`` saying why the
     operating system could not take it: empty, a NUL byte, not encodable as UTF-8 (a lone
-    surrogate), a component over :data:`NAME_MAX` bytes or the whole over :data:`PATH_MAX`."""
+    surrogate), a component over :data:`NAME_MAX` bytes or the whole over :data:`PATH_MAX`, a
+    ``~user`` with no home folder."""
     if not text:
         raise error(f"{what} path is empty")
     if "\x00" in text:
@@ -47,4 +48,9 @@ def checked_path(text: str, what: str, error: type[VqlError]) -> Path:
         if len(part.encode("utf-8")) > NAME_MAX:
             raise error(f"{what} path has a name too long: {len(part.encode('utf-8'))} bytes, at most "
                         f"{NAME_MAX} per file or folder name: {_shown(part)}")
+    if text.startswith("~"):
+        try:
+            Path(text).expanduser()
+        except RuntimeError as e:  # '~nosuchuser/...', or no home folder at all
+            raise error(f"{what} path {_shown(text)}: no home folder for {text.split('/')[0]!r}") from e
     return Path(text)
