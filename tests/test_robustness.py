@@ -223,6 +223,7 @@ BAD_PATHS = [
     ("/tmp/" + "b" * 256 + "/x.avi", "path has a name too long: 256 bytes, at most 255"),
     ("/x" * 2100, "path is too long: 4200 bytes, at most 4095"),
     ("", "path is empty"),
+    ("~no_such_user_here/x.avi", "path '~no_such_user_here/x.avi': no home folder for '~no_such_user_here'"),
 ]
 
 
@@ -240,6 +241,14 @@ def test_bad_model_paths(con, path, message):
     with pytest.raises(ModelError, match="^model file "):
         con.sql(f"CREATE FUNCTION g TYPE tfjs MODEL '{path}'")
     assert con.store.models() == {}
+
+
+@pytest.mark.parametrize("statement", ['CREATE VIDEO "\udc80" FROM \'CLIP\'', "SELECT '\udc80'",
+                                       'DESCRIBE "a\udc80"', "SELECT frame FROM cam WHERE contains('\udc80')"])
+def test_lone_surrogates_outside_paths(con, tiny_clip, statement):  # found by tests/test_fuzz.py
+    with pytest.raises(ParseError, match=r"^the statement is not valid text: a lone surrogate '\\udc80' at line 1, "
+                                         r"column \d+ \(statements are UTF-8\)$"):
+        con.sql(statement.replace("CLIP", str(tiny_clip)))
 
 
 # --- 7. names never pasted into SQL ------------------------------------------------------------
