@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.file is not None:
             try:
                 text = Path(args.file).read_text(encoding="utf-8")
-            except OSError as e:
-                raise VqlError(f"cannot read {args.file}: {e.strerror}") from e
+            except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+                raise VqlError(f"cannot read {args.file!r}: {getattr(e, 'strerror', None) or e}") from e
             run_text(con, text, args.format, every=True)
         elif sys.stdin.isatty():
             from vql.repl import repl

@@ -116,8 +116,8 @@ def dot_command(con, line: str, state: ShellState) -> str:
             raise VqlError(".read needs a file name")
         try:
             text = Path(arg).expanduser().read_text(encoding="utf-8")
-        except OSError as e:
-            raise VqlError(f"cannot read {arg}: {e.strerror}") from e
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+            raise VqlError(f"cannot read {arg!r}: {getattr(e, 'strerror', None) or e}") from e
         return run_statements(con, text, state)
     raise VqlError(f"unknown command {command}; try .help")
 
