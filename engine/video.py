@@ -124,7 +124,10 @@ def probe(path: str | Path) -> VideoInfo:
     """Read a video's frame rate, length and size, hash its content, count the frames it holds
     (the container's count can overstate: a truncated or damaged file keeps its header) and
     decode one frame to prove it is readable."""
-    path = Path(path).expanduser().resolve()
+    try:
+        path = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop, '~user' without a home
+        raise VideoError(f"cannot resolve video file path {str(path)!r}: {e}") from e
     size, mtime = file_state(path)
     cap = _open(path)
     try:

@@ -64,3 +64,22 @@ def compose_library(vtest_path):
     from vql.udfs.tfjs_detector import centernet
 
     return build_library(vtest_path, centernet(), sample_step=24)
+
+
+def write_tiny_clip(path: Path, frames: int = 8, width: int = 96, height: int = 64) -> Path:
+    """A small synthetic MJPG clip (grey ramps, nothing for a detector to find): fast to decode
+    and to run the reference on."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8.0, (width, height))
+    assert writer.isOpened(), "cv2 cannot write MJPG"
+    for i in range(frames):
+        image = np.full((height, width, 3), 20 + 25 * i, np.uint8)
+        image[:, : width // 2] = 255 - 25 * i
+        writer.write(image)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """8 frames at 96x64 (see :func:`write_tiny_clip`)."""
+    return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny.avi")

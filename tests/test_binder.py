@@ -76,7 +76,10 @@ def test_frame_bounds_from_where():
     assert bounds("ts >= 2.55") == (26, 999)
     assert bounds("100 > frame") == (0, 99)
     assert bounds("ts < 1 OR frame > 900") == (0, 999)  # not a conjunct: no bound
-    assert bounds("ts BETWEEN 200 AND 300") == (2000, 999)  # empty
+    assert bounds("ts BETWEEN 200 AND 300") == (1000, 999)  # empty: first clamped to the end
+    assert bounds("frame > 99999999999999999999999999") == (1000, 999)  # no int overflow in range()
+    assert bounds("ts < 1e309") == (0, 999)  # infinity narrows nothing
+    assert bounds("frame BETWEEN -1e400 AND 5") == (0, 999)  # nor does a BETWEEN with an infinite end
 
 
 def mask_measured(text: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vql.errors import ModelError
+from vql.paths import checked_path
 from vql.udfs.reference import ReferenceModel
 
 DEFAULT_MODEL = "centernet"
@@ -79,10 +80,14 @@ def load_model(kind: str, path: str | Path | None, **options: Any) -> ReferenceM
     loader = MODEL_KINDS.get(kind.lower())
     if loader is None:
         raise ModelError(f"unknown model type {kind!r}; one of: {', '.join(sorted(MODEL_KINDS))}")
+    if path is not None:
+        checked_path(str(path), "model file", ModelError)
     try:
         return loader(str(path) if path is not None else None, **options)
     except TypeError as e:  # a missing or unexpected option
         raise ModelError(f"bad options for a {kind} model: {e}") from e
+    except OSError as e:  # unreadable: permissions, a folder where a file was expected...
+        raise ModelError(f"cannot read the {kind} model {path}: {e.strerror or e}") from e
 
 
 def default_model(device: str | None = "cpu") -> ReferenceModel:

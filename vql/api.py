@@ -17,15 +17,17 @@ import duckdb
 import pyarrow as pa
 
 from vql import ast
-from vql.binder import Catalog, bind_select, video_refs
+from vql.binder import Catalog, bind_select, check_option, video_refs
 from vql.engine.executor import Calibration, Context, drop_tables, run_plan
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe, verify
-from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VqlError
+from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
 from vql.parser import parse, split_statements
+from vql.paths import checked_path
 from vql.plan import explain
 from vql.planner import plan_format
-from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
+from vql.sqlgen import ident
+from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
@@ -124,7 +126,7 @@ class Connection:
             raise BindError("no statement to run")
         result = None
         for statement in statements:
-            node = parse(statement, frozenset(self.store.videos()))
+            node = self._parse(statement)
             start = time.perf_counter()
             result = self._run(node, params)
             result.metadata.setdefault("seconds", time.perf_counter() - start)
@@ -132,12 +134,29 @@ class Connection:
 
     execute = sql
 
+    def _parse(self, statement: str) -> ast.Node:
+        """Parse one statement; text DuckDB cannot take (a lone surrogate: not UTF-8) is refused
+        here, after a path's own check so that a bad path is the VideoError/ModelError it is."""
+        node = parse(statement, frozenset(self.store.videos()))
+        if isinstance(node, ast.CreateVideo):
+            checked_path(node.path, "video file", VideoError)
+        elif isinstance(node, ast.CreateFunction):
+            checked_path(node.path, "model file", ModelError)
+        try:
+            statement.encode("utf-8")
+        except UnicodeEncodeError as e:
+            line = statement.count("\n", 0, e.start) + 1
+            column = e.start - (statement.rfind("\n", 0, e.start) + 1) + 1
+            raise ParseError(f"the statement is not valid text: a lone surrogate {statement[e.start]!r} at line "
+                             f"{line}, column {column} (statements are UTF-8)") from e
+        return node
+
     def prepare(self, text: str) -> Result:
         """Plan a SELECT's model tests now, without running it: the reference labels what planning
         needs (the training prefix, the certification frames), the plan is certified and stored,
         and the result is its EXPLAIN text (``metadata["plans"]`` holds the plans). The query
         itself, run later, reuses the stored plan and labels."""
-        node = parse(text, frozenset(self.store.videos()))
+        node = self._parse(text)
         select = node.select if isinstance(node, ast.Explain) else node
         if not isinstance(select, ast.Select):
             raise BindError("prepare takes a SELECT")
@@ -178,7 +197,7 @@ class Connection:
         if self.store.table_exists(node.name):
             raise BindError(f"a table named {node.name!r} already exists")
         self.store.check_writable("CREATE VIDEO")
-        info = probe(node.path)
+        info = probe(checked_path(node.path, "video file", VideoError))
         self.store.add_video(node.name, info, replace=node.replace)
         text = f"video {node.name}: {info.frames} frames, {info.width}x{info.height}, {info.fps:g} fps"
         return _message(text + (f"\nwarning: {info.note}" if info.note else ""))
@@ -194,7 +213,7 @@ class Connection:
     def _describe(self, node: ast.Describe, params) -> Result:
         info = self.store.video(node.name)
         if info is None:
-            return self._passthrough(ast.Passthrough(f"DESCRIBE {node.name}"), params)
+            return self._passthrough(ast.Passthrough(f"DESCRIBE {ident(node.name)}"), params)
         return Result(pa.table({
             "column_name": ["frame", "ts"],
             "column_type": ["BIGINT", "DOUBLE"],
@@ -244,12 +263,7 @@ class Connection:
 
     @_run.register
     def _set(self, node: ast.SetOption, params) -> Result:
-        if not isinstance(node.value, ast.Literal) or not isinstance(node.value.value, (int, float)):
-            raise BindError(f"SET {node.name} needs a number")
-        value = float(node.value.value)
-        low = SCORE_FLOOR if node.name == "min_score" else 0.0
-        if not low <= value <= 1:
-            raise BindError(f"{node.name} must be between {low} and 1, got {value:g}")
+        value = check_option(node.name, node.value, node.name)
         self.settings[node.name] = value
         return _message(f"{node.name} = {value:g}")
 

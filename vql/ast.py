@@ -250,36 +250,48 @@ class Passthrough(Node):
 N = TypeVar("N", bound=Node)
 
 
-def _map_value(value: Any, fn: Callable[[Node], Node]) -> Any:
+def _parts(value: Any) -> list | None:
+    """The children of a node (its field values) or of a tuple; None for a leaf value."""
     if isinstance(value, Node):
-        return transform(value, fn)
+        return [getattr(value, f.name) for f in dataclasses.fields(value)]
     if isinstance(value, tuple):
-        return tuple(_map_value(v, fn) for v in value)
-    return value
+        return list(value)
+    return None
 
 
 def transform(node: N, fn: Callable[[Node], Node]) -> Node:
-    """Rebuild ``node`` bottom-up: children first, then ``fn`` on the rebuilt node."""
-    changes = {}
-    for field in dataclasses.fields(node):
-        old = getattr(node, field.name)
-        new = _map_value(old, fn)
-        if new is not old and new != old:
-            changes[field.name] = new
-    rebuilt = dataclasses.replace(node, **changes) if changes else node
-    return fn(rebuilt)
+    """Rebuild ``node`` bottom-up: children first, then ``fn`` on the rebuilt node.
+
+    Iterative (an explicit stack), so a deep tree never exhausts Python's stack here."""
+    stack: list[tuple[Any, list, list]] = [(node, _parts(node), [])]
+    while True:
+        value, old, new = stack[-1]
+        if len(new) < len(old):
+            child = old[len(new)]
+            parts = _parts(child)
+            if parts is None:
+                new.append(child)
+            else:
+                stack.append((child, parts, []))
+            continue
+        stack.pop()
+        if isinstance(value, Node):
+            changes = {f.name: n for f, o, n in zip(dataclasses.fields(value), old, new) if n is not o and n != o}
+            result = fn(dataclasses.replace(value, **changes) if changes else value)
+        else:
+            result = value if all(n is o for n, o in zip(new, old)) else tuple(new)
+        if not stack:
+            return result
+        stack[-1][2].append(result)
 
 
 def walk(node: Node):
-    """Every node of the tree, parents before children."""
-    yield node
-    for field in dataclasses.fields(node):
-        yield from _walk_value(getattr(node, field.name))
-
-
-def _walk_value(value: Any):
-    if isinstance(value, Node):
-        yield from walk(value)
-    elif isinstance(value, tuple):
-        for v in value:
-            yield from _walk_value(v)
+    """Every node of the tree, parents before children (iterative, like :func:`transform`)."""
+    stack: list[Any] = [node]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Node):
+            yield value
+        parts = _parts(value)
+        if parts:
+            stack.extend(reversed(parts))

@@ -45,8 +45,52 @@ def _number(node: ast.Node, what: str) -> float:
         value = _number(node.operand, what)
         return -value if node.op == "-" else value
     if isinstance(node, ast.Literal) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return float(node.value)
+        try:
+            return float(node.value)
+        except OverflowError:  # an integer beyond any float: as far out as a float goes
+            return math.inf if node.value > 0 else -math.inf
     raise BindError(f"{what} must be a number, got {to_sql(node)}")
+
+
+def check_option(name: str, node: ast.Node, what: str) -> float:
+    """A query setting's value, the same for ``SET name = v`` and ``WITH (name := v)``:
+    ``min_score`` in [SCORE_FLOOR, 1], ``fpr``/``fnr`` in [0, 1) (0: the exact plan, the reference
+    on every frame). NaN and infinities fail the range check.
+
+    >>> check_option("fpr", ast.Literal(0), "option fpr")
+    0.0
+    >>> check_option("fnr", ast.Unary("-", ast.Literal(1)), "SET fnr")
+    Traceback (most recent call last):
+    vql.errors.BindError: SET fnr must be in [0, 1), got -1
+    """
+    value = _number(node, what)
+    if name == "min_score":
+        if not SCORE_FLOOR <= value <= 1.0:
+            raise BindError(f"{what} must be between {SCORE_FLOOR} and 1, got {value:g}")
+    elif not 0 <= value < 1:
+        raise BindError(f"{what} must be in [0, 1), got {value:g}")
+    return value
+
+
+MAX_ROWS = 2**63 - 1
+
+
+def check_limit(select: ast.Select) -> None:
+    """A constant LIMIT or OFFSET is a number of rows DuckDB can count (a BIGINT).
+
+    >>> check_limit(ast.Select((ast.Star(),), limit=ast.Literal(float("inf"))))
+    Traceback (most recent call last):
+    vql.errors.BindError: LIMIT must be a number of rows from 0 to 9223372036854775807, got inf
+    """
+    for word, node in (("LIMIT", select.limit), ("OFFSET", select.offset)):
+        sign = 1
+        while isinstance(node, ast.Unary) and node.op in ("+", "-"):
+            sign, node = (-sign if node.op == "-" else sign), node.operand
+        if isinstance(node, ast.Literal) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            value = sign * node.value
+            if not (math.isfinite(value) and 0 <= value <= MAX_ROWS):
+                shown = f"{value:g}" if isinstance(value, float) else str(value)
+                raise BindError(f"{word} must be a number of rows from 0 to {MAX_ROWS}, got {shown}")
 
 
 def bind_predicate(call: ast.Call, catalog: Catalog, column: str) -> ModelPredicate:
@@ -66,9 +110,7 @@ def bind_predicate(call: ast.Call, catalog: Catalog, column: str) -> ModelPredic
         options[arg.name] = arg.value
     min_score = float(catalog.settings.get("min_score", 0.5))
     if "min_score" in options:
-        min_score = _number(options["min_score"], f"{fn}(): min_score")
-    if not SCORE_FLOOR <= min_score <= 1.0:
-        raise BindError(f"{fn}(): min_score must be between {SCORE_FLOOR} and 1, got {min_score:g}")
+        min_score = check_option("min_score", options["min_score"], f"{fn}(): min_score")
     region = None
     if "region" in options:
         node = options["region"]
@@ -77,7 +119,8 @@ def bind_predicate(call: ast.Call, catalog: Catalog, column: str) -> ModelPredic
         region = tuple(_number(v, f"{fn}(): region") for v in node.items)
         x0, y0, x1, y1 = region
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-            raise BindError(f"{fn}(): region must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {to_sql(node)}")
+            raise BindError(f"{fn}(): region must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, "
+                            f"got ({', '.join(f'{v:g}' for v in region)})")
     model_name = catalog.settings.get("model", "centernet")
     if "model" in options:
         node = options["model"]
@@ -120,11 +163,12 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
     def to_frames(col: str, value: float) -> float:
         return value * info.fps if col == "ts" else value
 
-    def const(n: ast.Node) -> float | None:
+    def const(n: ast.Node) -> float | None:  # a finite constant; anything else narrows nothing
         try:
-            return _number(n, "")
+            value = _number(n, "")
         except BindError:
             return None
+        return value if math.isfinite(value) else None
 
     for c in _conjuncts(where):
         if isinstance(c, ast.Between) and not c.negated and (col := is_video_col(c.expr)):
@@ -150,7 +194,8 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
                 hi = min(hi, bound)
             else:
                 lo, hi = max(lo, math.ceil(v - 1e-9)), min(hi, math.floor(v + 1e-9))
-    return int(lo), int(hi)
+    # bounds far outside the video (frame > 1e30) stay within it: an empty range is first > last
+    return int(min(max(lo, 0), info.frames)), int(max(min(hi, info.frames - 1), -1))
 
 
 def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], ...]:
@@ -166,10 +211,7 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
                 raise BindError("option audit must be a number of frames, e.g. audit := 500")
             out["audit"] = value
         else:
-            value = _number(opt.value, f"option {opt.name}")
-            if not 0 <= value < 1:
-                raise BindError(f"option {opt.name} must be in [0, 1), got {value:g}")
-            out[opt.name] = value
+            out[opt.name] = check_option(opt.name, opt.value, f"option {opt.name}")
     return tuple(sorted(out.items()))
 
 
@@ -188,6 +230,7 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
     videos = video_refs(select, catalog)
     if not videos:
         raise BindError("the query names no video")
+    check_limit(select)
     single_table = len(select.tables) == 1
     aliases = {i.alias.lower() for i in select.items if isinstance(i, ast.SelectItem) and i.alias}
 

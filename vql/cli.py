@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from vql import __version__
-from vql.errors import VqlError
+from vql.errors import VqlError, internal_error
 from vql.formatting import FORMATS, render
 
 SAMPLE_VIDEO = Path(str(resources.files("vql") / "data" / "sample.avi"))
@@ -35,11 +35,12 @@ DEMO_QUERIES = (
 def demo(args: argparse.Namespace) -> int:
     """Register the packaged sample clip in a transient database and run a few queries."""
     import vql
+    from vql.sqlgen import literal
 
     con = vql.connect(None, device=args.device)
     video = Path(args.video) if args.video else SAMPLE_VIDEO
     print(f"-- a transient database; the sample is 15 s of OpenCV's vtest.avi ({video.name})")
-    statement = f"CREATE VIDEO sample FROM '{video}'"
+    statement = f"CREATE VIDEO sample FROM {literal(str(video))}"
     print(f"vql> {statement};")
     print(render(con.sql(statement).arrow(), "table"))
     for title, query in DEMO_QUERIES:
@@ -190,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.file is not None:
             try:
                 text = Path(args.file).read_text(encoding="utf-8")
-            except OSError as e:
-                raise VqlError(f"cannot read {args.file}: {e.strerror}") from e
+            except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+                raise VqlError(f"cannot read {args.file!r}: {getattr(e, 'strerror', None) or e}") from e
             run_text(con, text, args.format, every=True)
         elif sys.stdin.isatty():
             from vql.repl import repl
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug in vql: one line, no traceback
+        print(internal_error(e), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -41,3 +41,14 @@ class ModelError(VqlError):
 
 class UnsupportedOpError(ModelError):
     """A model graph uses an operation the executor does not implement."""
+
+
+def internal_error(e: BaseException) -> str:
+    """One line for an exception that is not a :class:`VqlError` (a bug in vql): what the shell
+    and the command line print instead of a traceback.
+
+    >>> internal_error(KeyError("x"))
+    "internal error: KeyError: 'x' (a bug in vql; please report it with the statement)"
+    """
+    text = " ".join(str(e).split()) or "(no message)"
+    return f"internal error: {type(e).__name__}: {text} (a bug in vql; please report it with the statement)"

@@ -14,7 +14,7 @@ import functools
 import re
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from vql import ast
@@ -64,8 +64,9 @@ def _unquote(text: str) -> str:
 
 
 @v_args(meta=True, inline=True)
-class _ToAst(Transformer):
-    """Lark tree -> vql.ast nodes. One method per grammar alias."""
+class _ToAst(Transformer_NonRecursive):
+    """Lark tree -> vql.ast nodes. One method per grammar alias; non-recursive, so a deep tree
+    costs no Python stack here (:data:`MAX_DEPTH` bounds it for the stages after parsing)."""
 
     # names and literals
     def name(self, meta, token):
@@ -76,7 +77,10 @@ class _ToAst(Transformer):
 
     def number(self, meta, token):
         text = str(token)
-        value = float(text) if any(c in text for c in ".eE") else int(text)
+        try:
+            value = float(text) if any(c in text for c in ".eE") else int(text)
+        except ValueError:  # more digits than Python converts to an int: as large as a float gets
+            value = float(text)
         return ast.Literal(value, _pos(meta))
 
     def string(self, meta, token):
@@ -333,23 +337,37 @@ def _expected(names) -> str:
     return ", ".join(readable)
 
 
+def _lines(text: str) -> list[str]:
+    """The statement's lines as Lark counts them: split on ``\\n`` only (``str.splitlines`` also
+    splits on ``\\x1c``-``\\x1e``, ``\\x85``, ``\\u2028``... which Lark's positions do not).
+
+    >>> _lines("show\\u2028videos\\nx")
+    ['show\\u2028videos', 'x']
+    """
+    return text.split("\n")
+
+
 def _caret(text: str, line: int, column: int) -> str:
-    lines = text.splitlines() or [""]
+    lines = _lines(text)
     source = lines[line - 1] if 0 < line <= len(lines) else ""
-    return f"  {source}\n  {' ' * (column - 1)}^"
+    source = "".join(c if c.isprintable() or c == "\t" else "?" for c in source)  # one column each
+    return f"  {source}\n  {' ' * max(column - 1, 0)}^"
 
 
 def syntax_error(text: str, e: UnexpectedInput) -> ParseError:
     """A one-paragraph syntax error: where, what was found, what was expected, and a caret."""
     line, column = getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1
+    lines = _lines(text)
     if isinstance(e, UnexpectedToken) and e.token.type == "$END":
         found = "end of statement"
-        lines = text.splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
     elif isinstance(e, UnexpectedToken):
         found = repr(str(e.token))
     elif isinstance(e, UnexpectedCharacters):
-        found = repr(text.splitlines()[line - 1][column - 1]) if text else "a character"
+        pos = getattr(e, "pos_in_stream", None)
+        found = repr(text[pos]) if isinstance(pos, int) and 0 <= pos < len(text) else "a character"
+        return ParseError(f"syntax error at line {line}, column {column}: unexpected character {found}\n"
+                          f"{_caret(text, line, column)}")
     else:
         found = "end of statement"
     expected = getattr(e, "expected", None) or getattr(e, "allowed", None) or ()
@@ -359,10 +377,63 @@ def syntax_error(text: str, e: UnexpectedInput) -> ParseError:
     return ParseError(f"{message}\n{_caret(text, line, column)}")
 
 
+MAX_DEPTH = 200
+"""How deeply a statement may nest (parentheses, NOT, signs, operators: levels of its syntax
+tree). Deeper statements are a :class:`ParseError`; everything after parsing (binding, SQL
+generation, planning) is recursive and is safe to this depth. Long ``AND``/``OR`` chains do not
+count as nesting: they are rebuilt as balanced trees (1,000 AND-ed terms nest 10 deep)."""
+
+_CHAIN = 16  # AND/OR chains longer than this are balanced; shorter ones keep their left-deep shape
+
+
+def _balance_chain(node: Tree) -> Tree:
+    """``((a AND b) AND c) AND ...`` of more than ``_CHAIN`` terms -> a balanced tree of the same
+    terms in the same order (AND and OR are associative, NULLs included)."""
+    op, terms, tokens, top = node.data, [], [], node
+    while isinstance(node, Tree) and node.data == op:
+        left, token, right = node.children
+        terms.append(right)
+        tokens.append(token)
+        node = left
+    terms.append(node)
+    if len(terms) <= _CHAIN:
+        return top
+    terms.reverse()
+    tokens.reverse()
+
+    def build(lo: int, hi: int):
+        if hi - lo == 1:
+            return terms[lo]
+        mid = (lo + hi) // 2
+        return Tree(op, [build(lo, mid), tokens[mid - 1], build(mid, hi)], top.meta)
+
+    return build(0, len(terms))
+
+
+def _check_depth(tree: Tree) -> Tree:
+    """Balance long AND/OR chains, then refuse a tree deeper than :data:`MAX_DEPTH` (iteratively:
+    the check itself must not overflow Python's stack)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = getattr(node, "meta", None)
+            where = f" (at line {meta.line}, column {meta.column})" if meta is not None and not meta.empty else ""
+            raise ParseError(f"query nested too deeply: more than {MAX_DEPTH} levels of parentheses, NOT, "
+                             f"signs or operators{where}")
+        for i, child in enumerate(node.children):
+            if isinstance(child, Tree):
+                if child.data in ("and_", "or_"):
+                    child = node.children[i] = _balance_chain(child)
+                stack.append((child, depth + 1))
+    return tree
+
+
 def parse_statement(text: str) -> ast.Node:
     """Parse one statement (no trailing ``;``) with vql's grammar."""
     try:
-        return _ToAst().transform(_parser().parse(text))
+        tree = _parser().parse(text)
+        return _ToAst().transform(_check_depth(tree))
     except UnexpectedInput as e:
         raise syntax_error(text, e) from None
     except VisitError as e:  # a bug in the transformer, never the user's fault
@@ -388,38 +459,82 @@ def ends_statement(text: str) -> bool:
     return len(pieces) > 1 and not _strip_comments(pieces[-1]).strip() and bool(_strip_comments(text).strip())
 
 
-def split_raw(script: str) -> list[str]:
-    """The pieces between top-level ``;`` (the last one is what follows the last ``;``)."""
-    out, start, i, n = [], 0, 0, len(script)
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+
+
+def _word_char(c: str) -> bool:
+    """Whether ``c`` continues an identifier or a number (then ``$`` or ``E'`` start no string)."""
+    return c.isalnum() or c in "_$" or c >= "\x80"
+
+
+def _segments(script: str):
+    """``(kind, start, end)`` for each piece of the script, as DuckDB's tokenizer sees it:
+    ``"quoted"`` ('...', E'...' with backslash escapes, "...", $tag$...$tag$), ``"comment"``
+    (``--`` to the end of the line, ``/* */`` nested), ``";"``, and ``"code"`` (the rest, one
+    character at a time). Unterminated quotes and comments run to the end."""
+    i, n = 0, len(script)
     while i < n:
         c = script[i]
-        if c in "'\"":
-            j = i + 1
+        start = i
+        after_word = i > 0 and _word_char(script[i - 1])
+        if c in "'\"" or (c in "eE" and script.startswith("'", i + 1) and not after_word):
+            backslash = c in "eE"
+            j = i + 2 if backslash else i + 1
+            quote = "'" if backslash else c
             while j < n:
-                if script[j] == c:
-                    if j + 1 < n and script[j + 1] == c:
+                if backslash and script[j] == "\\":
+                    j += 2
+                elif script[j] == quote:
+                    if j + 1 < n and script[j + 1] == quote:
                         j += 2
                         continue
                     break
-                j += 1
-            i = j + 1
+                else:
+                    j += 1
+            i = min(j + 1, n)
+            yield "quoted", start, i
+        elif c == "$" and not after_word and (m := _DOLLAR_TAG.match(script, i)):
+            j = script.find(m.group(), m.end())
+            i = n if j < 0 else j + len(m.group())
+            yield "quoted", start, i
         elif script.startswith("--", i):
             j = script.find("\n", i)
             i = n if j < 0 else j + 1
+            yield "comment", start, i
         elif script.startswith("/*", i):
-            j = script.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-        elif c == ";":
-            out.append(script[start:i])
-            start = i = i + 1
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if script.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif script.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            yield "comment", start, i
         else:
             i += 1
+            yield (";" if c == ";" else "code"), start, i
+
+
+def split_raw(script: str) -> list[str]:
+    """The pieces between top-level ``;`` (the last one is what follows the last ``;``); quotes
+    and comments as DuckDB reads them (:func:`_segments`).
+
+    >>> split_raw("SELECT $$a;b$$; SELECT E'it\\\\'s; fine'")
+    ['SELECT $$a;b$$', " SELECT E'it\\\\'s; fine'"]
+    """
+    out, start = [], 0
+    for kind, i, end in _segments(script):
+        if kind == ";":
+            out.append(script[start:i])
+            start = end
     out.append(script[start:])
     return out
 
 
 def _strip_comments(text: str) -> str:
-    return re.sub(r"--[^\n]*|/\*.*?\*/", "", text, flags=re.DOTALL)
+    """The text with its comments replaced by a blank (quotes kept: ``'--'`` is no comment)."""
+    return "".join(" " if kind == "comment" else text[i:end] for kind, i, end in _segments(text))
 
 
 def is_owned(statement: str) -> bool:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vql.errors import VqlError
+from vql.errors import VqlError, internal_error
 from vql.formatting import FORMATS, render
 from vql.parser import ends_statement, split_statements
 
@@ -52,8 +52,10 @@ def statement_complete(buffer: str) -> bool:
     return stripped.startswith(".") or ends_statement(buffer)
 
 
-def run_statements(con, text: str, state: ShellState) -> str:
-    out = []
+def run_statements(con, text: str, state: ShellState, out: list[str] | None = None) -> str:
+    """Run the statements; what to print. ``out`` collects each result as it comes, so a caller
+    catching an error still has the results of the statements before it."""
+    out = [] if out is None else out
     for statement in split_statements(text):
         start = time.perf_counter()
         result = con.sql(statement)
@@ -61,6 +63,25 @@ def run_statements(con, text: str, state: ShellState) -> str:
         if state.timer:
             out.append(f"Run Time: {time.perf_counter() - start:.3f} s")
     return "\n".join(out)
+
+
+def run_input(con, text: str, state: ShellState) -> str:
+    """One complete input of the shell (a dot-command or statements) -> what to print. Never
+    raises for a statement: a VqlError is printed as ``Error: ...`` and anything else (a bug) as
+    one ``internal error: ...`` line; either way the shell goes on."""
+    out: list[str] = []
+    try:
+        if text.strip().startswith("."):
+            out.append(dot_command(con, text, state))
+        else:
+            run_statements(con, text, state, out)
+    except VqlError as e:
+        out.append(f"Error: {e}")
+    except KeyboardInterrupt:
+        out.append("Interrupted (labels computed so far are kept).")
+    except Exception as e:  # noqa: BLE001 - the shell must survive its own bugs
+        out.append(internal_error(e))
+    return "\n".join(o for o in out if o)
 
 
 def dot_command(con, line: str, state: ShellState) -> str:
@@ -95,8 +116,8 @@ def dot_command(con, line: str, state: ShellState) -> str:
             raise VqlError(".read needs a file name")
         try:
             text = Path(arg).expanduser().read_text(encoding="utf-8")
-        except OSError as e:
-            raise VqlError(f"cannot read {arg}: {e.strerror}") from e
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+            raise VqlError(f"cannot read {arg!r}: {getattr(e, 'strerror', None) or e}") from e
         return run_statements(con, text, state)
     raise VqlError(f"unknown command {command}; try .help")
 
@@ -125,12 +146,7 @@ def repl(con, args) -> int:  # pragma: no cover - needs a terminal; the pieces a
         if not statement_complete(buffer):
             continue
         text, buffer = buffer, ""
-        try:
-            output = dot_command(con, text, state) if text.strip().startswith(".") else run_statements(con, text, state)
-        except VqlError as e:
-            output = f"Error: {e}"
-        except KeyboardInterrupt:
-            output = "Interrupted (labels computed so far are kept)."
+        output = run_input(con, text, state)
         if output:
             print(output)
     return 0

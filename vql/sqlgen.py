@@ -7,27 +7,44 @@
 
 from __future__ import annotations
 
+import math
 import re
 from functools import singledispatch
 
 from vql import ast
 
 _PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-_RESERVED = {
-    "select", "from", "where", "group", "order", "by", "having", "limit", "offset", "join", "on", "as",
-    "and", "or", "not", "null", "true", "false", "in", "is", "like", "between", "case", "when", "then",
-    "else", "end", "distinct", "with", "left", "right", "full", "inner", "outer", "cross", "union",
+_RESERVED = {  # DuckDB's reserved keywords (duckdb_keywords() WHERE keyword_category = 'reserved')
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast", "check",
+    "collate", "column", "constraint", "create", "default", "deferrable", "desc", "describe", "distinct", "do",
+    "else", "end", "except", "false", "fetch", "for", "foreign", "from", "group", "having", "in", "initially",
+    "intersect", "into", "lambda", "lateral", "leading", "limit", "not", "null", "offset", "on", "only", "or",
+    "order", "pivot", "pivot_longer", "pivot_wider", "placing", "primary", "qualify", "references", "returning",
+    "select", "show", "some", "summarize", "symmetric", "table", "then", "to", "trailing", "true", "union",
+    "unique", "unpivot", "using", "variadic", "when", "where", "window", "with",
+    # and words that are not reserved there but begin or join clauses in vql's SQL
+    "by", "is", "like", "between", "join", "left", "right", "full", "inner", "outer", "cross",
 }
 
 
 def ident(name: str) -> str:
-    """Quote an identifier unless it is plainly safe."""
+    """Quote an identifier unless it is plainly safe: every name from a statement goes through
+    here on its way into SQL text (tables, aliases, columns, DESCRIBE).
+
+    >>> ident("cam"), ident("my table"), ident('a"; DROP TABLE t; --'), ident("table")
+    ('cam', '"my table"', '"a""; DROP TABLE t; --"', '"table"')
+    """
     if _PLAIN_NAME.match(name) and name not in _RESERVED:
         return name
     return '"' + name.replace('"', '""') + '"'
 
 
 def literal(value) -> str:
+    """A Python constant as DuckDB SQL.
+
+    >>> literal("it's"), literal(1e309), literal(-10**400), literal(2.5)
+    ("'it''s'", "CAST('inf' AS DOUBLE)", "CAST('-inf' AS DOUBLE)", '2.5')
+    """
     if value is None:
         return "NULL"
     if value is True:
@@ -36,6 +53,13 @@ def literal(value) -> str:
         return "FALSE"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int) and abs(value) >= 2**127:  # beyond DuckDB's HUGEINT: a DOUBLE
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf if value > 0 else -math.inf
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"CAST('{value!r}' AS DOUBLE)"
     return repr(value)
 
 
