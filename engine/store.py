@@ -253,7 +253,7 @@ class Store:
             raise
         try:
             self.con.execute("COMMIT")
-        except duckdb.Error as e:
+        except duckdb.Error:
             try:
                 self.con.execute("ROLLBACK")
             except duckdb.Error:
