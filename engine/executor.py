@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from functools import singledispatch
 
 import numpy as np
@@ -62,6 +63,7 @@ class Context:
     plans: dict[str, object] = field(default_factory=dict)  # per-frame table -> the QueryPlan used
     choices: dict[str, object] = field(default_factory=dict)  # atom column -> its CascadeChoice in that plan
     audit: int = 0  # WITH (audit := N): frames to judge the answers on after the run
+    text: str = ""  # the statement, for the query log (vql_queries)
 
     def count(self, key: str, value: float) -> None:
         self.stats[key] = self.stats.get(key, 0) + value
@@ -199,38 +201,73 @@ def _evaluate(node: EvaluatePredicates, ctx: Context) -> None:
     ctx.store.con.execute(sql)
 
 
-def record_results(node: EvaluatePredicates, ctx: Context, query_id: int) -> None:
+def record_results(con, node: EvaluatePredicates, ctx: Context, query_id: int) -> None:
     """Keep the frame-level predicate values in ``vql_results``, keyed by the video's name and
-    content hash, with the plan's accuracy record: one transaction (nothing on a read-only
-    database, where results are not kept)."""
+    content hash, with the plan's accuracy record, inside the caller's transaction (``con``;
+    see :func:`record_query`)."""
+    video, fp = node.scan.video, node.scan.info.fingerprint
+    for atom in node.atoms:  # frames a short-circuit left open (NULL) are not recorded
+        version = ctx.model(atom.predicate.model).version
+        con.execute(
+            f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(atom.column)} AS DOUBLE), ? "
+            f"FROM {ident(node.table)} WHERE {ident(atom.column)} IS NOT NULL",
+            [query_id, video, atom.text, version, fp],
+        )
+    plan = ctx.plans.get(node.table)
+    if plan is not None and node.atoms:
+        cert = plan.certificate if plan.strategy == "cascade" else None
+        con.execute(
+            "INSERT INTO vql_query_accuracy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [query_id, video, " AND ".join(plan.claims), plan.strategy, plan.fpr, plan.fnr,
+             cert.fpr_bound if cert else 0.0, cert.fnr_bound if cert else 0.0, cert.confidence if cert else 1.0,
+             cert.frames if cert else 0, sum(c.positives for c in cert.claims) if cert else 0,
+             plan.exact_seconds / max(plan.expected_seconds, 1e-12) if plan.expected_seconds else 1.0],
+        )
+    for p in node.predicates:
+        version = next(lf.model_version for lf in node.labels if lf.model == p.model)
+        con.execute(
+            f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(p.column)} AS DOUBLE), ? "
+            f"FROM {ident(node.table)}",
+            [query_id, video, p.text, version, fp],
+        )
+
+
+def provenance(node: EvaluatePredicates, ctx: Context) -> list[dict]:
+    """Per model test of one scan: how it was answered and what was certified (``vql_queries``)."""
+    rows = []
+    plan = ctx.plans.get(node.table)
+    cert = plan.certificate if plan is not None and plan.strategy == "cascade" else None
+    for atom in node.atoms:
+        choice = ctx.choices.get(atom.column)
+        rows.append({
+            "video": node.scan.video, "predicate": atom.text, "frames": [node.scan.first, node.scan.last],
+            "strategy": choice.strategy if choice else "exact", "query_strategy": plan.strategy if plan else "exact",
+            "claims": list(plan.claims) if plan else [], "fpr_target": plan.fpr if plan else 0.0,
+            "fnr_target": plan.fnr if plan else 0.0, "fpr_bound": cert.fpr_bound if cert else 0.0,
+            "fnr_bound": cert.fnr_bound if cert else 0.0, "confidence": cert.confidence if cert else 1.0,
+            "certification_frames": cert.frames if cert else 0,
+        })
+    for p in node.predicates:
+        rows.append({"video": node.scan.video, "predicate": p.text, "frames": [node.scan.first, node.scan.last],
+                     "strategy": "exact", "query_strategy": "exact", "claims": [], "fpr_target": 0.0,
+                     "fnr_target": 0.0, "fpr_bound": 0.0, "fnr_bound": 0.0, "confidence": 1.0,
+                     "certification_frames": 0})
+    return rows
+
+
+def record_query(plan: SqlQuery, ctx: Context, query_id: int, started: datetime, rows: int) -> None:
+    """Store a query's results (:func:`record_results`, per scan) and its row of ``vql_queries``
+    (text, times, frames labelled, per model test the strategy and certified bounds) in one
+    transaction; nothing on a read-only database, where results are not kept."""
     if ctx.store.read_only:
         return
-    video, fp = node.scan.video, node.scan.info.fingerprint
+    finished = datetime.now(timezone.utc).replace(tzinfo=None)
     with ctx.store.transaction() as con:
-        for atom in node.atoms:  # frames a short-circuit left open (NULL) are not recorded
-            version = ctx.model(atom.predicate.model).version
-            con.execute(
-                f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(atom.column)} AS DOUBLE), ? "
-                f"FROM {ident(node.table)} WHERE {ident(atom.column)} IS NOT NULL",
-                [query_id, video, atom.text, version, fp],
-            )
-        plan = ctx.plans.get(node.table)
-        if plan is not None and node.atoms:
-            cert = plan.certificate if plan.strategy == "cascade" else None
-            con.execute(
-                "INSERT INTO vql_query_accuracy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [query_id, video, " AND ".join(plan.claims), plan.strategy, plan.fpr, plan.fnr,
-                 cert.fpr_bound if cert else 0.0, cert.fnr_bound if cert else 0.0, cert.confidence if cert else 1.0,
-                 cert.frames if cert else 0, sum(c.positives for c in cert.claims) if cert else 0,
-                 plan.exact_seconds / max(plan.expected_seconds, 1e-12) if plan.expected_seconds else 1.0],
-            )
-        for p in node.predicates:
-            version = next(lf.model_version for lf in node.labels if lf.model == p.model)
-            con.execute(
-                f"INSERT INTO vql_results SELECT ?, ?, ?, ?, frame, CAST({ident(p.column)} AS DOUBLE), ? "
-                f"FROM {ident(node.table)}",
-                [query_id, video, p.text, version, fp],
-            )
+        for node in plan.inputs:
+            record_results(con, node, ctx, query_id)
+        ctx.store.record_query(con, query_id, ctx.text, started, finished, [n.scan.video for n in plan.inputs], rows,
+                               int(ctx.stats.get("frames_labelled", 0)), int(ctx.stats.get("frames_cached", 0)),
+                               [row for node in plan.inputs for row in provenance(node, ctx)])
 
 
 def where_truth(ctx: Context, node: EvaluatePredicates):
@@ -278,6 +315,7 @@ def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
     growing chunks, the query re-run on what is labelled, until enough rows are found.
     """
     check_sql(plan, ctx, params)
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
     query_id = ctx.store.next_query_id()
     ctx.stats["query_id"] = query_id
     if plan.stop_after is None:
@@ -297,8 +335,7 @@ def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
         # each round re-counted the frames of the rounds before: every scanned frame is either
         # labelled by this query or came from the cache
         ctx.stats["frames_cached"] = ctx.stats["frames_scanned"] - ctx.stats.get("frames_labelled", 0)
-    for node in plan.inputs:
-        record_results(node, ctx, query_id)
+    record_query(plan, ctx, query_id, started, table.num_rows)
     return table
 
 

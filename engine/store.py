@@ -20,10 +20,14 @@ Tables (``vql_`` prefix; users read them through the documented views):
   certified (the WHERE clause, or each test), the targets, and the certified upper bounds of the
   false-positive and false-negative rates with their joint confidence and the certification
   frames and positives they rest on (0 bounds and confidence 1 for the exact plan).
+- ``vql_queries``: one row per query over a video: its text, when it started and finished (UTC),
+  the rows it returned, the frames it labelled and found cached, and per model test (JSON text)
+  the video, the strategy and the certified bounds (schema 3).
 - ``vql_calibration``: per-frame costs measured on this machine (decoding per video, the
   reference per model version and device), measured once and reused by every later plan.
 
-Views: ``vql_detections`` (labels with video names and timestamps), ``vql_frame_results``.
+Views: ``vql_detections`` (labels with video names and timestamps), ``vql_frame_results``,
+``vql_query_results`` (``vql_frame_results`` with each query's text and times).
 Every write is one transaction (labels: one per batch of Arrow rows; a query's results: one):
 an interrupted run keeps every batch committed before the interruption, and the file stays
 consistent. A failed COMMIT (a full disk, a conflict) raises its own cause.
@@ -48,7 +52,7 @@ from vql.engine.video import VideoInfo
 from vql.errors import ExecutionError
 from vql.udfs.reference import Detections
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 WRITE_RETRIES = 5
 
 ACCURACY = """CREATE TABLE vql_query_accuracy (
@@ -68,6 +72,17 @@ CREATE OR REPLACE VIEW vql_frame_results AS
     FROM vql_results r JOIN vql_videos v ON r.video = v.name AND r.video_fp = v.fingerprint;
 """
 
+# Schema 3: the query log (provenance of every stored result).
+QUERIES = """
+CREATE TABLE vql_queries (
+    query_id BIGINT PRIMARY KEY, text VARCHAR NOT NULL, started TIMESTAMP NOT NULL, finished TIMESTAMP NOT NULL,
+    videos VARCHAR NOT NULL, result_rows BIGINT NOT NULL, frames_labelled BIGINT NOT NULL,
+    frames_cached BIGINT NOT NULL, predicates VARCHAR NOT NULL
+);
+CREATE OR REPLACE VIEW vql_query_results AS
+    SELECT q.query_id, q.text AS query, q.started, q.finished, r.video, r.predicate, r.frame, r.ts, r.value
+    FROM vql_frame_results r JOIN vql_queries q ON q.query_id = r.query_id;
+"""
 
 SCHEMA = """
 CREATE TABLE vql_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -103,7 +118,7 @@ CREATE TABLE vql_plans (
     key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, measured TIMESTAMP DEFAULT current_timestamp
 );
 CREATE SEQUENCE vql_query_ids START 1;
-""" + VIEWS
+""" + VIEWS + QUERIES
 
 # Schema 1 (vql before 2026-11-29) -> 2: videos keyed by a hash of the whole file (re-hashed
 # here), label tables with primary keys (duplicates from concurrent labelling removed), results
@@ -209,7 +224,9 @@ class Store:
             if version == 0:
                 self.con.execute(SCHEMA)
             else:
-                self._migrate_1()
+                if version == 1:
+                    self._migrate_1()
+                self.con.execute(QUERIES)  # 2 -> 3
             self.con.execute("INSERT OR REPLACE INTO vql_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def _migrate_1(self) -> None:
@@ -435,6 +452,13 @@ class Store:
             self._query_ids += 1
             return self._query_ids
         return int(self.con.execute("SELECT nextval('vql_query_ids')").fetchone()[0])
+
+    def record_query(self, con, query_id: int, text: str, started, finished, videos: Sequence[str], rows: int,
+                     labelled: int, cached: int, predicates: list[dict]) -> None:
+        """One row of ``vql_queries``, inside the caller's transaction (``con``)."""
+        con.execute("INSERT OR REPLACE INTO vql_queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [query_id, text, started, finished, ",".join(videos), rows, labelled, cached,
+                     json.dumps(predicates, default=float)])
 
     def drop_results(self, video: str) -> int:
         self.check_writable("DROP RESULTS")

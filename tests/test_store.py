@@ -188,6 +188,7 @@ def test_a_schema_1_file_is_migrated_keeping_the_labels_of_unchanged_videos(tmp_
         with pytest.raises(vql.VideoError, match="video changed changed since it was registered"):
             new.sql("SELECT object_count('person') FROM changed WHERE frame = 0")  # not proven the same content
         assert new.sql("SELECT count(*) FROM vql_query_accuracy").fetchall() == [(0,)]
+        assert new.sql("SELECT text FROM vql_queries").fetchall() == [(result.metadata["text"],)]  # 1 -> 2 -> 3
 
 
 def test_drop_video_takes_its_results_and_plans_with_it(tmp_path, vtest_path):

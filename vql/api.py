@@ -81,6 +81,7 @@ class Connection:
         self._models: dict[str, ReferenceModel] = {}
         self._calibration = Calibration(self.store)
         self._plans: dict[str, object] = {}
+        self._statement = ""  # the statement running, for the query log and results' metadata
 
     @property
     def duckdb(self) -> duckdb.DuckDBPyConnection:
@@ -128,6 +129,7 @@ class Connection:
         for statement in statements:
             node = self._parse(statement)
             start = time.perf_counter()
+            self._statement = statement
             result = self._run(node, params)
             result.metadata.setdefault("seconds", time.perf_counter() - start)
         return result
@@ -285,7 +287,7 @@ class Connection:
 
     def _context(self, plan) -> Context:
         opts = dict(plan.options)
-        ctx = Context(self.store, self.model, self.progress, calibration=self._calibration)
+        ctx = Context(self.store, self.model, self.progress, calibration=self._calibration, text=self._statement)
         ctx.plan_query = lambda node: self._plan_query(ctx, node, float(opts["fpr"]), float(opts["fnr"]))
         ctx.audit = int(opts.get("audit", 0))
         return ctx
