@@ -268,6 +268,7 @@ def record_query(plan: SqlQuery, ctx: Context, query_id: int, started: datetime,
         ctx.store.record_query(con, query_id, ctx.text, started, finished, [n.scan.video for n in plan.inputs], rows,
                                int(ctx.stats.get("frames_labelled", 0)), int(ctx.stats.get("frames_cached", 0)),
                                [row for node in plan.inputs for row in provenance(node, ctx)])
+    ctx.stats["results_stored"] = True
 
 
 def where_truth(ctx: Context, node: EvaluatePredicates):

@@ -42,6 +42,7 @@ class Result:
 
     table: pa.Table
     metadata: dict[str, Any] = field(default_factory=dict)
+    connection: Any = field(default=None, repr=False, compare=False)  # the session, for drawing
 
     @property
     def columns(self) -> list[str]:
@@ -62,6 +63,32 @@ class Result:
 
     def __repr__(self) -> str:
         return f"<vql.Result {self.table.num_rows} rows × {self.table.num_columns} columns>"
+
+    def _repr_html_(self) -> str:
+        from vql.pictures import html_table
+
+        return html_table(self.table)
+
+    def _store(self):
+        if self.connection is None:
+            from vql.pictures import PictureError
+
+            raise PictureError("this result has no connection to read labels from (results of Connection.sql have one)")
+        return self.connection.duckdb
+
+    def show(self, out: str | Path | None = None, n: int = 12, video: str | None = None):
+        """A contact sheet of up to ``n`` matched frames (the ``frame`` column) with the reference's
+        boxes for the query's classes; returns the matplotlib Figure, saved to ``out`` if given."""
+        from vql.pictures import contact_sheet
+
+        return contact_sheet(self._store(), self, out, n=n, video=video)
+
+    def timeline(self, out: str | Path | None = None, video: str | None = None):
+        """Where in the video each model test of the query held, and where the rows are; returns
+        the matplotlib Figure, saved to ``out`` if given."""
+        from vql.pictures import timeline
+
+        return timeline(self._store(), self, out, video=video)
 
 
 def _message(text: str) -> Result:
@@ -132,6 +159,7 @@ class Connection:
             self._statement = statement
             result = self._run(node, params)
             result.metadata.setdefault("seconds", time.perf_counter() - start)
+            result.connection = self
         return result
 
     execute = sql
@@ -371,8 +399,11 @@ class Connection:
         plan = self._plan(node)
         if plan is None:
             return self._passthrough(ast.Passthrough(to_sql(node)), params)
+        from vql.pictures import sources
+
         table, stats = self._execute(plan, params)
-        return Result(table, {"plan": explain(plan), **stats})
+        return Result(table, {"plan": explain(plan), **stats, "text": self._statement,
+                              "sources": sources(plan, self.model)})
 
     @_run.register
     def _explain(self, node: ast.Explain, params) -> Result:

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vql",
         description="vql: a declarative query engine for video. Without -c or -f, an interactive shell.",
         epilog="Subcommands: 'vql demo' (queries on the packaged sample clip), 'vql compose' (long videos "
-               "composed from real footage), 'vql check-composed' (compare one with the reference).",
+               "composed from real footage), 'vql check-composed' (compare one with the reference), "
+               "'vql show|timeline|clip DB SQL --out FILE' (see a query's matches).",
     )
     parser.add_argument("db", nargs="?", metavar="DB_FILE", help="DuckDB database file (default: a transient one)")
     parser.add_argument("-c", dest="command", metavar="SQL", help="run these statements and print the last result")
@@ -168,10 +169,78 @@ def check_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_picture_parser(name: str) -> argparse.ArgumentParser:
+    what = {"show": "Draw a contact sheet of the frames a query matches (its frame column), with the reference's "
+                    "boxes for the classes it tests (--timeline: a timeline instead).",
+            "timeline": "Plot where in the video each model test of a query held, and where its rows are.",
+            "clip": "Write the segments of video where a query matches as one video, and print them."}[name]
+    parser = argparse.ArgumentParser(prog=f"vql {name}", description=what)
+    parser.add_argument("db", metavar="DB_FILE", help="the vql database holding the video")
+    parser.add_argument("query", metavar="SQL", help="a SELECT over one video, with a frame column")
+    default = "matches.mp4" if name == "clip" else "timeline.png" if name == "timeline" else "matches.png"
+    parser.add_argument("--out", default=default, help=f"output file (default: {default})")
+    parser.add_argument("--video", help="which video to draw when the query joins several")
+    if name == "show":
+        parser.add_argument("-n", type=int, default=12, help="frames to draw, evenly spread over the matches (default 12)")
+        parser.add_argument("--timeline", action="store_true", help="draw the timeline instead")
+    if name == "clip":
+        parser.add_argument("--gap", type=float, default=2.0,
+                            help="merge runs of matches closer than this many seconds (default 2)")
+        parser.add_argument("--margin", type=float, default=1.0, help="seconds kept before and after each segment (default 1)")
+        parser.add_argument("--format", choices=FORMATS, default="table", help="how to print the segments")
+    parser.add_argument("--device", default="cpu", help="where reference models run: cpu, cuda or auto")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--readonly", action="store_true", help="open DB_FILE read-only")
+    return parser
+
+
+def picture_command(name: str, args: argparse.Namespace) -> int:
+    """Run the query, then draw (show, timeline) or cut (clip) its matches."""
+    import pyarrow as pa
+
+    import vql
+    from vql.parser import split_statements
+
+    if len(split_statements(args.query)) != 1:
+        raise VqlError(f"vql {name} takes one SELECT")
+    if name == "clip":  # checked before the query runs
+        from vql.clips import segments
+        from vql.engine.compose import check_output
+
+        check_output(args.out)
+        segments([], 1.0, 1, args.gap, args.margin)
+    else:
+        from vql.pictures import check_picture_path
+
+        check_picture_path(args.out)
+    with vql.connect(args.db, device=args.device, progress=False if args.no_progress else None,
+                     read_only=args.readonly) as con:
+        result = con.sql(args.query)
+        if name == "clip":
+            from vql.clips import segments, write_clip
+            from vql.pictures import matched_frames, source_of
+
+            source = source_of(result, args.video)
+            parts = segments(matched_frames(result, source), source.info.fps, source.info.frames, args.gap, args.margin)
+            out = write_clip(source.info, parts, args.out, progress=False if args.no_progress else None)
+            rows = [dict(segment=i, **s.row(source.info.fps)) for i, s in enumerate(parts, 1)]
+            print(render(pa.Table.from_pylist(rows), args.format))
+            print(f"wrote {out}: {len(parts)} segment(s), {sum(r['frames'] for r in rows)} frames")
+        elif name == "timeline" or args.timeline:
+            result.timeline(args.out, video=args.video)
+            print(f"wrote {args.out}")
+        else:
+            result.show(args.out, n=args.n, video=args.video)
+            print(f"wrote {args.out}")
+    return 0
+
+
 SUBCOMMANDS = {
     "demo": (build_demo_parser, demo),
     "compose": (build_compose_parser, compose_command),
     "check-composed": (build_check_parser, check_command),
+    **{name: (lambda name=name: build_picture_parser(name), lambda args, name=name: picture_command(name, args))
+       for name in ("show", "timeline", "clip")},
 }
 
 
