@@ -61,15 +61,13 @@ def _print_result(result, fmt: str, timer: bool = False, seconds: float = 0.0) -
         print(f"Run Time: {seconds:.3f} s")
 
 
-def run_text(con, text: str, fmt: str, every: bool) -> None:
-    """Run statements; print each result (scripts) or only the last one (-c)."""
+def run_text(con, text: str, fmt: str) -> None:
+    """Run statements, printing each result as it finishes (as duckdb does for -c and scripts)."""
     from vql.parser import split_statements
 
-    statements = split_statements(text)
-    for i, statement in enumerate(statements):
-        result = con.sql(statement)
-        if every or i == len(statements) - 1:
-            _print_result(result, fmt)
+    for statement in split_statements(text):
+        _print_result(con.sql(statement), fmt)
+        sys.stdout.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                "'vql show|timeline|clip DB SQL --out FILE' (see a query's matches).",
     )
     parser.add_argument("db", nargs="?", metavar="DB_FILE", help="DuckDB database file (default: a transient one)")
-    parser.add_argument("-c", dest="command", metavar="SQL", help="run these statements and print the last result")
+    parser.add_argument("-c", dest="command", metavar="SQL", help="run these statements, printing each result")
     parser.add_argument("-f", dest="file", metavar="FILE", help="run a script, printing each result")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.add_argument("--device", default="cpu", help="where reference models run: cpu, cuda or auto")
@@ -256,19 +254,19 @@ def main(argv: list[str] | None = None) -> int:
         con = vql.connect(args.db, device=args.device, progress=False if args.no_progress else None,
                           read_only=args.readonly)
         if args.command is not None:
-            run_text(con, args.command, args.format, every=False)
+            run_text(con, args.command, args.format)
         elif args.file is not None:
             try:
                 text = Path(args.file).read_text(encoding="utf-8")
             except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
                 raise VqlError(f"cannot read {args.file!r}: {getattr(e, 'strerror', None) or e}") from e
-            run_text(con, text, args.format, every=True)
+            run_text(con, text, args.format)
         elif sys.stdin.isatty():
             from vql.repl import repl
 
             return repl(con, args)
         else:
-            run_text(con, sys.stdin.read(), args.format, every=True)
+            run_text(con, sys.stdin.read(), args.format)
         return 0
     except VqlError as e:
         print(f"Error: {e}", file=sys.stderr)
