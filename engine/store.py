@@ -410,7 +410,9 @@ class Store:
                                     "n.model_version AND f.frame = n.frame) ON CONFLICT DO NOTHING")
                         con.execute("INSERT INTO vql_labelled_frames SELECT * FROM vql_new_frames ON CONFLICT DO NOTHING")
                     return
-                except duckdb.TransactionException as e:  # a concurrent writer committed the same keys first
+                except (duckdb.TransactionException, duckdb.ConstraintException) as e:
+                    # a concurrent writer committed the same keys first: at our COMMIT, or (when it
+                    # committed after our transaction began) at our INSERT; the retry skips them
                     if attempt == WRITE_RETRIES - 1:
                         raise ExecutionError(f"storing labels failed after {WRITE_RETRIES} tries: {e}") from e
                     time.sleep(0.05 * (attempt + 1))
