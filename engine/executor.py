@@ -232,27 +232,26 @@ def record_results(con, node: EvaluatePredicates, ctx: Context, query_id: int) -
         )
 
 
+def plan_summary(plan, choice) -> dict:
+    """What every result says of one atom's plan: its strategy and the query's certificate (the
+    exact plan's, 0 bounds at confidence 1, when the atom had no plan)."""
+    cert = plan.certificate if plan is not None and plan.strategy == "cascade" else None
+    return {"strategy": choice.strategy if choice else "exact",
+            "query_strategy": plan.strategy if plan else "exact", "claims": list(plan.claims) if plan else [],
+            "fpr_target": plan.fpr if plan else 0.0, "fnr_target": plan.fnr if plan else 0.0,
+            "fpr_bound": cert.fpr_bound if cert else 0.0, "fnr_bound": cert.fnr_bound if cert else 0.0,
+            "confidence": cert.confidence if cert else 1.0, "certification_frames": cert.frames if cert else 0,
+            "expected_speedup": choice.exact_per_frame / choice.expected_per_frame
+            if choice and choice.expected_per_frame else 1.0}
+
+
 def provenance(node: EvaluatePredicates, ctx: Context) -> list[dict]:
     """Per model test of one scan: how it was answered and what was certified (``vql_queries``)."""
-    rows = []
+    where = {"video": node.scan.video, "frames": [node.scan.first, node.scan.last]}
     plan = ctx.plans.get(node.table)
-    cert = plan.certificate if plan is not None and plan.strategy == "cascade" else None
-    for atom in node.atoms:
-        choice = ctx.choices.get(atom.column)
-        rows.append({
-            "video": node.scan.video, "predicate": atom.text, "frames": [node.scan.first, node.scan.last],
-            "strategy": choice.strategy if choice else "exact", "query_strategy": plan.strategy if plan else "exact",
-            "claims": list(plan.claims) if plan else [], "fpr_target": plan.fpr if plan else 0.0,
-            "fnr_target": plan.fnr if plan else 0.0, "fpr_bound": cert.fpr_bound if cert else 0.0,
-            "fnr_bound": cert.fnr_bound if cert else 0.0, "confidence": cert.confidence if cert else 1.0,
-            "certification_frames": cert.frames if cert else 0,
-        })
-    for p in node.predicates:
-        rows.append({"video": node.scan.video, "predicate": p.text, "frames": [node.scan.first, node.scan.last],
-                     "strategy": "exact", "query_strategy": "exact", "claims": [], "fpr_target": 0.0,
-                     "fnr_target": 0.0, "fpr_bound": 0.0, "fnr_bound": 0.0, "confidence": 1.0,
-                     "certification_frames": 0})
-    return rows
+    rows = [dict(where, predicate=atom.text, **plan_summary(plan, ctx.choices.get(atom.column)))
+            for atom in node.atoms]
+    return rows + [dict(where, predicate=p.text, **plan_summary(None, None)) for p in node.predicates]
 
 
 def record_query(plan: SqlQuery, ctx: Context, query_id: int, started: datetime, rows: int) -> None:

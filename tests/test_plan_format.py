@@ -22,6 +22,7 @@ import torch
 
 import vql
 from vql.errors import PlanFormatError
+from vql.engine.executor import plan_summary
 from vql.planner import cascade, plan_format, query, sampling, specialized
 from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.query import QueryPlan
@@ -103,7 +104,7 @@ def test_a_real_plan_round_trips_its_structure_and_thresholds(planned):
     assert again.thresholds == chosen.thresholds and again.thresholds.gate_delta == math.inf  # +inf kept
     assert back.certificate == plan.certificate and back.sizing == plan.sizing and back.certificate.passed
     assert back.explain_lines() == plan.explain_lines()
-    assert vql.api._summary(back, back.choices[0]) == vql.api._summary(plan, plan.choices[0])
+    assert plan_summary(back, back.choices[0]) == plan_summary(plan, plan.choices[0])
     # shared objects stay shared: a model chosen and listed among the alternatives is stored once
     for original, loaded in zip(_stages(plan), _stages(back)):
         for other_o, other_l in zip(_stages(plan), _stages(back)):

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from vql import ast
 from vql.binder import Catalog, bind_select, check_option, video_refs
-from vql.engine.executor import Calibration, Context, drop_tables, run_plan
+from vql.engine.executor import Calibration, Context, drop_tables, plan_summary, run_plan
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe, verify
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
@@ -378,7 +378,7 @@ class Connection:
             table = run_plan(plan, ctx, params)
             if ctx.plans:
                 ctx.stats["cascades"] = {
-                    a.column: _summary(ctx.plans[ev.table], ctx.choices[a.column])
+                    a.column: plan_summary(ctx.plans[ev.table], ctx.choices[a.column])
                     for ev in plan.inputs if ev.table in ctx.plans for a in ev.atoms
                 }
                 ctx.stats["plan_text"] = explain(plan, ctx.plans)
@@ -439,16 +439,6 @@ class Connection:
                          f"fpr {a['fpr']:.4f} [{a['fpr_ci'][0]:.4f}, {a['fpr_ci'][1]:.4f}], "
                          f"fnr {a['fnr']:.4f} [{a['fnr_ci'][0]:.4f}, {a['fnr_ci'][1]:.4f}] (two-sided 95%)")
         return Result(pa.table({"plan": lines}), dict(stats))
-
-
-def _summary(plan, choice) -> dict:
-    """What every result says of one atom's plan: its strategy and the query's certificate."""
-    cert = plan.certificate if plan.strategy == "cascade" else None
-    return {"strategy": choice.strategy, "query_strategy": plan.strategy, "claims": list(plan.claims),
-            "fpr_target": plan.fpr, "fnr_target": plan.fnr,
-            "fpr_bound": cert.fpr_bound if cert else 0.0, "fnr_bound": cert.fnr_bound if cert else 0.0,
-            "confidence": cert.confidence if cert else 1.0, "certification_frames": cert.frames if cert else 0,
-            "expected_speedup": choice.exact_per_frame / choice.expected_per_frame if choice.expected_per_frame else 1.0}
 
 
 def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None,
