@@ -247,7 +247,7 @@ class Store:
                 info = probe(path)
             except (VideoError, OSError):
                 continue
-            for table in ("vql_labels", "vql_labelled_frames", "vql_results"):
+            for table in ("vql_labels", "vql_labelled_frames"):  # schema-1 results have no video_fp: by name below
                 self.con.execute(f"UPDATE {table} SET video_fp = ? WHERE video_fp = ?", [info.fingerprint, fp])
             self.con.execute("UPDATE vql_results SET video_fp = ? WHERE video = ?", [info.fingerprint, name])
             self._write_video(name, info, replace=True)
@@ -262,19 +262,12 @@ class Store:
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield self.con
+            self.con.execute("COMMIT")
         except BaseException:
             try:
                 self.con.execute("ROLLBACK")
             except duckdb.Error:
-                pass  # the transaction was already aborted; keep the cause
-            raise
-        try:
-            self.con.execute("COMMIT")
-        except duckdb.Error:
-            try:
-                self.con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
+                pass  # the transaction was already aborted (a failed COMMIT): keep the cause
             raise
 
     def check_writable(self, what: str) -> None:
