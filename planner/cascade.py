@@ -148,10 +148,10 @@ class Stages:
 
 
 def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[int, dict[int, np.ndarray]],
-                 time_budget_s: float = 60.0) -> Stages | None:
+                 max_steps: int = 1500) -> Stages | None:
     """Difference detectors against the background (the median of the training frames without
-    the predicate) and the cheapest specialized CNNs, each within its time budget; None when the
-    training frames hold one class only."""
+    the predicate) and the cheapest specialized CNNs, each trained for a fixed number of steps;
+    None when the training frames hold one class only."""
     y = np.array([truth[int(f)] for f in frames], bool)
     if y.all() or not y.any():
         return None
@@ -160,7 +160,7 @@ def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[int, di
     bg = background(negatives if len(negatives) >= 10 else train_d)
     detectors = [DifferenceDetector(metric, DIFF_SIZE, bg) for metric in DETECTORS]
     models = [train(Architecture(*shape), _stack(small[shape[3]], frames), y,
-                    time_budget_s=time_budget_s / 2) for shape in CANDIDATES[:2]]
+                    max_steps=max_steps) for shape in CANDIDATES[:2]]
     return Stages(detectors, models)
 
 

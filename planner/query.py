@@ -20,9 +20,9 @@ A toy query, one atom whose specialized model separates perfectly:
 >>> p = propose([inp], None, fpr=0.05, fnr=0.05, unlabelled=40000, available=40000, costs=costs)
 >>> p.cascade, p.sizing.frames, round(p.expected_seconds), round(p.exact_seconds)
 (True, 1196, 119, 2040)
->>> len(p.sequence), [round(c[0].chosen.thresholds.pass_rate, 2) for c in p.sequence]   # cautious first; it separates anyway
-(4, [0.0, 0.0, 0.0, 0.0])
->>> steps = [[Claim("each", y[:1196], y[:1196])]] * 4
+>>> len(p.sequence), [round(c[0].chosen.thresholds.pass_rate, 2) for c in p.sequence]   # the most cautious cost as much as exact
+(3, [0.0, 0.0, 0.0])
+>>> steps = [[Claim("each", y[:1196], y[:1196])]] * 3
 >>> plan = finish(p, steps, 0.05, 0.05)
 >>> plan.strategy, plan.choices[0].chosen.name, plan.reason.split(";")[0]
 ('cascade', 'm -> reference', 'certified the proposed plan')
@@ -43,9 +43,13 @@ from vql.planner.cost import Costs, certified_cost, exact_cost
 from vql.planner.thresholds import Thresholds
 
 GAMMAS = (0.0, 0.25, 0.5)  # shares of each target the stages may spend on the selection frames
-# the plans certified in sequence: the proposed thresholds moved towards "ask the reference" by
-# these factors first (most cautious first), the proposed plan last (planner/certify.py, finish)
-PADDING = (0.25, 0.5, 0.75)
+# The plans certified in sequence, most cautious first, the proposed plan last (``finish``): per
+# step, how far each threshold moves towards "ask the reference". The difference detector's δ is
+# multiplied by the first number; the specialized model's c_low moves down and c_high up by the
+# second and third in log-odds (inf: that side decides nothing). Steps far out in log-odds
+# matter because a tiny model's scores on a few positives sit far below every positive the
+# selection frames hold, and the certification frames hold several times more positives.
+CAUTION = ((1 / 8, np.inf, 8.0), (1 / 4, 8.0, 6.0), (1 / 4, 4.0, 3.0), (1 / 2, 2.0, 1.5), (3 / 4, 1.0, 0.5))
 EXACT_MARGIN = 0.9  # a cascade must be expected to cost under this share of the exact plan
 
 # (frames, {atom column: bool per frame}) -> the WHERE clause's truth per frame
@@ -132,7 +136,9 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds, why, needed)
     cost, choices, sizing = best
     by_column = {i.atom.column: i for i in inputs}
-    sequence = tuple(tuple(pad(c, by_column[c.atom.column], f) for c in choices) for f in PADDING) + (choices,)
+    sequence = tuple(tuple(pad(c, by_column[c.atom.column], *step) for c in choices) for step in CAUTION)
+    limit = sum(c.exact_per_frame for c in choices)  # a step that costs as much as exact is left out
+    sequence = tuple(seq for seq in sequence if sum(c.expected_per_frame for c in seq) < limit) + (choices,)
     if cost >= EXACT_MARGIN * exact_seconds:
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds,
                         f"the cheapest certifiable cascade is expected to cost ~{cost:.0f} s (certifying on "
@@ -159,10 +165,24 @@ def _atom_choice(i: AtomInput, share: float, costs: Costs, exact: CascadeChoice)
                          i.positive_rate, tuple(o.candidate for o in options[1:])), options[0].answer
 
 
-def pad(choice: CascadeChoice, inp: AtomInput, factor: float) -> CascadeChoice:
-    """A more cautious version of an atom's cascade: δ and ``c_low`` scaled down by ``factor``
-    (fewer frames answered "no"), ``c_high`` moved up towards 1 as much (fewer answered "yes"),
-    its pass rates and cost measured again on the selection frames.
+def _shift(p: float, by: float) -> float:
+    """The probability ``p`` moved by ``by`` in log-odds (±inf and the ends 0 and 1 stay put).
+
+    >>> round(_shift(0.5, 2), 3), _shift(0.0, -1), _shift(0.3, np.inf), _shift(0.3, -np.inf)
+    (0.881, 0.0, inf, -inf)
+    """
+    if np.isinf(by):
+        return float(by)
+    if not 0 < p < 1:
+        return float(p)
+    return float(1 / (1 + math.exp(-(math.log(p / (1 - p)) + by))))
+
+
+def pad(choice: CascadeChoice, inp: AtomInput, delta_factor: float, low: float, high: float) -> CascadeChoice:
+    """A more cautious version of an atom's cascade: δ multiplied by ``delta_factor``, ``c_low``
+    moved down by ``low`` and ``c_high`` up by ``high`` in log-odds (fewer frames answered "no"
+    and "yes"; inf: that side answers nothing), its pass rates and cost measured again on the
+    selection frames.
 
     >>> from types import SimpleNamespace as NS
     >>> from vql.plan import ModelPredicate
@@ -173,24 +193,33 @@ def pad(choice: CascadeChoice, inp: AtomInput, factor: float) -> CascadeChoice:
     >>> inp = AtomInput(atom, scores > 0.5, 0.5, [(None, None, 0.0)], [(None, None, 0.0), (cnn, scores, 1e-4)])
     >>> c = CascadeChoice(atom, "cascade", "", Costs(1e-3, 0, 0, 0.05), 0.051,
     ...                   Candidate("m", 0.0, Thresholds(c_low=0.4, c_high=0.6), model=cnn, cnn_seconds=1e-4))
-    >>> t = pad(c, inp, 0.5).chosen.thresholds
-    >>> round(t.c_low, 2), round(t.c_high, 2), round(t.pass_rate, 2)
-    (0.2, 0.8, 0.6)
+    >>> t = pad(c, inp, 0.5, 1.0, 1.0).chosen.thresholds
+    >>> round(t.c_low, 3), round(t.c_high, 3), round(t.pass_rate, 2)
+    (0.197, 0.803, 0.6)
+    >>> t = pad(c, inp, 0.5, np.inf, 1.0).chosen.thresholds      # the model answers no frame "no"
+    >>> t.c_low, round(t.pass_rate, 2)
+    (-inf, 0.8)
     """
     chosen = choice.chosen
-    if chosen is None or factor >= 1:
+    if chosen is None:
         return choice
     t = chosen.thresholds
-    c_low = t.c_low * factor if np.isfinite(t.c_low) else t.c_low
-    c_high = t.c_high if t.c_high != -np.inf else max(t.c_low, 0.0)
-    c_high = 1 - (1 - c_high) * factor if np.isfinite(c_high) else c_high
-    delta = t.delta * factor if np.isfinite(t.delta) else t.delta
     d = next((x for stage, x, _ in inp.dets if stage is not None and stage is chosen.detector), None)
     c = next((x for stage, x, _ in inp.models if stage is not None and stage is chosen.model), None)
+    delta = t.delta * delta_factor if np.isfinite(t.delta) else t.delta
+    c_low = _shift(t.c_low, -low) if t.c_low != -np.inf else t.c_low
+    c_high = t.c_high if t.c_high != -np.inf else max(t.c_low, 0.0)
+    if c is not None and d is not None:  # a lower δ lets more negatives reach the model: it may say
+        y = np.asarray(inp.truth, bool)  # "yes" to no more of them than the proposal did
+        made = int((~y & t.decide(d, c, len(y))[1]).sum())
+        reached = np.sort(np.asarray(c, np.float64)[~y & (np.asarray(d) >= delta)])
+        c_high = max(c_high, reached[len(reached) - 1 - made] if made < len(reached) else -np.inf)
+    c_high = _shift(c_high, high)
     padded = Thresholds(c_low, max(c_high, c_low), delta).measured(d, c, len(inp.truth))
     cost = stages_cost(padded, choice.costs, d is not None, c is not None, chosen.diff_seconds, chosen.cnn_seconds)
     return replace(choice, chosen=replace(chosen, cost_per_frame=cost, thresholds=padded),
-                   reason=f"{choice.reason}; thresholds moved {1 - factor:.0%} towards the reference")
+                   reason=f"{choice.reason}; thresholds moved towards the reference (δ x {delta_factor:g}, "
+                          f"c_low -{low:g} and c_high +{high:g} in log-odds)")
 
 
 @dataclass(frozen=True)

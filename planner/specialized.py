@@ -102,9 +102,11 @@ class TrainedModel:
 
 
 def train(arch: Architecture, small: np.ndarray, labels: np.ndarray, min_steps: int = 500, min_epochs: int = 12,
-          seed: int = 0, time_budget_s: float = 60.0) -> TrainedModel:
-    """Train on [N, size, size, 3] uint8 frames with boolean labels (class-balanced loss), for at
-    least ``min_epochs`` epochs and ``min_steps`` steps of 64 frames, within ``time_budget_s``."""
+          max_steps: int = 1500, seed: int = 0) -> TrainedModel:
+    """Train on [N, size, size, 3] uint8 frames with boolean labels (class-balanced loss) for a
+    fixed number of steps of 64 frames: ``min_epochs`` epochs, at least ``min_steps`` and at most
+    ``max_steps`` steps. The budget is counted in steps, not seconds, so the same frames give
+    the same model however loaded the machine is."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
@@ -117,18 +119,17 @@ def train(arch: Architecture, small: np.ndarray, labels: np.ndarray, min_steps: 
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight.clamp(0.1, 10.0))
     opt = torch.optim.Adam(model.net.parameters(), lr=2e-3)
     model.net.train()
-    epochs = max(min_epochs, -(-min_steps * 64 // max(1, len(y_all))))
-    for _ in range(epochs):
+    per_epoch = -(-len(y_all) // 64)
+    steps = min(max_steps, max(min_steps, min_epochs * per_epoch))
+    for epoch in range(-(-steps // max(1, per_epoch))):
         order = rng.permutation(len(y_all))
-        for i in range(0, len(order), 64):
+        for i in range(0, min(len(order), (steps - epoch * per_epoch) * 64), 64):
             idx = torch.from_numpy(order[i:i + 64])
             x = x_all[idx]
             opt.zero_grad()
             loss = loss_fn(model.net(x), y_all[idx])
             loss.backward()
             opt.step()
-        if time.perf_counter() - start > time_budget_s:
-            break
     model.net.eval()
     model.train_seconds = time.perf_counter() - start
     return model
