@@ -16,7 +16,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from vql.errors import VideoError
@@ -87,7 +86,9 @@ def file_state(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _open(path: Path) -> cv2.VideoCapture:
+def _open(path: Path):
+    import cv2  # imported when a file is opened, so that start-up stays fast
+
     file_state(path)
     if not path.is_file():
         raise VideoError(f"not a video file: {path}")
@@ -128,6 +129,8 @@ def probe(path: str | Path) -> VideoInfo:
         path = Path(path).expanduser().resolve()
     except (OSError, RuntimeError) as e:  # a symlink loop, '~user' without a home
         raise VideoError(f"cannot resolve video file path {str(path)!r}: {e}") from e
+    import cv2
+
     size, mtime = file_state(path)
     cap = _open(path)
     try:
@@ -205,6 +208,8 @@ def read_frames(
 
     def decode() -> None:
         nonlocal cap
+        import cv2
+
         try:
             cv2.setNumThreads(1)
             position = 0
@@ -274,6 +279,8 @@ def decode_costs(path: str | Path, start: int = 0, n: int = 100) -> tuple[float,
     only), on ``n`` frames each from ``start``: the two frame kinds of a scan.
 
     """
+    import cv2
+
     cap = _open(Path(path))
     try:
         if start:

@@ -18,35 +18,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from vql.engine.difference import DETECTORS, AnchorGate, DifferenceDetector, background
-from vql.plan import ModelPredicate
+from vql.plan import Atom
 from vql.planner.cost import CascadeShape, Costs, cascade_cost, exact_cost
 from vql.planner.specialized import CANDIDATES, Architecture, TrainedModel, train
 from vql.planner.thresholds import Thresholds, place
 
-_COMPARE = {
-    ">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less, "=": np.equal, "<>": np.not_equal,
-}
 DIFF_SIZE = 32  # the difference detectors' frame size
 MAX_ALTERNATIVES = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Atom:
-    """A boolean test of one frame's labels: ``contains(...)`` or ``object_count(...) op k``."""
-
-    predicate: ModelPredicate
-    op: str = ">="
-    k: int = 1
-    column: str = ""
-
-    def holds(self, counts: np.ndarray) -> np.ndarray:
-        return _COMPARE[self.op](counts, self.k)
-
-    @property
-    def text(self) -> str:
-        if self.predicate.function == "contains":
-            return self.predicate.text
-        return f"{self.predicate.text} {self.op} {self.k}"
 
 
 @dataclass(frozen=True)

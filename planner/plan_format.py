@@ -39,7 +39,7 @@ says) raises :class:`PlanFormatError`; the session then plans again (from the st
 and replaces the row (``vql/api.py``). A field added to a plan's dataclass changes what a stored
 plan must hold, so plans stored before it are refused, never read with fields shifted.
 
->>> from vql.plan import ModelPredicate
+>>> from vql.plan import PLAN_FORMAT_VERSION, ModelPredicate
 >>> from vql.planner.cascade import Atom, exact_choice
 >>> from vql.planner.cost import Costs
 >>> atom = Atom(ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n"), column="vql_a0")
@@ -69,7 +69,7 @@ from safetensors.numpy import save as save_tensors
 
 from vql.engine.difference import DETECTORS, AnchorGate, DifferenceDetector
 from vql.errors import PlanFormatError
-from vql.plan import ModelPredicate
+from vql.plan import PLAN_FORMAT_VERSION, ModelPredicate
 from vql.planner.cascade import DIFF_SIZE, Atom, Candidate, CascadeChoice
 from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.cost import Costs
@@ -78,7 +78,7 @@ from vql.planner.specialized import CANDIDATES, Architecture, SpecializedCNN, Tr
 from vql.planner.thresholds import Thresholds
 
 MAGIC = b"VQLPLAN\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = PLAN_FORMAT_VERSION
 _HEADER = struct.Struct("<8sIQ")  # magic, version, JSON length
 
 # every class a stored plan may hold, by the name the document gives it

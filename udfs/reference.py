@@ -15,11 +15,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from vql.errors import ModelError
+
+if TYPE_CHECKING:  # torch is imported when a model is loaded, so that start-up stays fast
+    import torch
 
 # Detections below this score are not returned: the label cache keeps everything above it, so
 # queries may ask for any ``min_score`` at or above it without calling the model again.
@@ -108,6 +111,8 @@ def check_frames(frames: Sequence[np.ndarray]) -> None:
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None``/``'auto'``: CUDA when available, else the CPU; an explicit device is checked."""
+    import torch
+
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -124,6 +129,7 @@ def runtime(device: torch.device, precision: str) -> str:
     numeric precision (the label cache is keyed by the version, so labels computed in fp16 on
     CUDA are never taken for the CPU's fp32 ones).
 
+    >>> import torch
     >>> runtime(torch.device("cuda", 1), "fp16"), runtime(torch.device("cpu"), "fp32")
     ('cuda:fp16', 'cpu:fp32')
     """

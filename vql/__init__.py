@@ -31,6 +31,14 @@ __all__ = [
     "__version__",
 ]
 
-from vql.api import Connection, Result, connect  # noqa: E402  (after the errors it uses)
-
 __all__ += ["Connection", "Result", "connect"]
+
+
+def __getattr__(name: str):
+    """``vql.connect`` and friends, imported on first use: ``vql --version`` and the shell's
+    start do not pay for DuckDB, Arrow and the models."""
+    if name in ("Connection", "Result", "connect"):
+        from vql import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vql' has no attribute {name!r}")

@@ -24,8 +24,7 @@ from vql.engine.video import probe, verify
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
 from vql.parser import parse, split_statements
 from vql.paths import checked_path
-from vql.plan import explain
-from vql.planner import plan_format
+from vql.plan import PLAN_FORMAT_VERSION, explain
 from vql.sqlgen import ident
 from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
@@ -33,7 +32,7 @@ from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
 
 # part of every stored plan's key: rows of another format (the pickles of plan5 and before) are never read
-PLAN_FORMAT = f"plan6.{plan_format.FORMAT_VERSION}"
+PLAN_FORMAT = f"plan6.{PLAN_FORMAT_VERSION}"
 
 
 @dataclass
@@ -336,6 +335,8 @@ class Connection:
             blob = self.store.load_plan(key)
             if blob is None:
                 return None
+            from vql.planner import plan_format  # with torch: imported when a plan is read
+
             try:
                 self._plans[key] = plan_format.loads(blob)  # data only: nothing in the row is executed
             except PlanFormatError as e:
@@ -347,6 +348,7 @@ class Connection:
 
     def _plan_query(self, ctx: Context, node, fpr: float, fnr: float):
         """The plan of one scan's model tests: from the session, the store, or planned now (and stored)."""
+        from vql.planner import plan_format
         from vql.planner.labelling import plan_query
 
         plan = self._stored_plan(ctx, node, fpr, fnr)

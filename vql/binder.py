@@ -14,8 +14,7 @@ from typing import Any
 from vql import ast
 from vql.engine.video import VideoInfo
 from vql.errors import BindError, ModelError
-from vql.plan import EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery, VideoScan
-from vql.planner.cascade import Atom
+from vql.plan import Atom, EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery, VideoScan
 from vql.sqlgen import to_sql
 from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 

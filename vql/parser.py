@@ -11,10 +11,17 @@ cannot parse is also passed through, unless it names a video (then the syntax er
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 import re
 from importlib import resources
+from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from vql import ast
@@ -47,10 +54,46 @@ _TOKEN_NAMES = {
 }
 
 
+_OPTIONS = dict(parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False)
+
+
+def cache_dir() -> Path:
+    """Where vql keeps what it can rebuild (the parser's tables): ``$VQL_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/vql``, else ``~/.cache/vql``."""
+    if os.environ.get("VQL_CACHE_DIR"):
+        return Path(os.environ["VQL_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vql"
+
+
+def _int_keys(d: dict) -> dict:
+    return {int(k) if k.lstrip("-").isdigit() else k: v for k, v in d.items()}
+
+
 @functools.cache
 def _parser() -> Lark:
+    """The LALR parser of grammar.lark. Building its tables takes ~0.3-1 s, so they are kept as
+    JSON (data, never pickle) in ``cache_dir()``, keyed by the grammar, the options and Lark's
+    version; a missing, stale or unreadable file is rebuilt, and an unwritable cache only costs
+    time."""
     text = (resources.files("vql") / "grammar.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False)
+    key = hashlib.sha256(f"{text}|{sorted(_OPTIONS.items())}|{lark.__version__}".encode()).hexdigest()[:24]
+    path = cache_dir() / f"grammar-{key}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"), object_hook=_int_keys)
+        if doc.get("key") == key:
+            return Lark._load_from_dict(doc["data"], doc["memo"])
+    except Exception:  # noqa: BLE001 - absent or damaged: rebuilt below
+        pass
+    parser = Lark(text, **_OPTIONS)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        data, memo = parser.memo_serialize([TerminalDef, Rule])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"key": key, "data": data, "memo": memo}), encoding="utf-8")
+        os.replace(tmp, path)  # whole or not at all, whoever writes it concurrently
+    except (OSError, TypeError, ValueError):
+        tmp.unlink(missing_ok=True)
+    return parser
 
 
 def _pos(meta_or_token) -> ast.Pos | None:

@@ -12,6 +12,7 @@ A plan is a tree of frozen nodes, leaves first:
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 
@@ -43,6 +44,37 @@ class ModelPredicate:
     @property
     def sql_type(self) -> str:
         return "BOOLEAN" if self.function == "contains" else "INTEGER"
+
+
+PLAN_FORMAT_VERSION = 1  # of stored plans (planner/plan_format.py); here, where reading it needs no torch
+
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "=": operator.eq,
+            "<>": operator.ne}
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    """A boolean test of one frame's labels: ``contains(...)`` or ``object_count(...) op k``.
+
+    >>> import numpy as np
+    >>> a = Atom(ModelPredicate("object_count", "car", 2, 0.5, None, "centernet", "n"), ">=", 2)
+    >>> a.holds(np.array([0, 2, 3])).tolist(), a.text
+    ([False, True, True], "object_count('car', min_score := 0.5) >= 2")
+    """
+
+    predicate: ModelPredicate
+    op: str = ">="
+    k: int = 1
+    column: str = ""
+
+    def holds(self, counts):
+        return _COMPARE[self.op](counts, self.k)
+
+    @property
+    def text(self) -> str:
+        if self.predicate.function == "contains":
+            return self.predicate.text
+        return f"{self.predicate.text} {self.op} {self.k}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +121,6 @@ def claim_names(atoms, where: str | None) -> tuple[str, ...]:
     """What the certificate is about, in the user's terms: the WHERE clause with each atom's
     column replaced by the test it stands for, or (``where`` None) each test on its own.
 
-    >>> from vql.planner.cascade import Atom
     >>> a = Atom(ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n"), column="vql_a0")
     >>> claim_names([a], "((NOT cam.vql_a0) AND (frame < 9))")
     ("WHERE ((NOT contains('person', min_score := 0.5)) AND (frame < 9))",)
