@@ -10,6 +10,7 @@ cannot parse is also passed through, unless it names a video (then the syntax er
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -92,7 +93,8 @@ def _parser() -> Lark:
         tmp.write_text(json.dumps({"key": key, "data": data, "memo": memo}), encoding="utf-8")
         os.replace(tmp, path)  # whole or not at all, whoever writes it concurrently
     except (OSError, TypeError, ValueError):
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return parser
 
 
