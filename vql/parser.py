@@ -46,6 +46,7 @@ _TOKEN_NAMES = {
     "DOT": "'.'",
     "EQUAL": "'='",
     "ASSIGN": "':='",
+    "DCOLON": "'::'",
     "STAR": "'*'",
     "COMP_OP": "a comparison",
     "ADD_OP": "'+' or '-'",
@@ -110,6 +111,10 @@ def _unquote(text: str) -> str:
 class _ToAst(Transformer_NonRecursive):
     """Lark tree -> vql.ast nodes. One method per grammar alias; non-recursive, so a deep tree
     costs no Python stack here (:data:`MAX_DEPTH` bounds it for the stages after parsing)."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__()
+        self.text = text  # the statement: a subquery keeps its own text
 
     # names and literals
     def name(self, meta, token):
@@ -209,6 +214,18 @@ class _ToAst(Transformer_NonRecursive):
     def cast(self, meta, _cast, expr, _as, type_name):
         return ast.Cast(expr, type_name, _pos(meta))
 
+    def pg_cast(self, meta, expr, _colons, type_name):
+        return ast.Cast(expr, type_name, _pos(meta))
+
+    def subquery(self, meta, select):
+        return ast.Subquery(select, self.text[meta.start_pos:meta.end_pos], _pos(meta))
+
+    def in_subquery(self, meta, expr, *rest):
+        return ast.InSubquery(expr, rest[-1], len(rest) == 3, _pos(meta))
+
+    def exists(self, meta, _exists, subquery):
+        return ast.Exists(subquery, _pos(meta))
+
     def positional_arg(self, meta, expr):
         return expr
 
@@ -250,6 +267,9 @@ class _ToAst(Transformer_NonRecursive):
     def aliased_table_ref(self, meta, name, *rest):
         return ast.TableRef(name, rest[-1], _pos(meta))
 
+    def derived_table(self, meta, subquery, *rest):
+        return ast.DerivedTable(subquery, rest[-1] if rest else None, _pos(meta))
+
     def inner(self, meta, *_):
         return "INNER"
 
@@ -264,11 +284,14 @@ class _ToAst(Transformer_NonRecursive):
 
     def join(self, meta, *parts):
         kind = parts[0] if isinstance(parts[0], str) and not isinstance(parts[0], Token) else "INNER"
-        table = next(p for p in parts if isinstance(p, ast.TableRef))
+        table = next(p for p in parts if isinstance(p, (ast.TableRef, ast.DerivedTable)))
         return ast.Join(kind, table, parts[-1])
 
     def cross_join(self, meta, _cross, _join, table):
         return ast.Join("CROSS", table, None)
+
+    def comma_join(self, meta, table):
+        return ast.Join("COMMA", table, None)
 
     def from_clause(self, meta, _from, table, *joins):
         return ("from", table, tuple(joins))
@@ -279,6 +302,9 @@ class _ToAst(Transformer_NonRecursive):
     def group_clause(self, meta, _g, _b, *exprs):
         return ("group_by", tuple(exprs))
 
+    def group_all(self, meta, _g, _b, _all):
+        return ("group_by", (ast.AllColumns(_pos(meta)),))
+
     def having_clause(self, meta, _h, expr):
         return ("having", expr)
 
@@ -287,6 +313,10 @@ class _ToAst(Transformer_NonRecursive):
 
     def order_clause(self, meta, _o, _b, *items):
         return ("order_by", tuple(items))
+
+    def order_all(self, meta, _o, _b, _all, *direction):
+        descending = bool(direction) and direction[0].type == "DESC"
+        return ("order_by", (ast.OrderItem(ast.AllColumns(_pos(meta)), descending),))
 
     def limit_clause(self, meta, _l, limit, *rest):
         return ("limit", limit, rest[-1] if rest else None)
@@ -361,7 +391,8 @@ class _ToAst(Transformer_NonRecursive):
 
 _SOFT_KEYWORDS = {"VIDEO", "VIDEOS", "RESULTS", "TYPE", "MODEL", "ANALYZE", "LOAD", "DESC", "FUNCTION", "SHOW",
                   "REPLACE"}
-_EXPRESSION_STARTS = {"NUMBER", "STRING", "PARAM", "CASE", "CAST", "NOT", "NULL", "TRUE", "FALSE", "LPAR", "ADD_OP"}
+_EXPRESSION_STARTS = {"NUMBER", "STRING", "PARAM", "CASE", "CAST", "NOT", "NULL", "TRUE", "FALSE", "LPAR", "ADD_OP",
+                      "EXISTS"}
 
 
 def _expected(names) -> str:
@@ -476,7 +507,7 @@ def parse_statement(text: str) -> ast.Node:
     """Parse one statement (no trailing ``;``) with vql's grammar."""
     try:
         tree = _parser().parse(text)
-        return _ToAst().transform(_check_depth(tree))
+        return _ToAst(text).transform(_check_depth(tree))
     except UnexpectedInput as e:
         raise syntax_error(text, e) from None
     except VisitError as e:  # a bug in the transformer, never the user's fault
