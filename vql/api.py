@@ -22,7 +22,8 @@ from vql.engine.executor import Calibration, Context, drop_tables, plan_summary,
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe, verify
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
-from vql.parser import parse, split_statements
+from vql.parser import parse
+from vql.scripts import split_statements
 from vql.paths import checked_path
 from vql.plan import PLAN_FORMAT_VERSION, explain
 from vql.sqlgen import ident

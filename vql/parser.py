@@ -1,4 +1,5 @@
-"""Text -> statements: split a script on ``;``, parse vql's statements with ``grammar.lark``.
+"""Statements -> syntax trees: vql's statements parsed with ``grammar.lark`` (scripts are split
+on ``;`` by :mod:`vql.scripts`).
 
 Statements vql does not own (``CREATE TABLE``, ``COPY``, ``INSERT``...) become
 :class:`~vql.ast.Passthrough` and DuckDB runs them unchanged. A ``SELECT`` that our grammar
@@ -26,6 +27,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from vql import ast
 from vql.errors import ParseError
+from vql.scripts import ends_statement, split_raw, split_statements, strip_comments  # noqa: F401 - re-exported
 
 # The statements vql owns, by their first word(s); anything else goes to DuckDB.
 _OWNED = re.compile(
@@ -421,7 +423,7 @@ def _lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _caret(text: str, line: int, column: int) -> str:
+def caret(text: str, line: int, column: int) -> str:
     lines = _lines(text)
     source = lines[line - 1] if 0 < line <= len(lines) else ""
     source = "".join(c if c.isprintable() or c == "\t" else "?" for c in source)  # one column each
@@ -441,14 +443,14 @@ def syntax_error(text: str, e: UnexpectedInput) -> ParseError:
         pos = getattr(e, "pos_in_stream", None)
         found = repr(text[pos]) if isinstance(pos, int) and 0 <= pos < len(text) else "a character"
         return ParseError(f"syntax error at line {line}, column {column}: unexpected character {found}\n"
-                          f"{_caret(text, line, column)}")
+                          f"{caret(text, line, column)}")
     else:
         found = "end of statement"
     expected = getattr(e, "expected", None) or getattr(e, "allowed", None) or ()
     message = f"syntax error at line {line}, column {column}: unexpected {found}"
     if expected:
         message += f"; expected {_expected(expected)}"
-    return ParseError(f"{message}\n{_caret(text, line, column)}")
+    return ParseError(f"{message}\n{caret(text, line, column)}")
 
 
 MAX_DEPTH = 200
@@ -514,106 +516,9 @@ def parse_statement(text: str) -> ast.Node:
         raise ParseError(f"internal error while reading the statement: {e.orig_exc}") from e
 
 
-def split_statements(script: str) -> list[str]:
-    """Split on ``;`` outside quotes and comments; drop empty statements.
-
-    >>> split_statements("SELECT ';' ; -- a; comment\\nSHOW VIDEOS;")
-    ["SELECT ';'", '-- a; comment\\nSHOW VIDEOS']
-    """
-    return [s.strip() for s in split_raw(script) if _strip_comments(s).strip()]
-
-
-def ends_statement(text: str) -> bool:
-    """Whether the text ends with a complete statement: a ';' followed only by comments or blanks.
-
-    >>> ends_statement("select 1; -- done"), ends_statement("select 1 -- ;"), ends_statement("select ';'")
-    (True, False, False)
-    """
-    pieces = split_raw(text)
-    return len(pieces) > 1 and not _strip_comments(pieces[-1]).strip() and bool(_strip_comments(text).strip())
-
-
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
-
-
-def _word_char(c: str) -> bool:
-    """Whether ``c`` continues an identifier or a number (then ``$`` or ``E'`` start no string)."""
-    return c.isalnum() or c in "_$" or c >= "\x80"
-
-
-def _segments(script: str):
-    """``(kind, start, end)`` for each piece of the script, as DuckDB's tokenizer sees it:
-    ``"quoted"`` ('...', E'...' with backslash escapes, "...", $tag$...$tag$), ``"comment"``
-    (``--`` to the end of the line, ``/* */`` nested), ``";"``, and ``"code"`` (the rest, one
-    character at a time). Unterminated quotes and comments run to the end."""
-    i, n = 0, len(script)
-    while i < n:
-        c = script[i]
-        start = i
-        after_word = i > 0 and _word_char(script[i - 1])
-        if c in "'\"" or (c in "eE" and script.startswith("'", i + 1) and not after_word):
-            backslash = c in "eE"
-            j = i + 2 if backslash else i + 1
-            quote = "'" if backslash else c
-            while j < n:
-                if backslash and script[j] == "\\":
-                    j += 2
-                elif script[j] == quote:
-                    if j + 1 < n and script[j + 1] == quote:
-                        j += 2
-                        continue
-                    break
-                else:
-                    j += 1
-            i = min(j + 1, n)
-            yield "quoted", start, i
-        elif c == "$" and not after_word and (m := _DOLLAR_TAG.match(script, i)):
-            j = script.find(m.group(), m.end())
-            i = n if j < 0 else j + len(m.group())
-            yield "quoted", start, i
-        elif script.startswith("--", i):
-            j = script.find("\n", i)
-            i = n if j < 0 else j + 1
-            yield "comment", start, i
-        elif script.startswith("/*", i):
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if script.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif script.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            yield "comment", start, i
-        else:
-            i += 1
-            yield (";" if c == ";" else "code"), start, i
-
-
-def split_raw(script: str) -> list[str]:
-    """The pieces between top-level ``;`` (the last one is what follows the last ``;``); quotes
-    and comments as DuckDB reads them (:func:`_segments`).
-
-    >>> split_raw("SELECT $$a;b$$; SELECT E'it\\\\'s; fine'")
-    ['SELECT $$a;b$$', " SELECT E'it\\\\'s; fine'"]
-    """
-    out, start = [], 0
-    for kind, i, end in _segments(script):
-        if kind == ";":
-            out.append(script[start:i])
-            start = end
-    out.append(script[start:])
-    return out
-
-
-def _strip_comments(text: str) -> str:
-    """The text with its comments replaced by a blank (quotes kept: ``'--'`` is no comment)."""
-    return "".join(" " if kind == "comment" else text[i:end] for kind, i, end in _segments(text))
-
-
 def is_owned(statement: str) -> bool:
     """Whether the statement starts like one of vql's own (else DuckDB runs it)."""
-    return bool(_OWNED.match(_strip_comments(statement)))
+    return bool(_OWNED.match(strip_comments(statement)))
 
 
 def parse(statement: str, video_names: frozenset[str] = frozenset()) -> ast.Node:
@@ -623,9 +528,9 @@ def parse(statement: str, video_names: frozenset[str] = frozenset()) -> ast.Node
     try:
         node = parse_statement(statement)
     except ParseError as e:
-        words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _strip_comments(statement))}
-        head = _strip_comments(statement).split(None, 1)[0].lower()
-        if head in ("select", "describe", "desc") and not (words & {v.lower() for v in video_names}):
+        words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", strip_comments(statement))}
+        head = strip_comments(statement).split(None, 1)[0].lower()
+        if head in ("select", "describe", "desc", "explain") and not (words & {v.lower() for v in video_names}):
             return ast.Passthrough(statement, str(e))
         raise
     return node

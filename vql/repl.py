@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from vql.errors import VqlError, internal_error
 from vql.formatting import FORMATS, render
-from vql.parser import ends_statement, split_statements
+from vql.scripts import ends_statement, split_statements
 
 KEYWORDS = (
     "SELECT", "FROM", "WHERE", "GROUP BY", "HAVING", "ORDER BY", "LIMIT", "OFFSET", "JOIN", "ON", "AS",

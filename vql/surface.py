@@ -238,7 +238,7 @@ def _caret(message: str, statement: str) -> str:
     hits = [h for h in re.finditer(r"(?<![A-Za-z0-9_])" + pattern, statement, re.IGNORECASE)]
     if len(hits) != 1:
         return head
-    from vql.parser import _caret as caret
+    from vql.parser import caret
 
     start = hits[0].start()
     line = statement.count("\n", 0, start) + 1
