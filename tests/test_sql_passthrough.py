@@ -261,3 +261,18 @@ def test_user_terms_replaces_generated_names():
                'AS c WHERE c.vql_a0 = frame\n                                                 ^')
     assert user_terms(message, plan, "SELECT frame FROM cam c WHERE contains('person') = frame") == \
         "Binder Error: cannot compare contains('person', min_score := 0.5) in cam"
+
+
+def test_drop_of_an_unknown_video_suggests_names(con):
+    with pytest.raises(BindError, match=r"^no video named 'cma'; did you mean cam\? \(videos: cam\)$"):
+        con.sql("DROP VIDEO cma")
+    with pytest.raises(BindError, match=r"^no video named 'camm'; did you mean cam\?"):
+        con.sql("DROP RESULTS camm")
+
+
+def test_a_cte_naming_a_video_is_refused_by_name(con):
+    with pytest.raises(ParseError, match=r"^a statement that starts with a common table expression \(WITH name AS"):
+        con.sql("WITH t AS (SELECT frame FROM events) SELECT frame FROM cam WHERE frame IN (SELECT frame FROM t)")
+    # a video's name in a string or a comment is no video: DuckDB runs these
+    assert rows(con.sql("WITH t AS (SELECT 'cam' AS v) SELECT v FROM t -- cam")) == [("cam",)]
+    assert rows(con.sql("SELECT 'cam' AS v, row_number() OVER () AS n QUALIFY n = 1")) == [("cam", 1)]

@@ -27,7 +27,7 @@ from vql.scripts import split_statements
 from vql.paths import checked_path
 from vql.plan import PLAN_FORMAT_VERSION, explain
 from vql.sqlgen import ident
-from vql.surface import bind_params, param_values, unknown_table, user_terms, video_query
+from vql.surface import bind_params, no_video, param_values, unknown_table, user_terms, video_query
 from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
@@ -272,7 +272,7 @@ class Connection:
         if self.store.video(node.name) is None:
             if node.if_exists:
                 return _message("OK")
-            raise BindError(f"no video named {node.name!r}")
+            raise BindError(no_video(node.name, list(self.store.videos())))
         self.store.drop_video(node.name)
         return _message(f"dropped video {node.name} with its results and plans (its labels stay cached, keyed by "
                         "the file's content)")
@@ -280,7 +280,7 @@ class Connection:
     @_run.register
     def _drop_results(self, node: ast.DropResults, params) -> Result:
         if self.store.video(node.name) is None:
-            raise BindError(f"no video named {node.name!r}")
+            raise BindError(no_video(node.name, list(self.store.videos())))
         n = self.store.drop_results(node.name)
         return _message(f"dropped {n} stored results of {node.name} (labels and plans kept)")
 

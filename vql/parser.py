@@ -27,7 +27,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from vql import ast
 from vql.errors import ParseError
-from vql.scripts import ends_statement, split_raw, split_statements, strip_comments  # noqa: F401 - re-exported
+from vql.scripts import ends_statement, names_in, split_raw, split_statements, strip_comments  # noqa: F401 - re-exported
 
 # The statements vql owns, by their first word(s); anything else goes to DuckDB.
 _OWNED = re.compile(
@@ -523,14 +523,18 @@ def is_owned(statement: str) -> bool:
 
 def parse(statement: str, video_names: frozenset[str] = frozenset()) -> ast.Node:
     """One statement -> AST; DuckDB's statements (and SELECTs over no video) -> Passthrough."""
+    videos = {v.lower() for v in video_names}
     if not is_owned(statement):
+        if re.match(r"\s*with\b", strip_comments(statement), re.IGNORECASE) and names_in(statement) & videos:
+            raise ParseError("a statement that starts with a common table expression (WITH name AS (...)) and names a "
+                             "video is not supported: write the CTE's query as a subquery over tables, or query the "
+                             "video in a subquery in FROM")
         return ast.Passthrough(statement)
     try:
         node = parse_statement(statement)
     except ParseError as e:
-        words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", strip_comments(statement))}
         head = strip_comments(statement).split(None, 1)[0].lower()
-        if head in ("select", "describe", "desc", "explain") and not (words & {v.lower() for v in video_names}):
+        if head in ("select", "describe", "desc", "explain") and not names_in(statement) & videos:
             return ast.Passthrough(statement, str(e))
         raise
     return node

@@ -101,3 +101,22 @@ def split_raw(script: str) -> list[str]:
 def strip_comments(text: str) -> str:
     """The text with its comments replaced by a blank (quotes kept: ``'--'`` is no comment)."""
     return "".join(" " if kind == "comment" else text[i:end] for kind, i, end in _segments(text))
+
+
+def names_in(text: str) -> set[str]:
+    """The words of a statement that can name something, lowercased: outside comments and
+    strings; a quoted identifier counts as one word.
+
+    >>> sorted(names_in("SELECT 'cam' FROM \\"My Cam\\" -- cam2\\nWHERE x"))
+    ['from', 'my cam', 'select', 'where', 'x']
+    """
+    words: set[str] = set()
+    code: list[str] = []
+    for kind, i, end in _segments(text):
+        piece = text[i:end]
+        if kind == "quoted" and piece.startswith('"'):
+            words.add(piece[1:-1].replace('""', '"').lower())
+            code.append(" ")
+        else:
+            code.append(piece if kind in ("code", ";") else " ")
+    return words | {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "".join(code))}

@@ -202,6 +202,22 @@ _UNKNOWN_TABLE = re.compile(r'Table with name "?([^"!\s]+)"? does not exist')
 _LINE = re.compile(r"\n*LINE (\d+): ([^\n]*)\n( *)\^[^\n]*", re.S)
 
 
+def _close(name: str, names: list[str]) -> list[str]:
+    by_lower = {n.lower(): n for n in names}
+    return [by_lower[n] for n in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)]
+
+
+def no_video(name: str, videos: list[str]) -> str:
+    """``no video named 'x'``, with the nearest names.
+
+    >>> no_video("camera", ["cam", "street"])
+    "no video named 'camera'; did you mean cam? (videos: cam, street)"
+    """
+    close = _close(name, videos)
+    return (f"no video named {name!r}" + (f"; did you mean {' or '.join(close)}?" if close else "")
+            + f" (videos: {', '.join(sorted(videos)) or 'none'})")
+
+
 def unknown_table(message: str, videos: list[str], tables: list[str]) -> str | None:
     """DuckDB's 'Table with name x does not exist' as vql says it, with the nearest names
     among videos and tables; None for any other message.
@@ -213,8 +229,7 @@ def unknown_table(message: str, videos: list[str], tables: list[str]) -> str | N
     if m is None or m.group(1).lower().startswith("vql_frames_"):
         return None
     name = m.group(1)
-    by_lower = {n.lower(): n for n in [*tables, *videos]}
-    close = [by_lower[n] for n in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)]
+    close = _close(name, [*tables, *videos])
     text = f"no video or table named {name!r}"
     if close:
         text += f"; did you mean {' or '.join(close)}?"
