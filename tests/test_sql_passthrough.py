@@ -200,7 +200,12 @@ def test_a_subquery_makes_model_tests_certified_each_on_its_own(con):
     ("SELECT frame FROM cam c JOIN (SELECT frame FROM cam) d ON c.frame = d.frame",
      "a subquery in FROM that reads video 'cam' (line 1, column 30) is not supported"),
     ("SELECT frame FROM events WHERE frame IN (SELECT frame FROM cam)",
-     "videos cam are read by several subqueries"),
+     "a subquery that reads video 'cam' (line 1, column 41) is not supported there: a query reads a video in its "
+     "own FROM (SELECT ... FROM cam ...) or in one subquery of its FROM"),
+    ("SELECT * FROM (SELECT frame FROM cam) a, (SELECT frame FROM cam) b",
+     "2 subqueries in FROM read videos (line 1, column 42)"),
+    ("SELECT * FROM (SELECT frame FROM cam) a WHERE frame IN (SELECT frame FROM cam)",
+     "a subquery that reads video 'cam' (line 1, column 56) is not supported"),
     ("SELECT frame FROM cam WHERE EXISTS (SELECT 1 FROM events WHERE contains('person'))",
      "contains() inside a subquery (line 1, column 64) is not supported: model predicates go in the query that "
      "reads the video"),

@@ -36,15 +36,13 @@ def subqueries(node: ast.Node) -> Iterator[ast.Subquery]:
     return (n for n in ast.walk(node) if isinstance(n, ast.Subquery))
 
 
-def _reads(select: ast.Select) -> Iterator[tuple[ast.TableRef, ast.Node]]:
-    """Every named table a SELECT reads, its subqueries' included, with the node to blame
-    (the table itself at the top, else the outermost subquery it is in)."""
+def _reads(select: ast.Select) -> Iterator[ast.TableRef]:
+    """Every named table a SELECT reads, its subqueries' included."""
     for table in select.tables:
         if isinstance(table, ast.TableRef):
-            yield table, table
+            yield table
     for sub in subqueries(select):
-        for table, _ in _reads(sub.select):
-            yield table, sub
+        yield from _reads(sub.select)
 
 
 def _calls(select: ast.Select) -> Iterator[ast.Call]:
@@ -56,12 +54,12 @@ def _calls(select: ast.Select) -> Iterator[ast.Call]:
 
 
 def reads_video(select: ast.Select, catalog: Catalog) -> bool:
-    return any(catalog.video(t.name) for t, _ in _reads(select))
+    return any(catalog.video(t.name) for t in _reads(select))
 
 
 def _check_inside(sub: ast.Subquery, catalog: Catalog, construct: str) -> None:
     """A subquery of a query over a video reads tables only and calls no model predicate."""
-    for table, _ in _reads(sub.select):
+    for table in _reads(sub.select):
         if catalog.video(table.name):
             raise BindError(f"{construct} that reads video {table.name!r}{_where(sub.pos)} is not supported; subqueries "
                             "over tables work (frame IN (SELECT frame FROM events)), and a video is read by the outer "
@@ -91,10 +89,14 @@ def video_query(select: ast.Select, catalog: Catalog) -> tuple[ast.Select, Calla
     if not reads_video(select, catalog):
         return None
     derived = [t for t in select.tables if isinstance(t, ast.DerivedTable) and reads_video(t.subquery.select, catalog)]
-    if len(derived) != 1:
-        names = sorted({t.name for t, _ in _reads(select) if catalog.video(t.name)})
-        raise BindError(f"videos {', '.join(names)} are read by several subqueries; a query reads videos in its own "
-                        "FROM or in one subquery of its FROM")
+    if len(derived) > 1:
+        raise BindError(f"{len(derived)} subqueries in FROM read videos{_where(derived[1].pos)}; a query reads videos "
+                        "in its own FROM or in one subquery of its FROM")
+    if not derived:
+        sub = next(s for s in subqueries(select) if reads_video(s.select, catalog))
+        video = next(t.name for t in _reads(sub.select) if catalog.video(t.name))
+        raise BindError(f"a subquery that reads video {video!r}{_where(sub.pos)} is not supported there: a query reads "
+                        f"a video in its own FROM (SELECT ... FROM {video} ...) or in one subquery of its FROM")
     table = derived[0]
     for sub in subqueries(select):
         if sub is not table.subquery:
