@@ -15,6 +15,7 @@ user's terms.
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -264,14 +265,15 @@ def _caret(message: str, statement: str) -> str:
 
 
 def _short_lists(message: str, keep: int = 4) -> str:
-    """DuckDB's lists of candidate functions (one per tab-indented line) cut to a few."""
-    lines, out, run = message.split("\n"), [], 0
-    for line in lines:
-        run = run + 1 if line.startswith("\t") else 0
-        if run <= keep:
-            out.append(line)
-        elif run == keep + 1:
-            out.append(f"\t... ({sum(1 for x in lines if x.startswith(chr(9))) - keep} more)")
+    """DuckDB's lists of candidate functions (one per tab-indented line) cut to a few.
+
+    >>> _short_lists("No match. Candidates:\\n\\ta\\n\\tb\\n\\tc\\nLINE 1", keep=1).split("\\n")
+    ['No match. Candidates:', '\\ta', '\\t... (2 more)', 'LINE 1']
+    """
+    out: list[str] = []
+    for indented, run in itertools.groupby(message.split("\n"), lambda line: line.startswith("\t")):
+        run = list(run)
+        out += run if not indented or len(run) <= keep else run[:keep] + [f"\t... ({len(run) - keep} more)"]
     return "\n".join(out)
 
 
