@@ -234,6 +234,10 @@ def test_unknown_video_suggests_names(con):
         con.sql("SELECT frame FROM cam WHERE frame < 2 AND frame IN (SELECT frame FROM evnts)")
     assert unknown_table("Catalog Error: Table with name zzz does not exist!", ["cam"], []) == \
         "no video or table named 'zzz' (videos: cam)"
+    with pytest.raises(BindError, match=r"^no video or table named 'my cam'; did you mean cam\?"):
+        con.sql('SELECT frame FROM cam c JOIN "my cam" ON true WHERE frame < 2')
+    with pytest.raises(BindError, match=r"^no video or table named 'evnt'; did you mean events\?"):
+        con.sql("DESCRIBE evnt")
 
 
 # --- 8. DuckDB's errors about vql's SQL in the user's terms -----------------------------------------

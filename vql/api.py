@@ -260,7 +260,7 @@ class Connection:
     def _describe(self, node: ast.Describe, params) -> Result:
         info = self.store.video(node.name)
         if info is None:
-            return self._passthrough(ast.Passthrough(f"DESCRIBE {ident(node.name)}"), params)
+            return self._duckdb(f"DESCRIBE {ident(node.name)}", params, select=True)
         return Result(pa.table({
             "column_name": ["frame", "ts"],
             "column_type": ["BIGINT", "DOUBLE"],

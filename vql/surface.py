@@ -201,7 +201,7 @@ def bind_params(select: ast.Select, params, statement: ast.Select | None = None)
 
 # --- DuckDB's errors in the user's terms ---------------------------------------------------------
 
-_UNKNOWN_TABLE = re.compile(r'Table with name "?([^"!\s]+)"? does not exist')
+_UNKNOWN_TABLE = re.compile(r"Table with name (.+?) does not exist")
 _LINE = re.compile(r"\n*LINE (\d+): ([^\n]*)\n( *)\^[^\n]*", re.S)
 
 
