@@ -94,7 +94,11 @@ predicate_options = st.lists(st.tuples(st.sampled_from(["min_score", "region", "
                              max_size=2).map(lambda opts: "".join(f", {k} := {v}" for k, v in opts))
 model_calls = st.builds(lambda fn, cls, opts: f"{fn}({cls}{opts})",
                         st.sampled_from(["contains", "object_count", "CONTAINS"]), classes, predicate_options)
-atoms = st.one_of(numbers, strings, columns, model_calls, st.sampled_from(["NULL", "TRUE", "FALSE", "?", "$1"]),
+atoms = st.one_of(numbers, strings, columns, model_calls,
+                  st.sampled_from(["NULL", "TRUE", "FALSE", "?", "$1", "$n", "frame::INT", "ts::DECIMAL(6, 2)",
+                                   "(SELECT max(frame) FROM events)", "(frame IN (SELECT frame FROM events))",
+                                   "EXISTS (SELECT 1 FROM events e WHERE e.frame = frame)", "EXISTS (SELECT 1 FROM cam)",
+                                   "(SELECT contains('person') FROM events)"]),
                   st.builds(lambda c, k: f"(object_count({c}) >= {k})", classes, numbers))
 
 
@@ -147,14 +151,17 @@ def selects(draw, where_exprs=expressions) -> str:
                                     st.builds(lambda e, a: f"{e} AS {a}", expressions, st.sampled_from(["n", "x", '"a b"']))),
                           min_size=1, max_size=3))
     source = draw(st.sampled_from(["cam"] * 6 + ["cam AS c", "CAM", "cam JOIN events ON cam.frame = events.frame",
-                                   "cam c CROSS JOIN events", "events", "nope", 'cam AS "odd; alias"']))
+                                   "cam c CROSS JOIN events", "events", "nope", 'cam AS "odd; alias"',
+                                   "cam, events", "cam c, events e", "(SELECT frame, ts FROM cam WHERE frame < 4) t",
+                                   "cam JOIN (SELECT frame FROM events) e ON cam.frame = e.frame",
+                                   "(SELECT frame FROM events)"]))
     text = f"SELECT {draw(st.sampled_from(['', 'DISTINCT ']))}{', '.join(items)} FROM {source}"
     if draw(st.booleans()):
         text += f" WHERE {draw(where_exprs)}"
     if draw(st.integers(0, 4)) == 0:
-        text += f" GROUP BY {draw(expressions)}"
+        text += f" GROUP BY {draw(st.one_of(expressions, st.just('ALL')))}"
     if draw(st.integers(0, 3)) == 0:
-        text += f" ORDER BY {draw(expressions)}{draw(st.sampled_from(['', ' DESC', ' ASC']))}"
+        text += f" ORDER BY {draw(st.one_of(expressions, st.just('ALL')))}{draw(st.sampled_from(['', ' DESC', ' ASC']))}"
     if draw(st.integers(0, 3)) == 0:
         text += f" LIMIT {draw(numbers)}" + (f" OFFSET {draw(numbers)}" if draw(st.booleans()) else "")
     if draw(st.integers(0, 3)) == 0:
@@ -223,9 +230,13 @@ SEEDS = [
     "SELECT CASE WHEN contains('person') THEN 'yes' ELSE 'no' END AS p, CAST(ts AS INTEGER) FROM cam",
     "SELECT $$a;b$$, E'it\\'s; fine', 'x' FROM cam /* c /* nested */ */ -- tail",
     'DESCRIBE "my table"; SELECT "frame" FROM "cam" WHERE (((frame > 1)))',
+    "SELECT c.frame::INT, count(*) FROM cam c, events e WHERE c.frame IN (SELECT frame FROM events) GROUP BY ALL "
+    "ORDER BY ALL DESC",
+    "SELECT * FROM (SELECT frame FROM cam WHERE contains('person') AND frame < $n) t WHERE EXISTS (SELECT 1)",
+    "WITH t AS (SELECT 1) SELECT label, count(*) FROM events GROUP BY ALL",
 ]
-INSERTS = ODD + ["(", ")", "((((", "NOT ", "-", "9" * 30, "1e999", ",", " AND ", "*", "'", "$$", "/*", "--", ":=",
-                 " cam ", "contains(", " WITH (", "?", "\r", "\x1e"]
+INSERTS = ODD + ["(", ")", "((((", "NOT ", "-", "9" * 30, "1e999", ",", " AND ", "*", "'", "$$", "/*", "--", ":=", "::",
+           " (SELECT ", " ALL ", "$x", " cam ", "contains(", " WITH (", "?", "\r", "\x1e"]
 
 
 @st.composite

@@ -22,10 +22,12 @@ from vql.engine.executor import Calibration, Context, drop_tables, plan_summary,
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe, verify
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
-from vql.parser import parse, split_statements
+from vql.parser import parse
+from vql.scripts import split_statements
 from vql.paths import checked_path
 from vql.plan import PLAN_FORMAT_VERSION, explain
 from vql.sqlgen import ident
+from vql.surface import bind_params, no_video, param_values, unknown_table, user_terms, video_query
 from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
@@ -189,7 +191,8 @@ class Connection:
         select = node.select if isinstance(node, ast.Explain) else node
         if not isinstance(select, ast.Select):
             raise BindError("prepare takes a SELECT")
-        plan = self._plan(select)
+        self._statement = text
+        plan, _ = self._plan(select)
         if plan is None:
             raise BindError("prepare: the query names no video")
         ctx = self._context(plan)
@@ -204,14 +207,29 @@ class Connection:
 
     @_run.register
     def _passthrough(self, node: ast.Passthrough, params) -> Result:
+        return self._duckdb(node.sql, params, node.our_error)
+
+    def _tables(self) -> list[str]:
+        """The user's tables and views (vql's own, ``vql_*``, left out)."""
+        rows = self.store.con.execute("SELECT DISTINCT table_name FROM information_schema.tables "
+                                      "WHERE table_name NOT LIKE 'vql\\_%' ESCAPE '\\'").fetchall()
+        return [r[0] for r in rows]
+
+    def _unknown_table(self, e: duckdb.Error) -> str:
+        """DuckDB's 'Table with name x does not exist' as vql says it (videos suggested too)."""
+        return unknown_table(str(e), list(self.store.videos()), self._tables()) or str(e)
+
+    def _duckdb(self, sql: str, params, our_error: str | None = None, select: bool = False) -> Result:
+        """Run a statement on DuckDB as written; its errors become vql's (for a SELECT, an unknown
+        table suggests the nearest videos and tables)."""
         try:
-            cursor = self.store.con.execute(node.sql, params or [])
+            cursor = self.store.con.execute(sql, params or [])
         except duckdb.ParserException as e:
-            if node.our_error:
-                raise ParseError(node.our_error) from e
+            if our_error:
+                raise ParseError(our_error) from e
             raise ParseError(str(e)) from e
         except duckdb.CatalogException as e:
-            raise BindError(str(e)) from e
+            raise BindError(self._unknown_table(e) if select else str(e)) from e
         except duckdb.Error as e:
             raise ExecutionError(str(e)) from e
         if cursor.description is None:
@@ -242,7 +260,7 @@ class Connection:
     def _describe(self, node: ast.Describe, params) -> Result:
         info = self.store.video(node.name)
         if info is None:
-            return self._passthrough(ast.Passthrough(f"DESCRIBE {ident(node.name)}"), params)
+            return self._duckdb(f"DESCRIBE {ident(node.name)}", params, select=True)
         return Result(pa.table({
             "column_name": ["frame", "ts"],
             "column_type": ["BIGINT", "DOUBLE"],
@@ -254,7 +272,7 @@ class Connection:
         if self.store.video(node.name) is None:
             if node.if_exists:
                 return _message("OK")
-            raise BindError(f"no video named {node.name!r}")
+            raise BindError(no_video(node.name, list(self.store.videos())))
         self.store.drop_video(node.name)
         return _message(f"dropped video {node.name} with its results and plans (its labels stay cached, keyed by "
                         "the file's content)")
@@ -262,7 +280,7 @@ class Connection:
     @_run.register
     def _drop_results(self, node: ast.DropResults, params) -> Result:
         if self.store.video(node.name) is None:
-            raise BindError(f"no video named {node.name!r}")
+            raise BindError(no_video(node.name, list(self.store.videos())))
         n = self.store.drop_results(node.name)
         return _message(f"dropped {n} stored results of {node.name} (labels and plans kept)")
 
@@ -296,13 +314,18 @@ class Connection:
         self.settings[node.name] = value
         return _message(f"{node.name} = {value:g}")
 
-    def _plan(self, select: ast.Select):
+    def _plan(self, select: ast.Select, params=None):
+        """The plan of a SELECT that reads a video (see vql.surface.video_query), None if it reads
+        none; and the parameters left for DuckDB once vql bound those it reads itself."""
         catalog = self.catalog()
-        refs = video_refs(select, catalog)
-        if not refs:
-            return None
-        checked = {name: self._checked(name, info) for _, name, info in refs.values()}
-        return bind_select(select, replace(catalog, videos={**catalog.videos, **checked}))
+        found = video_query(select, catalog)
+        if found is None:
+            return None, params
+        query, wrap = found
+        values = param_values(select, params)
+        query, params = bind_params(query, params, select)
+        checked = {name: self._checked(name, info) for _, name, info in video_refs(query, catalog).values()}
+        return wrap(bind_select(query, replace(catalog, videos={**catalog.videos, **checked}), values)), params
 
     def _checked(self, name: str, info):
         """The video's registration, checked against its file (re-hashed if its size or mtime
@@ -387,20 +410,28 @@ class Connection:
                 ctx.stats["plans"] = dict(ctx.plans)  # the QueryPlan objects, for tools and benchmarks
                 ctx.stats["choices"] = dict(ctx.choices)
             return table, ctx.stats
-        except (duckdb.CatalogException, duckdb.BinderException) as e:
-            raise BindError(str(e)) from e
+        except duckdb.CatalogException as e:
+            raise BindError(user_terms(self._unknown_table(e), plan, self._statement)) from e
+        except duckdb.BinderException as e:
+            raise BindError(user_terms(str(e), plan, self._statement)) from e
         except duckdb.Error as e:
-            raise ExecutionError(str(e)) from e
+            raise ExecutionError(user_terms(str(e), plan, self._statement)) from e
         finally:
             drop_tables(plan, ctx)
 
+    def _as_written(self, node: ast.Select, params) -> Result:
+        """A SELECT (or EXPLAIN) that reads no video: DuckDB runs the statement as written."""
+        if node.options:
+            names = ", ".join(o.name for o in node.options)
+            raise BindError(f"WITH ({names}): these options apply to queries over videos, and this query reads none "
+                            f"(videos: {', '.join(sorted(self.store.videos())) or 'none'})")
+        return self._duckdb(self._statement, params, select=True)
+
     @_run.register
     def _select(self, node: ast.Select, params) -> Result:
-        from vql.sqlgen import to_sql
-
-        plan = self._plan(node)
+        plan, params = self._plan(node, params)
         if plan is None:
-            return self._passthrough(ast.Passthrough(to_sql(node)), params)
+            return self._as_written(node, params)
         from vql.pictures import sources
 
         table, stats = self._execute(plan, params)
@@ -409,9 +440,9 @@ class Connection:
 
     @_run.register
     def _explain(self, node: ast.Explain, params) -> Result:
-        plan = self._plan(node.select)
+        plan, params = self._plan(node.select, params)
         if plan is None:
-            raise BindError("EXPLAIN: the query names no video")
+            return self._as_written(node.select, params)
         if not node.analyze:
             ctx = self._context(plan)
             opts = dict(plan.options)

@@ -126,6 +126,40 @@ class Cast(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class AllColumns(Node):
+    """``ALL`` in ``GROUP BY ALL`` / ``ORDER BY ALL`` (DuckDB: every non-aggregate item / every item)."""
+
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Subquery(Node):
+    """A parenthesized SELECT inside another statement. ``sql`` is its text as the user wrote it
+    (parentheses included), which is what DuckDB runs; ``select`` is its tree, kept for checks
+    (which tables it reads, which functions it calls) and opaque to :func:`transform` and
+    :func:`walk`: rewrites of the outer query (its video columns, its model predicates) never
+    reach inside."""
+
+    select: Select = dataclasses.field(metadata={"opaque": True})
+    sql: str = ""
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InSubquery(Node):
+    expr: Node
+    subquery: Subquery
+    negated: bool = False
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Exists(Node):
+    subquery: Subquery
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Case(Node):
     whens: tuple[tuple[Node, Node], ...]
     default: Node | None = None
@@ -154,9 +188,24 @@ class TableRef(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class DerivedTable(Node):
+    """``FROM (SELECT ...) [AS] alias``."""
+
+    subquery: Subquery
+    alias: str | None = None
+    pos: Pos | None = dataclasses.field(default=None, compare=False)
+
+    name = ""  # no catalog entry: never a video
+
+    @property
+    def ref(self) -> str:
+        return self.alias or ""
+
+
+@dataclass(frozen=True, slots=True)
 class Join(Node):
-    kind: str  # "INNER" | "LEFT" | "RIGHT" | "FULL" | "CROSS"
-    table: TableRef
+    kind: str  # "INNER" | "LEFT" | "RIGHT" | "FULL" | "CROSS" | "COMMA" (``FROM a, b``: DuckDB's precedence kept)
+    table: TableRef | DerivedTable
     on: Node | None = None
 
 
@@ -169,7 +218,7 @@ class OrderItem(Node):
 @dataclass(frozen=True, slots=True)
 class Select(Node):
     items: tuple[Node, ...]
-    from_: TableRef | None = None
+    from_: TableRef | DerivedTable | None = None
     joins: tuple[Join, ...] = ()
     where: Node | None = None
     group_by: tuple[Node, ...] = ()
@@ -181,7 +230,7 @@ class Select(Node):
     options: tuple[NamedArg, ...] = ()
 
     @property
-    def tables(self) -> tuple[TableRef, ...]:
+    def tables(self) -> tuple[TableRef | DerivedTable, ...]:
         return ((self.from_,) if self.from_ else ()) + tuple(j.table for j in self.joins)
 
 
@@ -250,10 +299,15 @@ class Passthrough(Node):
 N = TypeVar("N", bound=Node)
 
 
+def _fields(node: Node) -> list[dataclasses.Field]:
+    """A node's fields but the opaque ones (:class:`Subquery`'s tree)."""
+    return [f for f in dataclasses.fields(node) if not f.metadata.get("opaque")]
+
+
 def _parts(value: Any) -> list | None:
     """The children of a node (its field values) or of a tuple; None for a leaf value."""
     if isinstance(value, Node):
-        return [getattr(value, f.name) for f in dataclasses.fields(value)]
+        return [getattr(value, f.name) for f in _fields(value)]
     if isinstance(value, tuple):
         return list(value)
     return None
@@ -276,7 +330,7 @@ def transform(node: N, fn: Callable[[Node], Node]) -> Node:
             continue
         stack.pop()
         if isinstance(value, Node):
-            changes = {f.name: n for f, o, n in zip(dataclasses.fields(value), old, new) if n is not o and n != o}
+            changes = {f.name: n for f, o, n in zip(_fields(value), old, new) if n is not o and n != o}
             result = fn(dataclasses.replace(value, **changes) if changes else value)
         else:
             result = value if all(n is o for n, o in zip(new, old)) else tuple(new)

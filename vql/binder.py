@@ -145,11 +145,13 @@ def _conjuncts(node: ast.Node | None) -> list[ast.Node]:
     return [node]
 
 
-def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_table: bool) -> tuple[int, int]:
+def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_table: bool,
+                 param: Callable[[ast.Param], Any] | None = None) -> tuple[int, int]:
     """The frame range a WHERE clause allows, from its top-level ``frame``/``ts`` conjuncts.
 
-    Only constant bounds count (``ts BETWEEN 10 AND 60``, ``frame < 100``, ``ts >= 3``);
-    anything else leaves the range as the whole video.
+    Only constant bounds count (``ts BETWEEN 10 AND 60``, ``frame < 100``, ``ts >= 3``), and
+    parameters whose value ``param`` knows (``frame < $n``); anything else leaves the range as the
+    whole video.
     """
     lo, hi = 0.0, float(info.frames - 1)
 
@@ -163,6 +165,8 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
         return value * info.fps if col == "ts" else value
 
     def const(n: ast.Node) -> float | None:  # a finite constant; anything else narrows nothing
+        if isinstance(n, ast.Param) and param is not None:
+            n = ast.Literal(param(n))
         try:
             value = _number(n, "")
         except BindError:
@@ -224,8 +228,9 @@ def video_refs(select: ast.Select, catalog: Catalog) -> dict[str, tuple[ast.Tabl
     return refs
 
 
-def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
-    """A SELECT naming at least one video -> its logical plan."""
+def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param], Any] | None = None) -> SqlQuery:
+    """A SELECT naming at least one video -> its logical plan (``param``: the values of its
+    parameters, where known, for the frame range a WHERE clause allows)."""
     videos = video_refs(select, catalog)
     if not videos:
         raise BindError("the query names no video")
@@ -283,7 +288,7 @@ def bind_select(select: ast.Select, catalog: Catalog) -> SqlQuery:
     inputs = []
     renamed = {}
     for key, (ref, name, info) in videos.items():
-        first, last = frame_bounds(bound.where, ref.ref, info, single_table)
+        first, last = frame_bounds(bound.where, ref.ref, info, single_table, param)
         scan = VideoScan(name, ref.ref, info, first, min(last, info.frames - 1))
         preds = tuple(predicates.values()) if key == owner_alias else ()
         labels = tuple(
@@ -393,7 +398,7 @@ def frame_local_where(where: ast.Node | None, alias: str, atom_columns: set[str]
         return None
     allowed = atom_columns | set(VIDEO_COLUMNS)
     for n in ast.walk(where):
-        if isinstance(n, (ast.Param, ast.Select, ast.Star)):
+        if isinstance(n, (ast.Param, ast.Select, ast.Subquery, ast.Star)):
             return None
         if isinstance(n, ast.Column) and (n.name not in allowed or (n.table or alias).lower() != alias.lower()
                                           or (n.table is None and not single_table and n.name in VIDEO_COLUMNS)):

@@ -63,7 +63,7 @@ def _print_result(result, fmt: str, timer: bool = False, seconds: float = 0.0) -
 
 def run_text(con, text: str, fmt: str) -> None:
     """Run statements, printing each result as it finishes (as duckdb does for -c and scripts)."""
-    from vql.parser import split_statements
+    from vql.scripts import split_statements
 
     for statement in split_statements(text):
         _print_result(con.sql(statement), fmt)
@@ -197,7 +197,7 @@ def picture_command(name: str, args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     import vql
-    from vql.parser import split_statements
+    from vql.scripts import split_statements
 
     if len(split_statements(args.query)) != 1:
         raise VqlError(f"vql {name} takes one SELECT")

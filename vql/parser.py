@@ -1,4 +1,5 @@
-"""Text -> statements: split a script on ``;``, parse vql's statements with ``grammar.lark``.
+"""Statements -> syntax trees: vql's statements parsed with ``grammar.lark`` (scripts are split
+on ``;`` by :mod:`vql.scripts`).
 
 Statements vql does not own (``CREATE TABLE``, ``COPY``, ``INSERT``...) become
 :class:`~vql.ast.Passthrough` and DuckDB runs them unchanged. A ``SELECT`` that our grammar
@@ -27,6 +28,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from vql import ast
 from vql.errors import ParseError
+from vql.scripts import ends_statement, names_in, split_raw, split_statements, strip_comments  # noqa: F401 - re-exported
 
 # The statements vql owns, by their first word(s); anything else goes to DuckDB.
 _OWNED = re.compile(
@@ -47,6 +49,7 @@ _TOKEN_NAMES = {
     "DOT": "'.'",
     "EQUAL": "'='",
     "ASSIGN": "':='",
+    "DCOLON": "'::'",
     "STAR": "'*'",
     "COMP_OP": "a comparison",
     "ADD_OP": "'+' or '-'",
@@ -112,6 +115,10 @@ def _unquote(text: str) -> str:
 class _ToAst(Transformer_NonRecursive):
     """Lark tree -> vql.ast nodes. One method per grammar alias; non-recursive, so a deep tree
     costs no Python stack here (:data:`MAX_DEPTH` bounds it for the stages after parsing)."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__()
+        self.text = text  # the statement: a subquery keeps its own text
 
     # names and literals
     def name(self, meta, token):
@@ -211,6 +218,18 @@ class _ToAst(Transformer_NonRecursive):
     def cast(self, meta, _cast, expr, _as, type_name):
         return ast.Cast(expr, type_name, _pos(meta))
 
+    def pg_cast(self, meta, expr, _colons, type_name):
+        return ast.Cast(expr, type_name, _pos(meta))
+
+    def subquery(self, meta, select):
+        return ast.Subquery(select, self.text[meta.start_pos:meta.end_pos], _pos(meta))
+
+    def in_subquery(self, meta, expr, *rest):
+        return ast.InSubquery(expr, rest[-1], len(rest) == 3, _pos(meta))
+
+    def exists(self, meta, _exists, subquery):
+        return ast.Exists(subquery, _pos(meta))
+
     def positional_arg(self, meta, expr):
         return expr
 
@@ -252,6 +271,9 @@ class _ToAst(Transformer_NonRecursive):
     def aliased_table_ref(self, meta, name, *rest):
         return ast.TableRef(name, rest[-1], _pos(meta))
 
+    def derived_table(self, meta, subquery, *rest):
+        return ast.DerivedTable(subquery, rest[-1] if rest else None, _pos(meta))
+
     def inner(self, meta, *_):
         return "INNER"
 
@@ -266,11 +288,14 @@ class _ToAst(Transformer_NonRecursive):
 
     def join(self, meta, *parts):
         kind = parts[0] if isinstance(parts[0], str) and not isinstance(parts[0], Token) else "INNER"
-        table = next(p for p in parts if isinstance(p, ast.TableRef))
+        table = next(p for p in parts if isinstance(p, (ast.TableRef, ast.DerivedTable)))
         return ast.Join(kind, table, parts[-1])
 
     def cross_join(self, meta, _cross, _join, table):
         return ast.Join("CROSS", table, None)
+
+    def comma_join(self, meta, table):
+        return ast.Join("COMMA", table, None)
 
     def from_clause(self, meta, _from, table, *joins):
         return ("from", table, tuple(joins))
@@ -281,6 +306,9 @@ class _ToAst(Transformer_NonRecursive):
     def group_clause(self, meta, _g, _b, *exprs):
         return ("group_by", tuple(exprs))
 
+    def group_all(self, meta, _g, _b, _all):
+        return ("group_by", (ast.AllColumns(_pos(meta)),))
+
     def having_clause(self, meta, _h, expr):
         return ("having", expr)
 
@@ -289,6 +317,10 @@ class _ToAst(Transformer_NonRecursive):
 
     def order_clause(self, meta, _o, _b, *items):
         return ("order_by", tuple(items))
+
+    def order_all(self, meta, _o, _b, _all, *direction):
+        descending = bool(direction) and direction[0].type == "DESC"
+        return ("order_by", (ast.OrderItem(ast.AllColumns(_pos(meta)), descending),))
 
     def limit_clause(self, meta, _l, limit, *rest):
         return ("limit", limit, rest[-1] if rest else None)
@@ -363,7 +395,8 @@ class _ToAst(Transformer_NonRecursive):
 
 _SOFT_KEYWORDS = {"VIDEO", "VIDEOS", "RESULTS", "TYPE", "MODEL", "ANALYZE", "LOAD", "DESC", "FUNCTION", "SHOW",
                   "REPLACE"}
-_EXPRESSION_STARTS = {"NUMBER", "STRING", "PARAM", "CASE", "CAST", "NOT", "NULL", "TRUE", "FALSE", "LPAR", "ADD_OP"}
+_EXPRESSION_STARTS = {"NUMBER", "STRING", "PARAM", "CASE", "CAST", "NOT", "NULL", "TRUE", "FALSE", "LPAR", "ADD_OP",
+                      "EXISTS"}
 
 
 def _expected(names) -> str:
@@ -392,7 +425,7 @@ def _lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _caret(text: str, line: int, column: int) -> str:
+def caret(text: str, line: int, column: int) -> str:
     lines = _lines(text)
     source = lines[line - 1] if 0 < line <= len(lines) else ""
     source = "".join(c if c.isprintable() or c == "\t" else "?" for c in source)  # one column each
@@ -412,14 +445,14 @@ def syntax_error(text: str, e: UnexpectedInput) -> ParseError:
         pos = getattr(e, "pos_in_stream", None)
         found = repr(text[pos]) if isinstance(pos, int) and 0 <= pos < len(text) else "a character"
         return ParseError(f"syntax error at line {line}, column {column}: unexpected character {found}\n"
-                          f"{_caret(text, line, column)}")
+                          f"{caret(text, line, column)}")
     else:
         found = "end of statement"
     expected = getattr(e, "expected", None) or getattr(e, "allowed", None) or ()
     message = f"syntax error at line {line}, column {column}: unexpected {found}"
     if expected:
         message += f"; expected {_expected(expected)}"
-    return ParseError(f"{message}\n{_caret(text, line, column)}")
+    return ParseError(f"{message}\n{caret(text, line, column)}")
 
 
 MAX_DEPTH = 200
@@ -478,125 +511,32 @@ def parse_statement(text: str) -> ast.Node:
     """Parse one statement (no trailing ``;``) with vql's grammar."""
     try:
         tree = _parser().parse(text)
-        return _ToAst().transform(_check_depth(tree))
+        return _ToAst(text).transform(_check_depth(tree))
     except UnexpectedInput as e:
         raise syntax_error(text, e) from None
     except VisitError as e:  # a bug in the transformer, never the user's fault
         raise ParseError(f"internal error while reading the statement: {e.orig_exc}") from e
 
 
-def split_statements(script: str) -> list[str]:
-    """Split on ``;`` outside quotes and comments; drop empty statements.
-
-    >>> split_statements("SELECT ';' ; -- a; comment\\nSHOW VIDEOS;")
-    ["SELECT ';'", '-- a; comment\\nSHOW VIDEOS']
-    """
-    return [s.strip() for s in split_raw(script) if _strip_comments(s).strip()]
-
-
-def ends_statement(text: str) -> bool:
-    """Whether the text ends with a complete statement: a ';' followed only by comments or blanks.
-
-    >>> ends_statement("select 1; -- done"), ends_statement("select 1 -- ;"), ends_statement("select ';'")
-    (True, False, False)
-    """
-    pieces = split_raw(text)
-    return len(pieces) > 1 and not _strip_comments(pieces[-1]).strip() and bool(_strip_comments(text).strip())
-
-
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
-
-
-def _word_char(c: str) -> bool:
-    """Whether ``c`` continues an identifier or a number (then ``$`` or ``E'`` start no string)."""
-    return c.isalnum() or c in "_$" or c >= "\x80"
-
-
-def _segments(script: str):
-    """``(kind, start, end)`` for each piece of the script, as DuckDB's tokenizer sees it:
-    ``"quoted"`` ('...', E'...' with backslash escapes, "...", $tag$...$tag$), ``"comment"``
-    (``--`` to the end of the line, ``/* */`` nested), ``";"``, and ``"code"`` (the rest, one
-    character at a time). Unterminated quotes and comments run to the end."""
-    i, n = 0, len(script)
-    while i < n:
-        c = script[i]
-        start = i
-        after_word = i > 0 and _word_char(script[i - 1])
-        if c in "'\"" or (c in "eE" and script.startswith("'", i + 1) and not after_word):
-            backslash = c in "eE"
-            j = i + 2 if backslash else i + 1
-            quote = "'" if backslash else c
-            while j < n:
-                if backslash and script[j] == "\\":
-                    j += 2
-                elif script[j] == quote:
-                    if j + 1 < n and script[j + 1] == quote:
-                        j += 2
-                        continue
-                    break
-                else:
-                    j += 1
-            i = min(j + 1, n)
-            yield "quoted", start, i
-        elif c == "$" and not after_word and (m := _DOLLAR_TAG.match(script, i)):
-            j = script.find(m.group(), m.end())
-            i = n if j < 0 else j + len(m.group())
-            yield "quoted", start, i
-        elif script.startswith("--", i):
-            j = script.find("\n", i)
-            i = n if j < 0 else j + 1
-            yield "comment", start, i
-        elif script.startswith("/*", i):
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if script.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif script.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            yield "comment", start, i
-        else:
-            i += 1
-            yield (";" if c == ";" else "code"), start, i
-
-
-def split_raw(script: str) -> list[str]:
-    """The pieces between top-level ``;`` (the last one is what follows the last ``;``); quotes
-    and comments as DuckDB reads them (:func:`_segments`).
-
-    >>> split_raw("SELECT $$a;b$$; SELECT E'it\\\\'s; fine'")
-    ['SELECT $$a;b$$', " SELECT E'it\\\\'s; fine'"]
-    """
-    out, start = [], 0
-    for kind, i, end in _segments(script):
-        if kind == ";":
-            out.append(script[start:i])
-            start = end
-    out.append(script[start:])
-    return out
-
-
-def _strip_comments(text: str) -> str:
-    """The text with its comments replaced by a blank (quotes kept: ``'--'`` is no comment)."""
-    return "".join(" " if kind == "comment" else text[i:end] for kind, i, end in _segments(text))
-
-
 def is_owned(statement: str) -> bool:
     """Whether the statement starts like one of vql's own (else DuckDB runs it)."""
-    return bool(_OWNED.match(_strip_comments(statement)))
+    return bool(_OWNED.match(strip_comments(statement)))
 
 
 def parse(statement: str, video_names: frozenset[str] = frozenset()) -> ast.Node:
     """One statement -> AST; DuckDB's statements (and SELECTs over no video) -> Passthrough."""
+    videos = {v.lower() for v in video_names}
     if not is_owned(statement):
+        if re.match(r"\s*with\b", strip_comments(statement), re.IGNORECASE) and names_in(statement) & videos:
+            raise ParseError("a statement that starts with a common table expression (WITH name AS (...)) and names a "
+                             "video is not supported: write the CTE's query as a subquery over tables, or query the "
+                             "video in a subquery in FROM")
         return ast.Passthrough(statement)
     try:
         node = parse_statement(statement)
     except ParseError as e:
-        words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _strip_comments(statement))}
-        head = _strip_comments(statement).split(None, 1)[0].lower()
-        if head in ("select", "describe", "desc") and not (words & {v.lower() for v in video_names}):
+        head = strip_comments(statement).split(None, 1)[0].lower()
+        if head in ("select", "describe", "desc", "explain") and not names_in(statement) & videos:
             return ast.Passthrough(statement, str(e))
         raise
     return node

@@ -17,10 +17,11 @@ from typing import Any, TextIO
 
 from vql.errors import VqlError, internal_error
 from vql.formatting import FORMATS, render
-from vql.parser import ends_statement, split_statements
+from vql.scripts import ends_statement, split_statements
 
 KEYWORDS = (
-    "SELECT", "FROM", "WHERE", "GROUP BY", "HAVING", "ORDER BY", "LIMIT", "OFFSET", "JOIN", "ON", "AS",
+    "SELECT", "FROM", "WHERE", "GROUP BY", "GROUP BY ALL", "HAVING", "ORDER BY", "ORDER BY ALL", "LIMIT", "OFFSET",
+    "JOIN", "CROSS JOIN", "ON", "AS", "EXISTS",
     "AND", "OR", "NOT", "BETWEEN", "IN", "IS NULL", "CASE", "WHEN", "THEN", "ELSE", "END", "CAST", "DISTINCT",
     "CREATE VIDEO", "CREATE OR REPLACE VIDEO", "LOAD VIDEO", "SHOW VIDEOS", "DESCRIBE", "DROP VIDEO",
     "DROP RESULTS", "CREATE FUNCTION", "TYPE", "MODEL", "EXPLAIN", "EXPLAIN ANALYZE", "SET", "WITH", "exact",

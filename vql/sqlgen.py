@@ -141,6 +141,31 @@ def _(node: ast.Cast) -> str:
 
 
 @to_sql.register
+def _(node: ast.AllColumns) -> str:
+    return "ALL"
+
+
+@to_sql.register
+def _(node: ast.Subquery) -> str:
+    return node.sql
+
+
+@to_sql.register
+def _(node: ast.InSubquery) -> str:
+    return f"({to_sql(node.expr)} {'NOT ' if node.negated else ''}IN {to_sql(node.subquery)})"
+
+
+@to_sql.register
+def _(node: ast.Exists) -> str:
+    return f"(EXISTS {to_sql(node.subquery)})"
+
+
+@to_sql.register
+def _(node: ast.DerivedTable) -> str:
+    return to_sql(node.subquery) + (f" AS {ident(node.alias)}" if node.alias else "")
+
+
+@to_sql.register
 def _(node: ast.Case) -> str:
     parts = ["CASE"] + [f"WHEN {to_sql(c)} THEN {to_sql(v)}" for c, v in node.whens]
     if node.default is not None:
@@ -160,6 +185,8 @@ def _(node: ast.TableRef) -> str:
 
 @to_sql.register
 def _(node: ast.Join) -> str:
+    if node.kind == "COMMA":
+        return f", {to_sql(node.table)}"
     if node.kind == "CROSS":
         return f"CROSS JOIN {to_sql(node.table)}"
     return f"{node.kind} JOIN {to_sql(node.table)} ON {to_sql(node.on)}"
@@ -174,7 +201,8 @@ def _(node: ast.OrderItem) -> str:
 def _(node: ast.Select) -> str:
     parts = ["SELECT " + ("DISTINCT " if node.distinct else "") + ", ".join(to_sql(i) for i in node.items)]
     if node.from_ is not None:
-        parts.append("FROM " + " ".join([to_sql(node.from_)] + [to_sql(j) for j in node.joins]))
+        parts.append("FROM " + to_sql(node.from_) + "".join(("" if j.kind == "COMMA" else " ") + to_sql(j)
+                                                            for j in node.joins))
     if node.where is not None:
         parts.append("WHERE " + to_sql(node.where))
     if node.group_by:
