@@ -447,5 +447,7 @@ def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bo
             read_only: bool = False) -> Connection:
     """Open (or create) a vql database; ``None`` gives a transient in-memory one. With
     ``read_only``, an existing file is opened for reading (cached labels, plans and results);
-    statements that would write (labelling, storing results, CREATE/DROP) say so."""
+    statements that would write (labelling, storing results, CREATE/DROP) say so. ``progress``:
+    a progress bar on stderr while models run (None: only when stderr is a terminal; True:
+    always; False: never); it is cleared when the work ends."""
     return Connection(path, device=device, progress=progress, read_only=read_only)
