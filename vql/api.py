@@ -24,12 +24,12 @@ from vql.engine.video import probe, verify
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
 from vql.parser import parse, split_statements
 from vql.paths import checked_path
-from vql.plan import PLAN_FORMAT_VERSION, explain
+from vql.plan import DEFAULT_MIN_SCORE, PLAN_FORMAT_VERSION, explain
 from vql.sqlgen import ident
 from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
-SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
+SETTINGS = {"min_score": DEFAULT_MIN_SCORE, "fpr": 0.01, "fnr": 0.01}
 
 # part of every stored plan's key: rows of another format (the pickles of plan5 and before) are never read
 PLAN_FORMAT = f"plan6.{PLAN_FORMAT_VERSION}"
