@@ -40,7 +40,9 @@ def screen(text: str) -> list[str]:
             lines.append("")
             col = 0
         elif part.startswith("\x1b["):
-            if part.endswith("K"):
+            if part.endswith("2K"):
+                lines[-1] = ""
+            elif part.endswith("K"):
                 lines[-1] = lines[-1][:col]
         elif part:
             lines[-1] = lines[-1][:col] + part + lines[-1][col + len(part):]
@@ -84,6 +86,32 @@ def test_bar_is_cleared_on_error_and_ctrl_c(error):
             bar.update(7)
             raise error()
     assert LABEL in term.getvalue() and blank(term.getvalue()), repr(term.getvalue())
+
+
+def test_no_echo_while_the_bar_is_shown(monkeypatch):
+    """Keys typed during the work, and Ctrl-C's ^C, are not echoed after the bar (where clearing
+    the bar would leave them, or a wrapped half of the line); echo is back afterwards."""
+    termios = pytest.importorskip("termios")
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "r") as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+
+        def echo() -> bool:
+            return bool(termios.tcgetattr(slave)[3] & termios.ECHO)
+
+        assert echo()
+        with pytest.raises(KeyboardInterrupt):
+            with Progress(10, "frames", LABEL, stream=Terminal()) as bar:
+                bar.update(2)
+                assert not echo()
+                raise KeyboardInterrupt
+        assert echo()
+        with Progress(10, "frames", LABEL, stream=io.StringIO(), enabled=True):  # forced, not a terminal
+            assert echo()
+    os.close(master)
 
 
 def test_silent_unless_a_terminal_or_forced():
@@ -138,7 +166,7 @@ def test_cli_bar_on_stderr_names_the_predicate_and_stays_out_of_stdout(tmp_path,
     assert code == 0, err
     assert out.splitlines()[-2:] == ["n", "20"]  # every frame of vtest's start has someone in view
     assert "frames/s" not in out and "\r" not in out
-    assert "contains('person'): centernet (exact)" in err and "vql_a0" not in err, err
+    assert "labelling v for contains('person'):" in err and "vql_a0" not in err, err
     assert "/20 frames" in err and blank(err), repr(err[-300:])
 
     term.seek(0)
