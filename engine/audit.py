@@ -30,7 +30,7 @@ def audit(node: EvaluatePredicates, ctx: Context, n: int) -> dict:
         model = ctx.model(atom.predicate.model)
         done = set(ctx.store.labelled_frames(info.fingerprint, model.version, scan.first, scan.last).tolist())
         label_frames(ctx, info, model, model.version, np.array([f for f in frames if f not in done], np.int64),
-                     f"audit of {node.scan.video}: ")
+                     f"labelling audit frames of {node.scan.video} for {atom.short_text}")
         truth[atom.column] = atom_truth(ctx, info, model.version, atom, frames)
     con, alias = ctx.store.con, ident(scan.alias)
     table = pa.table({"frame": frames, "ts": frames / info.fps, **truth})

@@ -52,14 +52,16 @@ def atom_truth(ctx: Context, info: VideoInfo, version: str, atom: Atom, frames: 
 
 
 def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, frames: np.ndarray,
-                sizes=(32, 64)) -> tuple[dict[int, dict[int, np.ndarray]], Costs]:
+                sizes=(32, 64), label: str = "") -> tuple[dict[int, dict[int, np.ndarray]], Costs]:
     """Label the sample (reusing stored labels) and keep it downscaled; measure per-frame costs
-    (the reference on the frames it labels; reading and grabbing once per video and machine)."""
+    (the reference on the frames it labels; reading and grabbing once per video and machine).
+    ``label``: what the progress bar says is being done."""
     done = set(ctx.store.labelled_frames(info.fingerprint, version, int(frames.min()), int(frames.max())).tolist())
     small: dict[int, dict[int, np.ndarray]] = {s: {} for s in sizes}
     ref_s = 0.0
     referenced = decoded = 0
-    with Progress(len(frames), "frames", f"sample for planning on {info.path.split('/')[-1]}: ", enabled=ctx.progress) as bar:
+    label = label or f"labelling planning frames of {info.path.split('/')[-1]}"
+    with Progress(len(frames), "frames", label, enabled=ctx.progress) as bar:
         for indices, batch in read_frames(info, frames, executor.LABEL_BATCH):
             decoded += len(indices)
             for s in sizes:
@@ -139,7 +141,7 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     ref = OperatorStats(f"reference {model.name}", frames_in=len(todo), decided=len(todo))
     if chosen is None:  # the exact plan: the one labelling loop of exact scans, then the stored labels
         t0 = time.perf_counter()
-        executor.label_frames(ctx, info, model, version, todo, f"{model.name} (exact) {atom.column}: ")
+        executor.label_frames(ctx, info, model, version, todo, f"{atom.short_text}: {model.name} (exact)")
         ref.seconds = time.perf_counter() - t0
         wanted = set(todo.tolist())
         for f, c in atom_counts(ctx, info, version, atom, first, last).items():
@@ -219,7 +221,7 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
         skipped.seconds += time.perf_counter() - t1
         return through | (is_anchor & np.isin(indices, unknown_anchors))
 
-    with Progress(len(todo), "frames", f"cascade {atom.column}: ", enabled=ctx.progress) as bar:
+    with Progress(len(todo), "frames", f"{atom.short_text}: cascade", enabled=ctx.progress) as bar:
         t0 = time.perf_counter()
         for indices, batch in read_frames(info, todo, 64):
             small = {s: downscale(batch, s) for s in sizes}

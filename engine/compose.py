@@ -318,7 +318,8 @@ def compose(lib: Library, out: str | Path, spec: ComposeSpec, progress: bool | N
         container = av.open(str(out), "w")
     except Exception as e:  # PyAV raises its own error types
         raise ComposeError(f"cannot write {out}: {e}") from e
-    with container, placements_path.open("w", newline="") as side, Progress(n_frames, "frames", "compose: ", enabled=progress) as bar:
+    with (container, placements_path.open("w", newline="") as side,
+          Progress(n_frames, "frames", f"composing {out.name}", enabled=progress) as bar):
         stream = container.add_stream(CODECS[spec.codec], rate=fps_fraction)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         if spec.codec == "h264":
@@ -394,7 +395,7 @@ def check_composed(video: str | Path, model: ReferenceModel, sample: int = 500, 
     ids = {c: model.class_index(c) for c in classes}
     stats = {c: {"placed": 0, "found": 0, "detections": 0, "unmatched": 0} for c in classes}
     ref_present = placed_present = agree = 0
-    with Progress(len(frames), "frames", "check: ", enabled=progress) as bar:
+    with Progress(len(frames), "frames", "checking sampled frames with the reference", enabled=progress) as bar:
         for indices, images in read_frames(info, frames, batch_size=16):
             for index, dets in zip(indices, model.detect(images)):
                 placed = record.get(int(index), [])

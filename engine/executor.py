@@ -75,22 +75,25 @@ def run_operator(node, ctx: Context) -> None:
 
 
 @run_operator.register
-def _label_frames(node: LabelFrames, ctx: Context) -> None:
-    """Run the reference on every frame of the scan that has no stored labels yet."""
+def _label_frames(node: LabelFrames, ctx: Context, tests: str = "") -> None:
+    """Run the reference on every frame of the scan that has no stored labels yet (``tests``: the
+    model tests it is for, as the progress bar names them)."""
     scan = node.scan
     model = ctx.model(node.model)
     done = ctx.store.labelled_frames(scan.info.fingerprint, node.model_version, scan.first, scan.last)
     missing = np.setdiff1d(np.arange(scan.first, scan.last + 1, dtype=np.int64), done, assume_unique=True)
     ctx.count("frames_cached", len(done))
-    label_frames(ctx, scan.info, model, node.model_version, missing, f"{model.name} on {scan.video}: ")
+    label_frames(ctx, scan.info, model, node.model_version, missing,
+                 f"labelling {scan.video} for {tests}" if tests else f"labelling {scan.video} with {model.name}")
 
 
 def label_frames(ctx: Context, info, model: ReferenceModel, version: str, frames: np.ndarray, label: str = "") -> None:
-    """Run the reference on these frames and store the labels, one transaction per batch."""
+    """Run the reference on these frames and store the labels, one transaction per batch
+    (``label``: what the progress bar says is being done)."""
     if not len(frames):
         return
     start = time.perf_counter()
-    with Progress(len(frames), "frames", label or f"{model.name}: ", enabled=ctx.progress) as bar:
+    with Progress(len(frames), "frames", label or f"labelling with {model.name}", enabled=ctx.progress) as bar:
         for indices, batch in read_frames(info, frames, LABEL_BATCH):
             ctx.store.save_labels(info.fingerprint, version, model.classes, indices, model.detect(batch))
             bar.update(len(indices))
@@ -176,7 +179,7 @@ def _evaluate(node: EvaluatePredicates, ctx: Context) -> None:
         _evaluate_atoms(node, ctx)
         return
     for labels in node.labels:
-        run_operator(labels, ctx)
+        run_operator(labels, ctx, ", ".join(p.short_text for p in node.predicates if p.model == labels.model))
     scan, info = node.scan, node.scan.info
     selects = ["f.frame AS frame", f"f.frame / {float(info.fps)!r} AS ts"]
     joins = []

@@ -45,7 +45,7 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     order = permutation(scan.info.fingerprint, scan.first, scan.last)
     small: dict = {}
     truth: dict[str, dict[int, bool]] = {a.column: {} for a in atoms}
-    costs = _label(ctx, scan, atoms, order[:n_train], small, truth)
+    costs = _label(ctx, scan, atoms, order[:n_train], small, truth, "training")
     n_train, why = _grow_prefix(ctx, scan, atoms, order, n_train, why, small, truth)
     sample = Sample(order, n_train)
     stages: dict[str, Stages | None] = {}
@@ -68,7 +68,7 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     if proposal.cascade:
         sample = Sample(sample.order, n_train, proposal.sizing.frames)
         frames = sample.certify
-        _label(ctx, scan, atoms, frames, small, truth)
+        _label(ctx, scan, atoms, frames, small, truth, "certification")
         values = {a.column: np.array([truth[a.column][int(f)] for f in frames], bool) for a in atoms}
         scored: dict = {}
 
@@ -92,7 +92,7 @@ def _grow_prefix(ctx: Context, scan, atoms, order: np.ndarray, n_train: int, why
         grown = grow(n_train, len(order), rare)
         if grown == n_train:
             break
-        _label(ctx, scan, atoms, order[n_train:grown], small, truth)
+        _label(ctx, scan, atoms, order[n_train:grown], small, truth, "more training")
         n_train = grown
     if n_train > start:
         why += (f"; grown to {n_train} frames to hold {MIN_RARE} of each test's rarer class "
@@ -100,13 +100,17 @@ def _grow_prefix(ctx: Context, scan, atoms, order: np.ndarray, n_train: int, why
     return n_train, why
 
 
-def _label(ctx: Context, scan, atoms, frames: np.ndarray, small: dict, truth: dict[str, dict[int, bool]]) -> Costs:
+def _label(ctx: Context, scan, atoms, frames: np.ndarray, small: dict, truth: dict[str, dict[int, bool]],
+           kind: str) -> Costs:
     """Label ``frames`` with each atom's reference (stored labels reused), keep them downscaled in
-    ``small`` and each atom's value on them in ``truth``; the costs measured on the way."""
+    ``small`` and each atom's value on them in ``truth``; the costs measured on the way. The
+    progress bar says "labelling {kind} frames for" the atoms."""
     costs = None
     for name in dict.fromkeys(a.predicate.model for a in atoms):
         model = ctx.model(name)
-        new_small, measured = sample_pass(ctx, scan.info, model, model.version, np.sort(frames))
+        tests = ", ".join(a.short_text for a in atoms if a.predicate.model == name)
+        new_small, measured = sample_pass(ctx, scan.info, model, model.version, np.sort(frames),
+                                          label=f"labelling {kind} frames for {tests}")
         costs = costs or measured
         for size, images in new_small.items():
             small.setdefault(size, {}).update(images)

@@ -46,6 +46,15 @@ def test_class_names_inside_the_model_functions(con):
     assert len(complete(con, "SELECT frame FROM cam WHERE contains('")) == len(set(classes))
 
 
+def test_class_completion_loads_no_model(monkeypatch):
+    """The packaged model's class names come from its labels file: the first Tab inside
+    contains(' answers at once instead of waiting seconds for torch and the weights."""
+    c = vql.connect(None, progress=False)
+    monkeypatch.setattr(c, "model", lambda name: pytest.fail(f"model {name} loaded to complete a class name"))
+    assert complete(c, "SELECT frame FROM cam WHERE contains('pe") == [("person", -2)]
+    c.close()
+
+
 def test_dot_command_completion(con):
     assert complete(con, ".mo") == [(".mode", -3)]
     assert complete(con, ".mode c") == [("csv", -1)]

@@ -35,7 +35,7 @@ from vql.udfs.reference import (
     resolve_device,
     runtime,
 )
-from vql.udfs.tfjs_detector import read_labels
+from vql.udfs.reference import read_labels
 
 ADAPTER_VERSION = "onnx-1"
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")

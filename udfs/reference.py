@@ -100,6 +100,17 @@ class ReferenceModel(ABC):
         return f"<{type(self).__name__} {self.name!r} version={self.version} device={self.device}>"
 
 
+def read_labels(path: str | Path) -> tuple[str, ...]:
+    """Class names, one per line (blank lines ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"labels file not found: {path}")
+    labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    if not labels:
+        raise ModelError(f"labels file is empty: {path}")
+    return labels
+
+
 def check_frames(frames: Sequence[np.ndarray]) -> None:
     """Raise :class:`ModelError` unless every frame is an H×W×3 uint8 array."""
     for i, frame in enumerate(frames):

@@ -17,7 +17,7 @@ from typing import Any
 
 from vql.errors import ModelError
 from vql.paths import checked_path
-from vql.udfs.reference import ReferenceModel
+from vql.udfs.reference import ReferenceModel, read_labels
 
 DEFAULT_MODEL = "centernet"
 
@@ -88,6 +88,14 @@ def load_model(kind: str, path: str | Path | None, **options: Any) -> ReferenceM
         raise ModelError(f"bad options for a {kind} model: {e}") from e
     except OSError as e:  # unreadable: permissions, a folder where a file was expected...
         raise ModelError(f"cannot read the {kind} model {path}: {e.strerror or e}") from e
+
+
+def default_classes() -> tuple[str, ...]:
+    """The packaged CenterNet's class names, read from its labels file without loading the model
+    (no torch): what the shell completes inside ``contains('``."""
+    from importlib import resources
+
+    return read_labels(Path(str(resources.files("vql.udfs") / "models" / "centernet" / "labels.txt")))
 
 
 def default_model(device: str | None = "cpu") -> ReferenceModel:

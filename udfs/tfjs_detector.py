@@ -30,6 +30,7 @@ from vql.udfs.reference import (
     batches,
     check_frames,
     fingerprint,
+    read_labels,
     resolve_device,
     runtime,
 )
@@ -42,17 +43,6 @@ CENTERNET_DIR = Path(str(resources.files("vql.udfs") / "models" / "centernet"))
 ADAPTER_VERSION = "tfjs-1"
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def read_labels(path: str | Path) -> tuple[str, ...]:
-    """Class names, one per line (blank lines ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"labels file not found: {path}")
-    labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    if not labels:
-        raise ModelError(f"labels file is empty: {path}")
-    return labels
 
 
 class TfjsDetector(ReferenceModel):

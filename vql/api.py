@@ -25,13 +25,13 @@ from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFo
 from vql.parser import parse
 from vql.scripts import split_statements
 from vql.paths import checked_path
-from vql.plan import PLAN_FORMAT_VERSION, explain
+from vql.plan import DEFAULT_MIN_SCORE, PLAN_FORMAT_VERSION, explain
 from vql.sqlgen import ident
 from vql.surface import bind_params, no_video, param_values, unknown_table, user_terms, video_query
 from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
-SETTINGS = {"min_score": 0.5, "fpr": 0.01, "fnr": 0.01}
+SETTINGS = {"min_score": DEFAULT_MIN_SCORE, "fpr": 0.01, "fnr": 0.01}
 
 # part of every stored plan's key: rows of another format (the pickles of plan5 and before) are never read
 PLAN_FORMAT = f"plan6.{PLAN_FORMAT_VERSION}"
@@ -478,5 +478,7 @@ def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bo
             read_only: bool = False) -> Connection:
     """Open (or create) a vql database; ``None`` gives a transient in-memory one. With
     ``read_only``, an existing file is opened for reading (cached labels, plans and results);
-    statements that would write (labelling, storing results, CREATE/DROP) say so."""
+    statements that would write (labelling, storing results, CREATE/DROP) say so. ``progress``:
+    a progress bar on stderr while models run (None: only when stderr is a terminal; True:
+    always; False: never); it is cleared when the work ends."""
     return Connection(path, device=device, progress=progress, read_only=read_only)

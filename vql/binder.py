@@ -14,7 +14,7 @@ from typing import Any
 from vql import ast
 from vql.engine.video import VideoInfo
 from vql.errors import BindError, ModelError
-from vql.plan import Atom, EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery, VideoScan
+from vql.plan import DEFAULT_MIN_SCORE, Atom, EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery, VideoScan
 from vql.sqlgen import to_sql
 from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 
@@ -107,7 +107,7 @@ def bind_predicate(call: ast.Call, catalog: Catalog, column: str) -> ModelPredic
         if arg.name in options:
             raise BindError(f"{fn}(): option {arg.name!r} given twice")
         options[arg.name] = arg.value
-    min_score = float(catalog.settings.get("min_score", 0.5))
+    min_score = float(catalog.settings.get("min_score", DEFAULT_MIN_SCORE))
     if "min_score" in options:
         min_score = check_option("min_score", options["min_score"], f"{fn}(): min_score")
     region = None

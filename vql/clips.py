@@ -84,7 +84,7 @@ def write_clip(info, parts: list[Segment], out: str | Path, progress: bool | Non
     except Exception as e:  # PyAV raises its own error types
         raise ClipError(f"cannot write {out}: {e}") from e
     width, height = info.width - info.width % 2, info.height - info.height % 2  # yuv420p needs even sizes
-    with container, Progress(len(frames), "frames", "clip: ", enabled=progress) as bar:
+    with container, Progress(len(frames), "frames", f"writing {Path(out).name}", enabled=progress) as bar:
         stream = container.add_stream("mpeg4", rate=Fraction(info.fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = 4_000_000

@@ -20,6 +20,9 @@ from vql.engine.video import VideoInfo
 from vql.sqlgen import literal
 
 
+DEFAULT_MIN_SCORE = 0.5  # min_score when neither the call nor SET gives one
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPredicate:
     """``contains(...)`` or ``object_count(...)`` bound to a model, a class and its options."""
@@ -34,7 +37,25 @@ class ModelPredicate:
 
     @property
     def text(self) -> str:
-        args = [literal(self.class_name), f"min_score := {self.min_score:g}"]
+        """Every option spelt out: the name results and plans are kept under."""
+        return self._text(short=False)
+
+    @property
+    def short_text(self) -> str:
+        """As a user would write it: options at their defaults left out (progress bars).
+
+        >>> p = ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "vql_a0")
+        >>> p.short_text, p.text
+        ("contains('person')", "contains('person', min_score := 0.5)")
+        >>> ModelPredicate("contains", "car", 2, 0.3, (0, 0, 0.5, 1), "centernet", "vql_a1").short_text
+        "contains('car', min_score := 0.3, region := (0, 0, 0.5, 1))"
+        """
+        return self._text(short=True)
+
+    def _text(self, short: bool) -> str:
+        args = [literal(self.class_name)]
+        if not short or self.min_score != DEFAULT_MIN_SCORE:
+            args.append(f"min_score := {self.min_score:g}")
         if self.region is not None:
             args.append("region := (" + ", ".join(f"{v:g}" for v in self.region) + ")")
         if self.model != "centernet":
@@ -75,6 +96,13 @@ class Atom:
         if self.predicate.function == "contains":
             return self.predicate.text
         return f"{self.predicate.text} {self.op} {self.k}"
+
+    @property
+    def short_text(self) -> str:
+        """:attr:`text` with options at their defaults left out, as in ``ModelPredicate``."""
+        if self.predicate.function == "contains":
+            return self.predicate.short_text
+        return f"{self.predicate.short_text} {self.op} {self.k}"
 
 
 @dataclass(frozen=True, slots=True)

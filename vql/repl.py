@@ -243,15 +243,21 @@ class VqlCompleter:
 
     def __init__(self, con) -> None:
         self.con = con
-        self._classes: list[str] | None = None
+        self._classes: tuple[str, list[str]] | None = None  # (model name, its classes)
 
     def classes(self) -> list[str]:
-        if self._classes is None:
+        """The class names of the session's default model; the packaged CenterNet's come from its
+        labels file, so the first completion does not wait for torch and the weights."""
+        from vql.udfs.registry import DEFAULT_MODEL, default_classes
+
+        name = str(self.con.settings.get("model", DEFAULT_MODEL))
+        if self._classes is None or self._classes[0] != name:
             try:
-                self._classes = list(self.con.model("centernet").classes)
+                names = default_classes() if name.lower() == DEFAULT_MODEL else self.con.model(name).classes
             except VqlError:
-                self._classes = []
-        return self._classes
+                names = ()
+            self._classes = (name, list(names))
+        return self._classes[1]
 
     def relations(self) -> list[str]:
         return sorted(set(self.con.store.videos()) | set(_relations(self.con)), key=str.lower)
