@@ -91,8 +91,8 @@ def test_one_class_training_falls_back_to_exact():
     labels = {f: False for f in range(n)}
     small = {s: {f: np.zeros((s, s, 3), np.uint8) for f in range(n)} for s in (32, 64)}
     assert train_stages(np.arange(600), labels, small) is None
-    inp = AtomInput(Atom(PERSON, column="vql_a0"), np.zeros(300, bool), 0.0, None, None)
-    proposal = propose([inp], None, 0.01, 0.01, n, n, Costs(0.001, 0.0, 0.0, 0.05))
+    inp = AtomInput(Atom(PERSON, column="vql_a0"), np.zeros(300, bool), 0.0, None)
+    proposal = propose([inp], None, 0.01, 0.01, n, n, Costs(0.001, 0.05))
     assert not proposal.cascade and "one class" in proposal.choices[0].reason
 
 
