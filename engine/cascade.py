@@ -83,7 +83,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     if key not in ctx.calibration:
         ctx.calibration[key] = decode_costs(info.path, start=int(np.median(frames)))
     read, grab = ctx.calibration[key]
-    return small, Costs(decode=read, diff=0.0, cnn=0.0, reference=reference, grab=grab)
+    return small, Costs(decode=read, reference=reference, grab=grab)
 
 
 def reference_cost(ctx: Context, model: ReferenceModel) -> float:
@@ -137,9 +137,8 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     todo = np.array([first + i for i in np.flatnonzero(evaluate) if first + i not in known], np.int64)
     cached.passed_on = len(todo)
     ctx.count("frames_cached", cached.decided)
-    chosen = choice.chosen
-    ref = OperatorStats(f"reference {model.name}", frames_in=len(todo), decided=len(todo))
-    if chosen is None:  # the exact plan: the one labelling loop of exact scans, then the stored labels
+    if choice.chosen is None:  # the exact plan: the one labelling loop of exact scans, then the stored labels
+        ref = OperatorStats(f"reference {model.name}", frames_in=len(todo), decided=len(todo))
         t0 = time.perf_counter()
         executor.label_frames(ctx, info, model, version, todo, f"{atom.short_text}: {model.name} (exact)")
         ref.seconds = time.perf_counter() - t0
@@ -149,122 +148,130 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                 answer[f - first] = bool(atom.holds(np.array(c)))
         ctx.count("frames_sent_to_reference", len(todo))
         return answer, [cached, ref]
-    # frame skipping: the cascade runs on each frame's anchor; stored anchors answer from their
-    # labels. Under a t−Δ gate every frame is read and a frame off its anchor that differs from
-    # it by delta_Δ or more goes through the cascade itself (``answering`` in the planner).
-    computed = np.zeros(n, bool)
-    asked, anchor_of = todo, anchors(todo, first, chosen.skip)
-    gate = chosen.gate
-    inherit = anchor_of != asked  # refined by the gate as frames are read
-    for a in np.unique(anchor_of):
-        if int(a) in known:
-            computed[a - first] = bool(atom.holds(np.array(known[int(a)])))
-    unknown_anchors = np.array([a for a in np.unique(anchor_of) if int(a) not in known], np.int64)
-    if gate is None:
-        skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
-                                frames_in=len(asked), decided=int(inherit.sum()), passed_on=len(unknown_anchors))
-        todo = unknown_anchors
-    else:
-        skipped = OperatorStats(f"skip {chosen.skip}, t-Δ gate {gate.name}: frames off an anchor inheriting its answer",
-                                frames_in=int(inherit.sum()))
-        todo = np.union1d(asked, anchor_of)  # stored anchors are read too: the gate compares with them
-    decode = OperatorStats("decode and downscale (frames not in the store" + (" and their anchors" if gate else "")
-                           + "; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
-    diff = OperatorStats(f"difference {chosen.detector.name}" if chosen.detector else "")
-    cnn = OperatorStats(f"specialized {chosen.model.arch.name}" if chosen.model else "")
-    ref = OperatorStats(f"reference {model.name}")
-    pending: list[tuple[int, np.ndarray]] = []
-    cls, pred = atom.predicate.class_id, atom.predicate
-    position = {int(f): i for i, f in enumerate(asked)}
-    anchor_images: dict[int, np.ndarray] = {}
-    sizes = {chosen.detector.size} if chosen.detector else set()
-    sizes |= {chosen.model.arch.size} if chosen.model else set()
-    sizes |= {gate.size} if gate else set()
+    run = _CascadeRun(ctx, info, model, version, choice, first, n, known)
+    return run.answer(todo, answer, cached)
 
-    def flush(final: bool = False) -> None:
-        while len(pending) >= executor.LABEL_BATCH or (final and pending):
-            send(pending[: executor.LABEL_BATCH])
-            del pending[: executor.LABEL_BATCH]
 
-    def send(part: list[tuple[int, np.ndarray]]) -> None:  # one reference batch, one stored transaction
-        t1 = time.perf_counter()
-        ids = [f for f, _ in part]
-        dets = model.detect([img for _, img in part])
-        ctx.store.save_labels(info.fingerprint, version, model.classes, ids, dets)
-        for f, d in zip(ids, dets):
-            computed[f - first] = bool(atom.holds(np.array(d.count(cls, pred.min_score, pred.region, (info.width, info.height)))))
-        ref.frames_in += len(ids)
-        ref.decided += len(ids)
-        ref.seconds += time.perf_counter() - t1
+class _CascadeRun:
+    """One run of an atom's cascade over the frames the store cannot answer: frames are read in
+    order and downscaled; under frame skipping only anchors (and, with a t−Δ gate, the frames
+    that differ from their anchor) go through the stages; each stage of the candidate decides
+    what reaches it (``planner/stages.py``); what no stage decides goes to the reference in
+    batches, whose labels are stored as they come."""
 
-    def route(indices: np.ndarray, small: dict[int, np.ndarray]) -> np.ndarray:
+    def __init__(self, ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
+                 first: int, n: int, known: dict[int, int]) -> None:
+        self.ctx, self.info, self.model, self.version = ctx, info, model, version
+        self.atom, self.chosen, self.first = choice.atom, choice.chosen, first
+        self.known = known
+        self.computed = np.zeros(n, bool)  # the cascade's answer per frame it evaluated
+        self.pending: list[tuple[int, np.ndarray]] = []
+        self.anchor_images: dict[int, np.ndarray] = {}
+        self.stage_ops = [OperatorStats(f"{st.kind.label} {st.name}") for st in self.chosen.stages]
+        self.ref = OperatorStats(f"reference {model.name}")
+        gate = self.chosen.gate
+        self.sizes = {st.op.size for st in self.chosen.stages} | ({gate.size} if gate else set())
+
+    def answer(self, asked: np.ndarray, answer: np.ndarray, cached: OperatorStats):
+        """Frame skipping: the cascade runs on each frame's anchor; stored anchors answer from
+        their labels. Under a t−Δ gate every frame is read and a frame off its anchor that
+        differs from it by gate_delta or more goes through the stages itself."""
+        chosen, first = self.chosen, self.first
+        self.asked, self.anchor_of = asked, anchors(asked, first, chosen.skip)
+        self.inherit = self.anchor_of != asked  # refined by the gate as frames are read
+        self.position = {int(f): i for i, f in enumerate(asked)}
+        for a in np.unique(self.anchor_of):
+            if int(a) in self.known:
+                self.computed[a - first] = bool(self.atom.holds(np.array(self.known[int(a)])))
+        self.unknown_anchors = np.array([a for a in np.unique(self.anchor_of) if int(a) not in self.known], np.int64)
+        if chosen.gate is None:
+            self.skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
+                                         frames_in=len(asked), decided=int(self.inherit.sum()),
+                                         passed_on=len(self.unknown_anchors))
+            todo = self.unknown_anchors
+        else:
+            self.skipped = OperatorStats(f"skip {chosen.skip}, t-Δ gate {chosen.gate.name}: frames off an anchor "
+                                         "inheriting its answer", frames_in=int(self.inherit.sum()))
+            todo = np.union1d(asked, self.anchor_of)  # stored anchors are read too: the gate compares with them
+        decode = OperatorStats("decode and downscale (frames not in the store" + (" and their anchors" if chosen.gate
+                               else "") + "; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
+        with Progress(len(todo), "frames", f"{self.atom.short_text}: cascade", enabled=self.ctx.progress) as bar:
+            t0 = time.perf_counter()
+            for indices, batch in read_frames(self.info, todo, 64):
+                small = {s: downscale(batch, s) for s in self.sizes}
+                decode.seconds += time.perf_counter() - t0
+                run = self.route(indices, small)
+                self.stages(indices[run], [img for img, r in zip(batch, run) if r],
+                            {s: images[run] for s, images in small.items()})
+                self.flush()
+                bar.update(len(run))
+                t0 = time.perf_counter()
+            self.flush(final=True)
+        answer[asked - first] = np.where(self.inherit, self.computed[self.anchor_of - first], self.computed[asked - first])
+        ops = ([cached] + ([self.skipped] if chosen.skip > 1 else []) + [decode] + self.stage_ops + [self.ref])
+        for label, key in (("difference", "frames_decided_by_difference"), ("specialized", "frames_decided_by_specialized")):
+            self.ctx.count(key, sum(o.decided for st, o in zip(chosen.stages, self.stage_ops) if st.kind.label == label))
+        self.ctx.count("frames_sent_to_reference", self.ref.frames_in)
+        self.ctx.count("frames_labelled", self.ref.frames_in)
+        self.ctx.count("label_seconds", self.ref.seconds)
+        return answer, ops
+
+    def route(self, indices: np.ndarray, small: dict[int, np.ndarray]) -> np.ndarray:
         """Which frames of a read batch the stages must answer: unknown anchors, and under a
-        gate the frames off an anchor that differ from it by delta_Δ or more."""
+        gate the frames off an anchor that differ from it by gate_delta or more."""
+        chosen, gate = self.chosen, self.chosen.gate
         if gate is None:
             return np.ones(len(indices), bool)
         t1 = time.perf_counter()
-        own = anchors(indices, first, chosen.skip)
+        own = anchors(indices, self.first, chosen.skip)
         is_anchor = own == indices
         for i in np.flatnonzero(is_anchor):
-            anchor_images[int(indices[i])] = small[gate.size][i]
+            self.anchor_images[int(indices[i])] = small[gate.size][i]
         off = np.flatnonzero(~is_anchor)
         through = np.zeros(len(indices), bool)
         if len(off):
-            g = gate.scores(small[gate.size][off], np.stack([anchor_images[int(a)] for a in own[off]]))
-            through[off] = g >= chosen.thresholds.gate_delta
+            g = gate.scores(small[gate.size][off], np.stack([self.anchor_images[int(a)] for a in own[off]]))
+            through[off] = g >= chosen.gate_delta
             for i, passed in zip(off, through[off]):
-                inherit[position[int(indices[i])]] = not passed
-            skipped.decided += int((~through[off]).sum())
-            skipped.passed_on += int(through[off].sum())
-        for a in [a for a in anchor_images if a < own[-1]]:
-            del anchor_images[a]  # frames come in order: no later frame has this anchor
-        skipped.seconds += time.perf_counter() - t1
-        return through | (is_anchor & np.isin(indices, unknown_anchors))
+                self.inherit[self.position[int(indices[i])]] = not passed
+            self.skipped.decided += int((~through[off]).sum())
+            self.skipped.passed_on += int(through[off].sum())
+        for a in [a for a in self.anchor_images if a < own[-1]]:
+            del self.anchor_images[a]  # frames come in order: no later frame has this anchor
+        self.skipped.seconds += time.perf_counter() - t1
+        return through | (is_anchor & np.isin(indices, self.unknown_anchors))
 
-    with Progress(len(todo), "frames", f"{atom.short_text}: cascade", enabled=ctx.progress) as bar:
-        t0 = time.perf_counter()
-        for indices, batch in read_frames(info, todo, 64):
-            small = {s: downscale(batch, s) for s in sizes}
-            decode.seconds += time.perf_counter() - t0
-            run = route(indices, small)
-            indices, batch = indices[run], [img for img, r in zip(batch, run) if r]
-            small = {s: images[run] for s, images in small.items()}
+    def stages(self, indices: np.ndarray, batch: list, small: dict[int, np.ndarray]) -> None:
+        """Each stage in order on the frames still open; what none decides waits for the reference."""
+        open_ = np.ones(len(indices), bool)
+        for stage, op in zip(self.chosen.stages, self.stage_ops):
             t1 = time.perf_counter()
-            d_scores = c_scores = None
-            if chosen.detector is not None:
-                d_scores = chosen.detector.scores(small[chosen.detector.size])
-                passing = d_scores >= chosen.thresholds.delta
-                diff.frames_in += len(indices)
-                diff.decided += int((~passing).sum())
-                diff.passed_on += int(passing.sum())
-                t2 = time.perf_counter()
-                diff.seconds += t2 - t1
-                t1 = t2
-            else:
-                passing = np.ones(len(indices), bool)
-            if chosen.model is not None:
-                c_scores = np.zeros(len(indices), np.float32)
-                if passing.any():
-                    c_scores[passing] = chosen.model.scores(small[chosen.model.arch.size][passing])
-                cnn.frames_in += int(passing.sum())
-                cnn.seconds += time.perf_counter() - t1
-            said_no, said_yes = chosen.decide(d_scores, c_scores, len(indices))
-            computed[indices - first] = said_yes
-            ask = ~said_no & ~said_yes
-            if chosen.model is not None:
-                cnn.decided += int((passing & ~ask).sum())
-                cnn.passed_on += int(ask.sum())
-            for i in np.flatnonzero(ask):
-                pending.append((int(indices[i]), batch[i]))
-            flush()
-            bar.update(len(run))
-            t0 = time.perf_counter()
-        flush(final=True)
-    answer[asked - first] = np.where(inherit, computed[anchor_of - first], computed[asked - first])
-    ops = [cached] + ([skipped] if chosen.skip > 1 else []) + [decode] + [s for s in (diff, cnn) if s.name] + [ref]
-    ctx.count("frames_decided_by_difference", diff.decided)
-    ctx.count("frames_decided_by_specialized", cnn.decided)
-    ctx.count("frames_sent_to_reference", ref.frames_in)
-    ctx.count("frames_labelled", ref.frames_in)
-    ctx.count("label_seconds", ref.seconds)
-    return answer, ops
+            reach = np.flatnonzero(open_)
+            no, yes = stage.band.decide(stage.op.scores(small[stage.op.size][reach]) if len(reach) else np.zeros(0))
+            self.computed[indices[reach[yes]] - self.first] = True
+            open_[reach[no | yes]] = False
+            op.frames_in += len(reach)
+            op.decided += int((no | yes).sum())
+            op.passed_on += int((~no & ~yes).sum())
+            op.seconds += time.perf_counter() - t1
+        for i in np.flatnonzero(open_):
+            self.pending.append((int(indices[i]), batch[i]))
+
+    def flush(self, final: bool = False) -> None:
+        while len(self.pending) >= executor.LABEL_BATCH or (final and self.pending):
+            self.send(self.pending[: executor.LABEL_BATCH])
+            del self.pending[: executor.LABEL_BATCH]
+
+    def send(self, part: list[tuple[int, np.ndarray]]) -> None:
+        """One reference batch, one stored transaction."""
+        t1 = time.perf_counter()
+        ids = [f for f, _ in part]
+        dets = self.model.detect([img for _, img in part])
+        self.ctx.store.save_labels(self.info.fingerprint, self.version, self.model.classes, ids, dets)
+        pred, size = self.atom.predicate, (self.info.width, self.info.height)
+        for f, d in zip(ids, dets):
+            self.computed[f - self.first] = bool(self.atom.holds(np.array(d.count(pred.class_id, pred.min_score,
+                                                                                   pred.region, size))))
+        self.ref.frames_in += len(ids)
+        self.ref.decided += len(ids)
+        self.ref.seconds += time.perf_counter() - t1

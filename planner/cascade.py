@@ -3,25 +3,30 @@ one atom's plan is.
 
 - ``train_stages``: difference detectors against the background (the median of training frames
   without the predicate) and the cheapest specialized CNNs, fitted on the training frames;
-- ``search``: every combination of a detector (or none) and a model (or none), thresholds
-  placed on the selection frames within an error allowance (``planner/thresholds.py: place``),
-  costed by ``cascade_cost`` with the measured per-frame costs, cheapest first; each candidate
-  comes with its answers on the selection frames, which the query planner combines
-  (``planner/query.py``).
+- ``search``: every combination of one stage (or none) from each group of alternatives (a
+  detector per metric, a model per architecture), their bands placed on the selection frames
+  within an error allowance (``planner/thresholds.py: place``), costed by ``cascade_cost`` with
+  the measured per-frame costs, cheapest first; each candidate comes with its answers on the
+  selection frames, which the query planner combines (``planner/query.py``).
+
+A candidate's stages are ``planner/stages.py: Stage`` operators; nothing here knows what kind
+each is.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from vql.engine.difference import DETECTORS, AnchorGate, DifferenceDetector, background
 from vql.plan import Atom
-from vql.planner.cost import CascadeShape, Costs, cascade_cost, exact_cost
-from vql.planner.specialized import CANDIDATES, Architecture, TrainedModel, train
-from vql.planner.thresholds import Thresholds, place
+from vql.planner.cost import Costs, cascade_cost, exact_cost
+from vql.planner.specialized import CANDIDATES, Architecture, train
+from vql.planner.stages import Stage, answer, decide
+from vql.planner.thresholds import place
 
 DIFF_SIZE = 32  # the difference detectors' frame size
 MAX_ALTERNATIVES = 4
@@ -29,24 +34,28 @@ MAX_ALTERNATIVES = 4
 
 @dataclass(frozen=True)
 class Candidate:
-    """One plan for an atom: which stages, their thresholds, their measured costs."""
+    """One plan for an atom: its stages in order (operators, bands, measured costs and pass
+    shares), the share of frames they leave to the reference, the expected seconds per frame;
+    optionally frame skipping (one frame in ``skip`` evaluated, the others inherit its answer,
+    gated by the t−Δ detector when ``gate`` is set: ``engine/cascade.py``)."""
 
     name: str
     cost_per_frame: float
-    thresholds: Thresholds | None = None
-    model: TrainedModel | None = None
-    detector: DifferenceDetector | None = None
-    cnn_seconds: float = 0.0  # measured per frame
-    diff_seconds: float = 0.0
-    skip: int = 1  # one frame in ``skip`` is evaluated; the others inherit its answer (run_cascade)
-    gate: AnchorGate | None = None  # skipping gated by the t−Δ detector (thresholds.gate_delta)
+    stages: tuple[Stage, ...] = ()
+    pass_rate: float = 1.0
+    skip: int = 1
+    gate: AnchorGate | None = None
+    gate_delta: float = np.inf  # t−Δ score below which a frame inherits its anchor's answer
+    gate_pass: float = 0.0  # share of frames off an anchor the gate sends through the stages
     gate_seconds: float = 0.0
 
-    def decide(self, diff: np.ndarray | None, cnn: np.ndarray | None, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(answered "no", answered "yes") masks for ``n`` frames with these stage scores."""
-        n = len(diff) if diff is not None else len(cnn) if cnn is not None else n
-        return self.thresholds.decide(diff if self.detector is not None else None,
-                                      cnn if self.model is not None else None, n)
+    def decide(self, scores, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(answered "no", answered "yes") masks for frames with these per-stage scores."""
+        return decide(self.stages, scores, n)
+
+    def answer(self, scores, truth: np.ndarray) -> np.ndarray:
+        """What the cascade answers on frames whose reference answer is ``truth``."""
+        return answer(self.stages, scores, truth)
 
 
 @dataclass(frozen=True)
@@ -69,23 +78,16 @@ class CascadeChoice:
     def explain_lines(self) -> list[str]:
         lines = [f"{self.atom.column} = {self.atom.text}: {self.strategy} ({self.reason})"]
         chosen = self.chosen
-        if chosen is not None and chosen.thresholds is not None:
-            t = chosen.thresholds
-            stages = []
-            if chosen.skip > 1:
-                stages.append(f"frame skipping: one frame in {chosen.skip} evaluated, the others inherit its answer")
-            if chosen.detector is not None:
-                stages.append(f"difference detector {chosen.detector.name}: delta = {t.delta:.4g}; below it \"no\"; "
-                              f"passes on {t.diff_pass:.1%} of frames")
-            if chosen.model is not None:
-                stages.append(f"specialized {chosen.model.arch.name}: c_low = {t.c_low:.4g}, c_high = {t.c_high:.4g}; "
-                              f"leaves {t.cnn_pass:.1%} of what reaches it to the reference")
-            stages.append(f"reference: {t.pass_rate:.1%} of frames (stored labels answer the frames already labelled)")
-            lines += [f"  {i}. {text}" for i, text in enumerate(stages, 1)]
+        if chosen is not None:
+            steps = [f"frame skipping: one frame in {chosen.skip} evaluated, the others inherit its answer"] * (chosen.skip > 1)
+            steps += [stage.describe() for stage in chosen.stages]
+            steps.append(f"reference: {chosen.pass_rate:.1%} of frames (stored labels answer the frames already labelled)")
+            lines += [f"  {i}. {text}" for i, text in enumerate(steps, 1)]
         c = self.costs
+        stages = "".join(f", {st.kind.label} {st.seconds * 1000:.3f}" for st in (chosen.stages if chosen else ()))
         lines.append(f"  expected cost {self.expected_per_frame * 1000:.3f} ms/frame vs exact "
-                     f"{self.exact_per_frame * 1000:.3f} ms/frame; measured (ms/frame): decode {c.decode * 1000:.3f}, "
-                     f"difference {c.diff * 1000:.3f}, specialized {c.cnn * 1000:.3f}, reference {c.reference * 1000:.2f}")
+                     f"{self.exact_per_frame * 1000:.3f} ms/frame; measured (ms/frame): decode {c.decode * 1000:.3f}"
+                     f"{stages}, reference {c.reference * 1000:.2f}")
         for alt in self.alternatives[:MAX_ALTERNATIVES]:
             lines.append(f"  alternative {alt.name}: {alt.cost_per_frame * 1000:.3f} ms/frame")
         return lines
@@ -104,25 +106,21 @@ def _timed(fn, x: np.ndarray) -> tuple[np.ndarray, float]:
 
 @dataclass
 class Stages:
-    """The cheap stages trained on the training frames, before any threshold is placed."""
+    """The cheap stages trained on the training frames, before any band is placed: groups of
+    alternatives for each position of a cascade (difference detectors, then specialized models)."""
 
-    detectors: list[DifferenceDetector]
-    models: list[TrainedModel]
+    groups: list[list]
 
-    def scored(self, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]):
-        """(stage, scores, measured seconds per frame) of every detector and model on ``frames``,
-        each list led by (None, None, 0.0): the plan without that stage."""
-        d_frames = _stack(small[DIFF_SIZE], frames)
-        dets = [(None, None, 0.0)] + [(d, *_timed(d.scores, d_frames)) for d in self.detectors]
-        models = [(None, None, 0.0)] + [(m, *_timed(m.scores, _stack(small[m.arch.size], frames))) for m in self.models]
-        return dets, models
+    def scored(self, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]) -> list[list[tuple]]:
+        """Per group, (operator, scores on ``frames``, measured seconds per frame) of each of its
+        operators, led by (None, None, 0.0): the plan without a stage there."""
+        return [[(None, None, 0.0)] + [(op, *_timed(op.scores, _stack(small[op.size], frames))) for op in group]
+                for group in self.groups]
 
-    def scores(self, candidate: Candidate, frames: np.ndarray,
-               small: dict[int, dict[int, np.ndarray]]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The chosen stages' scores on ``frames`` (None for a stage the candidate lacks)."""
-        d = candidate.detector.scores(_stack(small[DIFF_SIZE], frames)) if candidate.detector else None
-        c = candidate.model.scores(_stack(small[candidate.model.arch.size], frames)) if candidate.model else None
-        return d, c
+    @staticmethod
+    def scores(candidate: Candidate, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]) -> list[np.ndarray]:
+        """The candidate's stages' scores on ``frames``, in order."""
+        return [st.op.scores(_stack(small[st.op.size], frames)) for st in candidate.stages]
 
 
 def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[int, dict[int, np.ndarray]],
@@ -139,7 +137,7 @@ def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[int, di
     detectors = [DifferenceDetector(metric, DIFF_SIZE, bg) for metric in DETECTORS]
     models = [train(Architecture(*shape), _stack(small[shape[3]], frames), y,
                     max_steps=max_steps) for shape in CANDIDATES[:2]]
-    return Stages(detectors, models)
+    return Stages([detectors, models])
 
 
 @dataclass(frozen=True)
@@ -150,44 +148,39 @@ class Option:
     answer: np.ndarray = field(repr=False)
 
 
-def search(dets, models, labels: np.ndarray, costs: Costs, allowed: tuple[int, int]) -> list[Option]:
-    """Every cascade, cheapest first: each combination of a difference detector (none or one per
-    metric) and a specialized model (none or one per architecture), ``dets`` and ``models`` being
-    (stage, scores on the selection frames, measured seconds per frame) as ``Stages.scored``
-    gives them, with the cheapest split of the error allowance between them (``place``),
-    costed by ``cascade_cost``. The exact plan is not among them.
+def search(groups: list[list[tuple]], labels: np.ndarray, costs: Costs, allowed: tuple[int, int]) -> list[Option]:
+    """Every cascade, cheapest first: each combination of one operator (or none) from each group,
+    ``groups`` holding (operator, scores on the selection frames, measured seconds per frame) as
+    ``Stages.scored`` gives them, with the cheapest split of the error allowance among its stages
+    (``place``), costed by ``cascade_cost``. The exact plan is not among them.
 
-    >>> from types import SimpleNamespace as NS
+    >>> from vql.planner.stages import PROBABILITY, register
+    >>> class Cnn:
+    ...     name, size = "m", 32
+    >>> register(Cnn, PROBABILITY)
     >>> y = np.r_[np.zeros(900, bool), np.ones(100, bool)]
-    >>> cnn = NS(arch=NS(name="m"))
-    >>> options = search([(None, None, 0.0)], [(None, None, 0.0), (cnn, y * 0.8 + 0.1, 1e-4)], y,
-    ...                  Costs(decode=1e-3, diff=0, cnn=0, reference=0.05), (0, 0))
+    >>> options = search([[(None, None, 0.0)], [(None, None, 0.0), (Cnn(), y * 0.8 + 0.1, 1e-4)]], y,
+    ...                  Costs(decode=1e-3, reference=0.05), (0, 0))
     >>> [(o.candidate.name, round(o.candidate.cost_per_frame * 1000, 2)) for o in options]
     [('m -> reference', 1.1)]
     """
     labels = np.asarray(labels, bool)
     out: list[Option] = []
-    for det, d_scores, d_cost in dets:
-        for model, c_scores, c_cost in models:
-            if det is None and model is None:
-                continue
-            best: Option | None = None
-            for t in place(d_scores, c_scores, labels, allowed):
-                cost = stages_cost(t, costs, det is not None, model is not None, d_cost, c_cost)
-                if best is None or cost < best.candidate.cost_per_frame:
-                    name = " -> ".join(([det.name] if det else []) + ([model.arch.name] if model else []) + ["reference"])
-                    best = Option(Candidate(name, cost, t, model, det, c_cost, d_cost), t.answer(d_scores, c_scores, labels))
-            if best is not None:
-                out.append(best)
+    for combo in itertools.product(*groups):
+        picked = [(op, s, sec) for op, s, sec in combo if op is not None]
+        if not picked:
+            continue
+        scores = [s for _, s, _ in picked]
+        best: Option | None = None
+        for p in place([Stage(op, seconds=sec) for op, _, sec in picked], scores, labels, allowed):
+            cost = cascade_cost(1, costs, p.stages)
+            if best is None or cost < best.candidate.cost_per_frame:
+                name = " -> ".join([op.name for op, _, _ in picked] + ["reference"])
+                candidate = Candidate(name, cost, p.stages, p.pass_rate)
+                best = Option(candidate, candidate.answer(scores, labels))
+        if best is not None:
+            out.append(best)
     return sorted(out, key=lambda o: o.candidate.cost_per_frame)
-
-
-def stages_cost(t: Thresholds, costs: Costs, use_diff: bool, use_cnn: bool, diff_seconds: float,
-                cnn_seconds: float) -> float:
-    """Expected seconds per frame of a cascade with these thresholds' pass rates and the stages'
-    measured costs (``cascade_cost`` over one frame)."""
-    shape = CascadeShape(diff_pass=t.diff_pass, cnn_pass=t.cnn_pass, use_diff=use_diff, use_cnn=use_cnn)
-    return cascade_cost(1, replace(costs, diff=diff_seconds, cnn=cnn_seconds), shape)
 
 
 def exact_choice(atom: Atom, reason: str, costs: Costs, positive_rate: float = 0.5) -> CascadeChoice:

@@ -1,8 +1,11 @@
 """The cost model: one explicit function of named, measured inputs.
 
-Per-frame costs (seconds) are *measured* on this machine and device (``Costs``); pass rates
-come from the selection frames. With ``stages = diff + diff_pass * (cnn + cnn_pass * reference)``
-the expected cost of running a cascade over ``frames`` frames is
+Per-frame costs (seconds) are *measured* on this machine and device: decoding and the reference
+(``Costs``), and each stage's own (``planner/stages.py: Stage.seconds``); the shares each stage
+passes on come from the selection frames. With ``stages`` the expected seconds of a cascade's
+stages and reference on one evaluated frame (``stages.stages_cost``: each stage's cost on the
+share of frames that reaches it, then the reference on the share left), the expected cost of
+running a cascade over ``frames`` frames is
 
     frames * (decode + stages)                                           without skipping
     frames * ((decode + stages) / skip + grab * (1 - 1 / skip))          evaluating one frame in
@@ -19,67 +22,51 @@ is below the exact one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace  # noqa: F401 (doctests)
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vql.planner.stages import Stage, stages_cost
 
 
 @dataclass(frozen=True, slots=True)
 class Costs:
-    """Measured seconds per frame of each operator."""
+    """Measured seconds per frame of decoding and of the reference."""
 
     decode: float  # read + convert to BGR
-    diff: float  # difference detector on a downscaled frame
-    cnn: float  # specialized model
     reference: float  # the reference model
     grab: float = 0.0  # decode only, never converted: a skipped frame
     gate: float = 0.0  # the t−Δ detector on a downscaled frame and its anchor's
 
 
-@dataclass(frozen=True, slots=True)
-class CascadeShape:
-    """What the selection frames say about a candidate cascade."""
+def cascade_cost(frames: int, costs: Costs, stages: Sequence[Stage] = (), skip: int = 1,
+                 gate_pass: float | None = None, still_to_pay: float = 0.0) -> float:
+    """Expected seconds to answer over ``frames`` frames with this cascade (``gate_pass``: the
+    share of frames off an anchor the t−Δ gate sends through the stages; None: no gate).
 
-    diff_pass: float = 1.0  # share of evaluated frames the difference detector passes on
-    cnn_pass: float = 1.0  # share of those the specialized model leaves to the reference
-    use_diff: bool = False
-    use_cnn: bool = False
-    skip: int = 1  # evaluate one frame in ``skip``
-    gate_pass: float | None = None  # share of the other frames the t−Δ gate sends through the stages (None: no gate)
-
-
-def cascade_cost(frames: int, costs: Costs, shape: CascadeShape, still_to_pay: float = 0.0) -> float:
-    """Expected seconds to answer over ``frames`` frames with this cascade.
-
-    >>> c = Costs(decode=0.001, diff=0.0001, cnn=0.0003, reference=0.06)
-    >>> round(cascade_cost(1000, c, CascadeShape()), 3)     # the exact plan
+    >>> c = Costs(decode=0.001, reference=0.06)
+    >>> round(cascade_cost(1000, c), 3)     # the exact plan
     61.0
-    >>> round(cascade_cost(1000, c, CascadeShape(use_cnn=True, cnn_pass=0.05)), 3)
+    >>> cnn = Stage(None, seconds=0.0003, passes=0.05)
+    >>> round(cascade_cost(1000, c, (cnn,)), 3)
     4.3
-    >>> c = Costs(decode=0.001, diff=0.0001, cnn=0.0003, reference=0.06, grab=0.0005)
-    >>> round(cascade_cost(1000, c, CascadeShape(use_cnn=True, cnn_pass=0.05, skip=2)), 3)
+    >>> c = Costs(decode=0.001, reference=0.06, grab=0.0005)
+    >>> round(cascade_cost(1000, c, (cnn,), skip=2), 3)
     2.4
-    >>> c = replace(c, gate=0.0001)   # gated: every frame read; the gate sends 20% of the others on
-    >>> round(cascade_cost(1000, c, CascadeShape(use_cnn=True, cnn_pass=0.05, skip=4, gate_pass=0.2)), 3)
+    >>> c = Costs(decode=0.001, reference=0.06, grab=0.0005, gate=0.0001)   # gated: every frame read
+    >>> round(cascade_cost(1000, c, (cnn,), skip=4, gate_pass=0.2), 3)    # the gate sends 20% of the others on
     2.395
     """
-    stages = 0.0
-    passed = 1.0
-    if shape.use_diff:
-        stages += costs.diff
-        passed = shape.diff_pass
-    if shape.use_cnn:
-        stages += passed * costs.cnn
-        passed *= shape.cnn_pass
-    stages += passed * costs.reference
-    off = 1 - 1 / shape.skip  # share of frames that may inherit
-    if shape.gate_pass is None:
-        per_frame = (costs.decode + stages) / shape.skip + costs.grab * off
+    per_stage = stages_cost(stages, costs.reference)
+    off = 1 - 1 / skip  # share of frames that may inherit
+    if gate_pass is None:
+        per_frame = (costs.decode + per_stage) / skip + costs.grab * off
     else:
-        per_frame = costs.decode + off * costs.gate + (1 / shape.skip + off * shape.gate_pass) * stages
+        per_frame = costs.decode + off * costs.gate + (1 / skip + off * gate_pass) * per_stage
     return frames * per_frame + still_to_pay
 
 
 def exact_cost(frames: int, costs: Costs) -> float:
-    return cascade_cost(frames, costs, CascadeShape())
+    return cascade_cost(frames, costs)
 
 
 def certified_cost(certify_labels: float, unlabelled: int, costs: Costs, cascade_per_frame: float,
@@ -90,7 +77,7 @@ def certified_cost(certify_labels: float, unlabelled: int, costs: Costs, cascade
     the reference otherwise (the plan falls back to exact). Frames already labelled cost
     nothing to either plan; the exact plan costs ``unlabelled * (decode + reference)``.
 
-    >>> c = Costs(decode=0.001, diff=0.0001, cnn=0.0003, reference=0.08)
+    >>> c = Costs(decode=0.001, reference=0.08)
     >>> round(certified_cost(4000, 30000, c, 0.01, 0.9))          # a 9% predicate, stages that separate
     769
     >>> round(certified_cost(4000, 30000, c, 0.01, 0.0)) == round(exact_cost(30000, c))   # sure to fail: exact

@@ -55,8 +55,7 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
         stages[atom.column] = s = train_stages(sample.train, t, small)
         y_sel = np.array([t[int(f)] for f in sample.select], bool)
         rate = float(np.mean([t[int(f)] for f in sample.prefix]))
-        dets, models = s.scored(sample.select, small) if s is not None else (None, None)
-        inputs.append(AtomInput(atom, y_sel, rate, dets, models))
+        inputs.append(AtomInput(atom, y_sel, rate, s.scored(sample.select, small) if s is not None else None))
     combine = where_truth(ctx, node)
     prefix_values = {a.column: np.array([truth[a.column][int(f)] for f in sample.prefix], bool) for a in atoms}
     rates = ([float(combine(sample.prefix, prefix_values).mean())] if combine is not None

@@ -23,8 +23,8 @@ The JSON document is one *value*, the plan itself:
     {"module": "SpecializedCNN", "arch": value,        a specialized CNN (planner/specialized.py):
      "weights": {parameter: tensor, ...}}              its architecture and every parameter
 
-What a plan holds is what running and explaining it read: the choices with their thresholds,
-costs and stages (the specialized models' weights and mean images, the detectors' backgrounds),
+What a plan holds is what running and explaining it read: the choices with their stages (each
+a registered operator of ``planner/stages.py: KINDS`` with its band, costs and pass share) (the specialized models' weights and mean images, the detectors' backgrounds),
 the alternatives (their stages shared with the chosen one where they are the same object), the
 sizing and the certificate; the per-frame truths and answers planning looked at are not part
 of a ``QueryPlan`` and are not stored.
@@ -43,7 +43,7 @@ plan must hold, so plans stored before it are refused, never read with fields sh
 >>> from vql.planner.cascade import Atom, exact_choice
 >>> from vql.planner.cost import Costs
 >>> atom = Atom(ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n"), column="vql_a0")
->>> plan = QueryPlan("exact", "a target of 0", (exact_choice(atom, "exact", Costs(1e-3, 0.0, 0.0, 0.05)),), 0.0, 0.01)
+>>> plan = QueryPlan("exact", "a target of 0", (exact_choice(atom, "exact", Costs(1e-3, 0.05)),), 0.0, 0.01)
 >>> blob = dumps(plan)
 >>> blob[:8], loads(blob) == plan
 (b'VQLPLAN\\x00', True)
@@ -75,7 +75,7 @@ from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.cost import Costs
 from vql.planner.query import QueryPlan
 from vql.planner.specialized import CANDIDATES, Architecture, SpecializedCNN, TrainedModel
-from vql.planner.thresholds import Thresholds
+from vql.planner.stages import KINDS, Band, Stage
 
 MAGIC = b"VQLPLAN\0"
 FORMAT_VERSION = PLAN_FORMAT_VERSION
@@ -83,7 +83,7 @@ _HEADER = struct.Struct("<8sIQ")  # magic, version, JSON length
 
 # every class a stored plan may hold, by the name the document gives it
 TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    QueryPlan, CascadeChoice, Atom, ModelPredicate, Candidate, Thresholds, Costs, TrainedModel, Architecture,
+    QueryPlan, CascadeChoice, Atom, ModelPredicate, Candidate, Stage, Band, Costs, TrainedModel, Architecture,
     DifferenceDetector, AnchorGate, Sizing, Certificate, ClaimBounds,
 )}
 DTYPES = ("uint8", "float32", "float64", "int64")  # the arrays a plan holds
@@ -309,6 +309,8 @@ def _alternatives(hint) -> tuple:
 def _fits(v, hint) -> bool:
     if hint is object:
         return True
+    if hint is typing.Any:  # a stage's operator: a registered dataclass of a registered kind of stage
+        return TYPES.get(type(v).__name__) is type(v) and type(v) in KINDS
     if hint is None or hint is type(None):
         return v is None
     if hint is float:

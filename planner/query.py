@@ -10,17 +10,19 @@ the cascades when every bound meets its target, the exact plan otherwise.
 
 A toy query, one atom whose specialized model separates perfectly:
 
->>> from types import SimpleNamespace as NS
 >>> from vql.plan import ModelPredicate
+>>> from vql.planner.stages import PROBABILITY, register
+>>> class Cnn:
+...     name, size = "m", 32
+>>> register(Cnn, PROBABILITY)
 >>> atom = Atom(ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n"), column="vql_a0")
 >>> rng = np.random.default_rng(0); y = rng.random(2000) < 0.2
->>> cnn = NS(arch=NS(name="m"))
->>> costs = Costs(decode=1e-3, diff=0.0, cnn=0.0, reference=0.05)
->>> inp = AtomInput(atom, y, 0.2, [(None, None, 0.0)], [(None, None, 0.0), (cnn, y * 0.8 + 0.1, 1e-4)])
+>>> costs = Costs(decode=1e-3, reference=0.05)
+>>> inp = AtomInput(atom, y, 0.2, [[(None, None, 0.0), (Cnn(), y * 0.8 + 0.1, 1e-4)]])
 >>> p = propose([inp], None, fpr=0.05, fnr=0.05, unlabelled=40000, available=40000, costs=costs)
 >>> p.cascade, p.sizing.frames, round(p.expected_seconds), round(p.exact_seconds)
 (True, 1196, 119, 2040)
->>> len(p.sequence), [round(c[0].chosen.thresholds.pass_rate, 2) for c in p.sequence]   # the most cautious cost as much as exact
+>>> len(p.sequence), [round(c[0].chosen.pass_rate, 2) for c in p.sequence]   # the most cautious cost as much as exact
 (3, [0.0, 0.0, 0.0])
 >>> steps = [[Claim("each", y[:1196], y[:1196])]] * 3
 >>> plan = finish(p, steps, 0.05, 0.05)
@@ -37,19 +39,20 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vql.plan import claim_names
-from vql.planner.cascade import Atom, CascadeChoice, exact_choice, search, stages_cost
+from vql.planner.cascade import Atom, CascadeChoice, exact_choice, search
 from vql.planner.certify import Certificate, Claim, Sizing, certify, frames_needed, sizings
-from vql.planner.cost import Costs, certified_cost, exact_cost
-from vql.planner.thresholds import Thresholds
+from vql.planner.cost import Costs, cascade_cost, certified_cost, exact_cost
+from vql.planner.stages import Caution, decide, measured
 
 GAMMAS = (0.0, 0.25, 0.5)  # shares of each target the stages may spend on the selection frames
 # The plans certified in sequence, most cautious first, the proposed plan last (``finish``): per
-# step, how far each threshold moves towards "ask the reference". The difference detector's δ is
-# multiplied by the first number; the specialized model's c_low moves down and c_high up by the
-# second and third in log-odds (inf: that side decides nothing). Steps far out in log-odds
-# matter because a tiny model's scores on a few positives sit far below every positive the
-# selection frames hold, and the certification frames hold several times more positives.
-CAUTION = ((1 / 8, np.inf, 8.0), (1 / 4, 8.0, 6.0), (1 / 4, 4.0, 3.0), (1 / 2, 2.0, 1.5), (3 / 4, 1.0, 0.5))
+# step, how far each stage's band moves towards "ask the reference" (``stages.Caution``: a
+# difference detector's δ multiplied by the first number; a specialized model's c_low moved down
+# and c_high up by the second and third in log-odds, inf: that side decides nothing). Steps far
+# out in log-odds matter because a tiny model's scores on a few positives sit far below every
+# positive the selection frames hold, and the certification frames hold several times more.
+CAUTION = (Caution(1 / 8, np.inf, 8.0), Caution(1 / 4, 8.0, 6.0), Caution(1 / 4, 4.0, 3.0), Caution(1 / 2, 2.0, 1.5),
+           Caution(3 / 4, 1.0, 0.5))
 EXACT_MARGIN = 0.9  # a cascade must be expected to cost under this share of the exact plan
 
 # (frames, {atom column: bool per frame}) -> the WHERE clause's truth per frame
@@ -59,14 +62,14 @@ Combine = Callable[[np.ndarray, dict], np.ndarray]
 @dataclass(frozen=True)
 class AtomInput:
     """What the planner knows of one atom from the training prefix: its truth on the selection
-    frames, its share of positives on the whole prefix, and its stages' scores on the selection
-    frames (``Stages.scored``; None: no stage could be trained, the atom is answered exactly)."""
+    frames, its share of positives on the whole prefix, and its trained stages' scores on the
+    selection frames, in groups of alternatives (``Stages.scored``; None: no stage could be
+    trained, the atom is answered exactly)."""
 
     atom: Atom
     truth: np.ndarray
     positive_rate: float
-    dets: list | None
-    models: list | None
+    groups: list | None
     no_stages: str = "the training frames hold one class only"
 
 
@@ -112,7 +115,7 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
     sel_truth = _claims(names, frames, truth, atoms, combine)
     exact_seconds = exact_cost(unlabelled, costs)
     needed = max(frames_needed(fpr, fnr, r) for r in rates) if rates else 0
-    exact_all = tuple(exact_choice(i.atom, i.no_stages if i.dets is None else "no cascade pays", costs, i.positive_rate)
+    exact_all = tuple(exact_choice(i.atom, i.no_stages if i.groups is None else "no cascade pays", costs, i.positive_rate)
                       for i in inputs)
     best: tuple[float, tuple, Sizing] | None = None
     if fpr > 0 and fnr > 0:
@@ -136,7 +139,7 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds, why, needed)
     cost, choices, sizing = best
     by_column = {i.atom.column: i for i in inputs}
-    sequence = tuple(tuple(pad(c, by_column[c.atom.column], *step) for c in choices) for step in CAUTION)
+    sequence = tuple(tuple(pad(c, by_column[c.atom.column], step) for c in choices) for step in CAUTION)
     limit = sum(c.exact_per_frame for c in choices)  # a step that costs as much as exact is left out
     sequence = tuple(seq for seq in sequence if sum(c.expected_per_frame for c in seq) < limit) + (choices,)
     if cost >= EXACT_MARGIN * exact_seconds:
@@ -156,70 +159,58 @@ def _atom_choice(i: AtomInput, share: float, costs: Costs, exact: CascadeChoice)
     truth) when it has no stages or no cascade is cheaper."""
     pos, neg = int(i.truth.sum()), int((~i.truth).sum())
     allowed = (math.floor(share * pos), math.floor(share * neg))
-    options = [] if i.dets is None else search(i.dets, i.models, i.truth, costs, allowed)
+    options = [] if i.groups is None else search(i.groups, i.truth, costs, allowed)
     if not options or options[0].candidate.cost_per_frame >= exact.exact_per_frame:
         return exact, np.asarray(i.truth, bool)
     top = options[0].candidate
     return CascadeChoice(i.atom, "cascade", f"cheapest on the selection frames, {sum(allowed)} errors allowed there",
-                         replace(costs, diff=top.diff_seconds, cnn=top.cnn_seconds), exact.exact_per_frame, top,
+                         costs, exact.exact_per_frame, top,
                          i.positive_rate, tuple(o.candidate for o in options[1:])), options[0].answer
 
 
-def _shift(p: float, by: float) -> float:
-    """The probability ``p`` moved by ``by`` in log-odds (±inf and the ends 0 and 1 stay put).
+def pad(choice: CascadeChoice, inp: AtomInput, caution: Caution) -> CascadeChoice:
+    """A more cautious version of an atom's cascade: each stage's band moved towards the
+    reference as its kind says (``StageKind.cautious``), the last stage never answering "yes"
+    to more selection negatives than the proposal did (a detector passing more frames lets more
+    negatives reach it), its pass shares and cost measured again on the selection frames.
 
-    >>> round(_shift(0.5, 2), 3), _shift(0.0, -1), _shift(0.3, np.inf), _shift(0.3, -np.inf)
-    (0.881, 0.0, inf, -inf)
-    """
-    if np.isinf(by):
-        return float(by)
-    if not 0 < p < 1:
-        return float(p)
-    return float(1 / (1 + math.exp(-(math.log(p / (1 - p)) + by))))
-
-
-def pad(choice: CascadeChoice, inp: AtomInput, delta_factor: float, low: float, high: float) -> CascadeChoice:
-    """A more cautious version of an atom's cascade: δ multiplied by ``delta_factor``, ``c_low``
-    moved down by ``low`` and ``c_high`` up by ``high`` in log-odds (fewer frames answered "no"
-    and "yes"; inf: that side answers nothing), its pass rates and cost measured again on the
-    selection frames.
-
-    >>> from types import SimpleNamespace as NS
     >>> from vql.plan import ModelPredicate
     >>> from vql.planner.cascade import Candidate
-    >>> from vql.planner.thresholds import Thresholds
+    >>> from vql.planner.stages import Band, PROBABILITY, Stage, register
+    >>> class Cnn:
+    ...     name, size = "m", 32
+    >>> register(Cnn, PROBABILITY)
     >>> atom = Atom(ModelPredicate("contains", "person", 0, 0.5, None, "centernet", "n"), column="a")
-    >>> cnn = NS(arch=NS(name="m")); scores = np.linspace(0, 1, 101)
-    >>> inp = AtomInput(atom, scores > 0.5, 0.5, [(None, None, 0.0)], [(None, None, 0.0), (cnn, scores, 1e-4)])
-    >>> c = CascadeChoice(atom, "cascade", "", Costs(1e-3, 0, 0, 0.05), 0.051,
-    ...                   Candidate("m", 0.0, Thresholds(c_low=0.4, c_high=0.6), model=cnn, cnn_seconds=1e-4))
-    >>> t = pad(c, inp, 0.5, 1.0, 1.0).chosen.thresholds
-    >>> round(t.c_low, 3), round(t.c_high, 3), round(t.pass_rate, 2)
+    >>> cnn = Cnn(); scores = np.linspace(0, 1, 101)
+    >>> inp = AtomInput(atom, scores > 0.5, 0.5, [[(None, None, 0.0), (cnn, scores, 1e-4)]])
+    >>> c = CascadeChoice(atom, "cascade", "", Costs(1e-3, 0.05), 0.051,
+    ...                   Candidate("m", 0.0, (Stage(cnn, Band(0.4, 0.6), 1e-4),)))
+    >>> s = pad(c, inp, Caution(0.5, 1.0, 1.0)).chosen
+    >>> round(s.stages[0].band.low, 3), round(s.stages[0].band.high, 3), round(s.pass_rate, 2)
     (0.197, 0.803, 0.6)
-    >>> t = pad(c, inp, 0.5, np.inf, 1.0).chosen.thresholds      # the model answers no frame "no"
-    >>> t.c_low, round(t.pass_rate, 2)
+    >>> s = pad(c, inp, Caution(0.5, np.inf, 1.0)).chosen      # the model answers no frame "no"
+    >>> s.stages[0].band.low, round(s.pass_rate, 2)
     (-inf, 0.8)
     """
     chosen = choice.chosen
     if chosen is None:
         return choice
-    t = chosen.thresholds
-    d = next((x for stage, x, _ in inp.dets if stage is not None and stage is chosen.detector), None)
-    c = next((x for stage, x, _ in inp.models if stage is not None and stage is chosen.model), None)
-    delta = t.delta * delta_factor if np.isfinite(t.delta) else t.delta
-    c_low = _shift(t.c_low, -low) if t.c_low != -np.inf else t.c_low
-    c_high = t.c_high if t.c_high != -np.inf else max(t.c_low, 0.0)
-    if c is not None and d is not None:  # a lower δ lets more negatives reach the model: it may say
-        y = np.asarray(inp.truth, bool)  # "yes" to no more of them than the proposal did
-        made = int((~y & t.decide(d, c, len(y))[1]).sum())
-        reached = np.sort(np.asarray(c, np.float64)[~y & (np.asarray(d) >= delta)])
-        c_high = max(c_high, reached[len(reached) - 1 - made] if made < len(reached) else -np.inf)
-    c_high = _shift(c_high, high)
-    padded = Thresholds(c_low, max(c_high, c_low), delta).measured(d, c, len(inp.truth))
-    cost = stages_cost(padded, choice.costs, d is not None, c is not None, chosen.diff_seconds, chosen.cnn_seconds)
-    return replace(choice, chosen=replace(chosen, cost_per_frame=cost, thresholds=padded),
-                   reason=f"{choice.reason}; thresholds moved towards the reference (δ x {delta_factor:g}, "
-                          f"c_low -{low:g} and c_high +{high:g} in log-odds)")
+    scores = [next(x for group in inp.groups for op, x, _ in group if op is st.op) for st in chosen.stages]
+    y = np.asarray(inp.truth, bool)
+    stages = [st.kind.cautious(st.band, caution) for st in chosen.stages]
+    last = chosen.stages[-1]
+    if last.kind.says_yes and len(stages) > 1:  # "yes" to no more selection negatives than the proposal
+        made = int((~y & chosen.decide(scores, len(y))[1]).sum())
+        no, yes = decide([replace(st, band=b) for st, b in zip(chosen.stages[:-1], stages[:-1])], scores[:-1], len(y))
+        reached = np.sort(np.asarray(scores[-1], np.float64)[~y & ~no & ~yes])
+        high = last.band.high if last.band.high != -np.inf else max(last.band.low, 0.0)
+        floor = reached[len(reached) - 1 - made] if made < len(reached) else -np.inf
+        stages[-1] = last.kind.cautious(replace(last.band, high=max(high, floor)), caution)
+    padded, rate = measured([replace(st, band=b) for st, b in zip(chosen.stages, stages)], scores, len(y))
+    cost = cascade_cost(1, choice.costs, padded)
+    return replace(choice, chosen=replace(chosen, cost_per_frame=cost, stages=padded, pass_rate=rate),
+                   reason=f"{choice.reason}; bands moved towards the reference (δ x {caution.scale:g}, "
+                          f"c_low -{caution.low:g} and c_high +{caution.high:g} in log-odds)")
 
 
 @dataclass(frozen=True)
@@ -294,11 +285,11 @@ def finish(proposal: Proposal, steps: list[list[Claim]], fpr: float, fnr: float,
 
 def answers_on(choices: tuple[CascadeChoice, ...], truth: dict, scores: Callable) -> dict:
     """Each atom's answer on certification frames: ``truth`` per atom column there, ``scores(choice)``
-    the chosen stages' (detector, model) scores there."""
+    its chosen stages' scores there, in order."""
     out = {}
     for c in choices:
         t = np.asarray(truth[c.atom.column], bool)
-        out[c.atom.column] = t if c.chosen is None else c.chosen.thresholds.answer(*scores(c), t)
+        out[c.atom.column] = t if c.chosen is None else c.chosen.answer(scores(c), t)
     return out
 
 

@@ -77,6 +77,15 @@ class TrainedModel:
     mean: np.ndarray  # [size, size, 3] float32, the mean training frame
     train_seconds: float
 
+    @property
+    def name(self) -> str:
+        return self.arch.name
+
+    @property
+    def size(self) -> int:
+        """The frame size the model reads."""
+        return self.arch.size
+
     def to_tensor(self, small: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(small.astype(np.float32) - self.mean).permute(0, 3, 1, 2) / 64.0
         return x.contiguous()

@@ -1,101 +1,99 @@
-"""Placing a cascade's thresholds on the selection frames: the δ / c_low / c_high decision,
-written once.
+"""Placing a cascade's bands on the selection frames: the δ / c_low / c_high decision, written
+once.
 
-A difference detector answers "no" below δ (a frame like the background holds nothing); a
-specialized model answers "no" below ``c_low`` and "yes" above ``c_high``; the reference answers
-the rest (right by definition). Given how many errors of each kind the plan may make on the
-selection frames (``allowed``: false negatives, false positives), the thresholds go as far out
-as that allows. They are *placed* here, never certified: certification happens once, later, on
-frames these choices never saw (``planner/certify.py``).
+Every stage but the last answers "no" below its ``low`` (a difference detector's δ: a frame
+like the background holds nothing); the last stage, when its kind may say "yes" (a specialized
+model), answers "no" below ``c_low`` and "yes" above ``c_high``; the reference answers the rest
+(right by definition). Given how many errors of each kind the plan may make on the selection
+frames (``allowed``: false negatives, false positives), the bands go as far out as that allows:
+each "no"-only stage takes a share of the false-negative allowance (every split is one
+placement), the last stage the rest, and its "yes" side the false-positive allowance. Bands are
+*placed* here, never certified: certification happens once, later, on frames these choices
+never saw (``planner/certify.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    c_low: float = -np.inf  # below: answered "no" (−inf: nothing is)
-    c_high: float = np.inf  # above: answered "yes" (+inf: nothing is)
-    delta: float = -np.inf  # difference-detector score below: answered "no" (−inf: no detector)
-    pass_rate: float = 1.0  # share of frames left to the reference (on the selection frames)
-    diff_pass: float = 1.0  # share of frames the difference detector passes on
-    gate_delta: float = np.inf  # skipping: t−Δ score below which a frame inherits its anchor's answer
-    gate_pass: float = 0.0  # share of frames off an anchor the t−Δ gate sends through the stages
-
-    @property
-    def cnn_pass(self) -> float:
-        """Share of the frames reaching the specialized model that it leaves to the reference."""
-        return self.pass_rate / self.diff_pass if self.diff_pass > 0 else 0.0
-
-    def decide(self, diff: np.ndarray | None, cnn: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(answered "no", answered "yes") masks for ``n`` frames with these stage scores (None:
-        that stage is absent)."""
-        passing = np.ones(n, bool) if diff is None else np.asarray(diff) >= self.delta
-        if cnn is None:
-            return ~passing, np.zeros(n, bool)
-        cnn = np.asarray(cnn)
-        return ~passing | (cnn < self.c_low), passing & (cnn > self.c_high)
-
-    def measured(self, diff: np.ndarray | None, cnn: np.ndarray | None, n: int) -> Thresholds:
-        """These thresholds with the pass rates they give on ``n`` frames with these scores."""
-        said_no, said_yes = self.decide(diff, cnn, n)
-        passing = np.ones(n, bool) if diff is None else np.asarray(diff) >= self.delta
-        return replace(self, pass_rate=float((~said_no & ~said_yes).mean()) if n else 1.0,
-                       diff_pass=float(passing.mean()) if n else 1.0)
-
-    def answer(self, diff: np.ndarray | None, cnn: np.ndarray | None, truth: np.ndarray) -> np.ndarray:
-        """What the cascade answers on frames whose reference answer is ``truth``."""
-        said_no, said_yes = self.decide(diff, cnn, len(truth))
-        return said_yes | (~said_no & np.asarray(truth, bool))
+from vql.planner.stages import Band, Stage, measured
 
 
-def place(diff: np.ndarray | None, cnn: np.ndarray | None, labels: np.ndarray,
-          allowed: tuple[int, int]) -> list[Thresholds]:
-    """Every way of splitting the false-negative allowance between a difference detector and a
-    specialized model (one ``Thresholds`` per split), the false-positive allowance going to
-    ``c_high``; the errors of the whole cascade on these frames stay within ``allowed``.
+@dataclass(frozen=True)
+class Placement:
+    """A cascade's stages with their bands placed and their pass shares measured on the
+    selection frames, and the share of frames they leave to the reference there."""
 
+    stages: tuple[Stage, ...]
+    pass_rate: float
+
+
+def place(stages: Sequence[Stage], scores: Sequence[np.ndarray], labels: np.ndarray,
+          allowed: tuple[int, int]) -> list[Placement]:
+    """Every way of splitting the false-negative allowance among the stages (one ``Placement``
+    per split), the false-positive allowance going to the last stage's "yes"; the errors of the
+    whole cascade on these frames stay within ``allowed``.
+
+    >>> from vql.planner.stages import NO_ONLY, PROBABILITY, register
+    >>> class Det:
+    ...     name, size = "d", 32
+    >>> class Cnn:
+    ...     name, size = "c", 32
+    >>> register(Det, NO_ONLY); register(Cnn, PROBABILITY)
     >>> y = np.r_[np.zeros(2000, bool), np.ones(2000, bool)]
     >>> d = np.r_[np.linspace(0, 1, 2000), np.linspace(0.5, 2, 2000)]   # negatives overlap
     >>> c = np.r_[np.linspace(0, 0.6, 2000), np.linspace(0.4, 1, 2000)]
-    >>> options = place(d, c, y, (4, 4))
-    >>> len(options), all(((y & ~t.answer(d, c, y)).sum(), (~y & t.answer(d, c, y)).sum()) <= (4, 4) for t in options)
-    (6, True)
+    >>> options = place([Stage(Det()), Stage(Cnn())], [d, c], y, (4, 4))
+    >>> len(options), all(_errors(o, [d, c], y) <= (4, 4) for o in options)
+    (5, True)
     >>> best = min(options, key=lambda o: o.pass_rate); round(best.pass_rate, 2) < 0.5
     True
-    >>> [round(t.pass_rate, 2) for t in place(None, c, y, (0, 0))]     # the model alone
+    >>> [round(o.pass_rate, 2) for o in place([Stage(Cnn())], [c], y, (0, 0))]     # the model alone
     [0.33]
-    >>> place(None, None, y, (0, 0))
-    []
     """
     labels = np.asarray(labels, bool)
+    scores = [np.asarray(s, np.float64) for s in scores]
     n = len(labels)
     fn_budget, fp_budget = allowed
-    splits: list[float | None] = [None]  # None: no detector
-    if diff is not None:
-        diff = np.asarray(diff, np.float64)
-        pos_d = np.sort(diff[labels])
-        splits += [pos_d[k] if k < len(pos_d) else np.inf for k in range(fn_budget + 1)]
-    if cnn is not None:
-        cnn = np.asarray(cnn, np.float64)
-    options = []
-    for delta in splits:
-        if delta is None and cnn is None:
-            continue  # no stage at all: that is the exact plan
-        passing = np.ones(n, bool) if delta is None else diff >= delta
-        c_low, c_high = -np.inf, np.inf
-        if cnn is not None:
-            rest = np.sort(cnn[labels & passing])
-            k = fn_budget - int((labels & ~passing).sum())
-            c_low = -np.inf if k < 0 else rest[k] if k < len(rest) else np.inf
-            neg = np.sort(cnn[~labels & passing])
-            c_high = neg[len(neg) - 1 - fp_budget] if fp_budget < len(neg) else -np.inf
-            if c_high < c_low:  # overlapping regions: the reference settles the disputed band
-                c_high = c_low = (c_high + c_low) / 2 if np.isfinite(c_high + c_low) else c_low
-        t = Thresholds(float(c_low), float(c_high), -np.inf if delta is None else float(delta))
-        options.append(t.measured(None if delta is None else diff, cnn, n))
-    return options
+    out = []
+    for bands in _splits(list(stages), scores, labels, np.ones(n, bool), fn_budget, fp_budget):
+        placed, rate = measured([Stage(s.op, b, s.seconds) for s, b in zip(stages, bands)], scores, n)
+        out.append(Placement(placed, rate))
+    return out
+
+
+def _splits(stages: list[Stage], scores: list[np.ndarray], labels: np.ndarray, reach: np.ndarray, fn_left: int,
+            fp_budget: int) -> list[list[Band]]:
+    """The bands of ``stages`` (frames ``reach`` reaching the first), each "no"-only stage
+    taking 0..fn_left of the false negatives left, the last "yes"-capable one the rest."""
+    if not stages:
+        return [[]]
+    stage, s = stages[0], scores[0]
+    last = len(stages) == 1
+    if last and stage.kind.says_yes:
+        rest = np.sort(s[labels & reach])
+        low = -np.inf if fn_left < 0 else rest[fn_left] if fn_left < len(rest) else np.inf
+        neg = np.sort(s[~labels & reach])
+        high = neg[len(neg) - 1 - fp_budget] if fp_budget < len(neg) else -np.inf
+        if high < low:  # overlapping classes: the reference settles the disputed band
+            high = low = (high + low) / 2 if np.isfinite(high + low) else low
+        return [[Band(float(low), float(high))]]
+    positives = np.sort(s[labels & reach])
+    out = []
+    for k in range(max(0, fn_left) + 1):
+        low = float(positives[k]) if k < len(positives) else np.inf
+        passing = reach & (s >= low)
+        missed = int((labels & reach & ~passing).sum())
+        out += [[Band(low)] + rest for rest in _splits(stages[1:], scores[1:], labels, passing, fn_left - missed,
+                                                        fp_budget)]
+    return out
+
+
+def _errors(p: Placement, scores, labels) -> tuple[int, int]:
+    from vql.planner.stages import answer
+
+    a = answer(p.stages, scores, labels)
+    return int((labels & ~a).sum()), int((~labels & a).sum())

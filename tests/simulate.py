@@ -12,7 +12,6 @@ far from independent.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from types import SimpleNamespace as NS
 
 import numpy as np
 
@@ -22,11 +21,27 @@ from vql.planner.cost import Costs
 from vql.planner.query import AtomInput, certification_claims, finish, propose
 from vql.planner.certify import Claim
 from vql.planner.sampling import Sample, grow, training_size
+from vql.planner.stages import NO_ONLY, PROBABILITY, register
 from vql.planner.stats import upper_bound
 
-COSTS = Costs(decode=1e-3, diff=0.0, cnn=0.0, reference=0.05)
-DETECTOR = NS(name="sim-detector")
-MODEL = NS(arch=NS(name="sim-cnn"))
+COSTS = Costs(decode=1e-3, reference=0.05)
+
+
+class SimDetector:
+    """A simulated difference detector: its scores are the scan's ``diff`` (never computed here)."""
+
+    name, size = "sim-detector", 32
+
+
+class SimModel:
+    """A simulated specialized model: its scores are the scan's ``cnn``."""
+
+    name, size = "sim-cnn", 32
+
+
+register(SimDetector, NO_ONLY)
+register(SimModel, PROBABILITY)
+DETECTOR, MODEL = SimDetector(), SimModel()
 
 
 @dataclass
@@ -103,9 +118,18 @@ def _refit_on(proposal, frames, sims, fpr: float, fnr: float):
             continue
         y = s.truth[frames]
         allowed = (max(0, allowed_errors(int(y.sum()), fnr)), max(0, allowed_errors(int((~y).sum()), fpr)))
-        stages = ([(None, None, 0.0), (DETECTOR, s.diff[frames], 1e-5)], [(None, None, 0.0), (MODEL, s.cnn[frames], 2e-4)])
-        choices.append(replace(c, chosen=search(*stages, y, COSTS, allowed)[0].candidate))
+        choices.append(replace(c, chosen=search(_groups(s, frames), y, COSTS, allowed)[0].candidate))
     return replace(proposal, choices=tuple(choices), sequence=(tuple(choices),))
+
+
+def _groups(s: SimAtom, frames: np.ndarray) -> list[list[tuple]]:
+    """The simulated stages' scores on ``frames``, in the groups ``Stages.scored`` gives."""
+    return [[(None, None, 0.0), (DETECTOR, s.diff[frames], 1e-5)], [(None, None, 0.0), (MODEL, s.cnn[frames], 2e-4)]]
+
+
+def _scores(c, s: SimAtom, frames) -> list[np.ndarray]:
+    """A chosen cascade's stages' scores on ``frames``, in order."""
+    return [s.diff[frames] if st.op is DETECTOR else s.cnn[frames] for st in c.chosen.stages]
 
 
 def _blocks(rng, n: int, exclude: np.ndarray, size: int, blocks: int = 30) -> np.ndarray:
@@ -134,8 +158,7 @@ def run_query(rng, kind: str, n: int, presence: float, separation: float, fpr: f
     sel = sample.select
     inputs = []
     for atom, s in zip(atoms, sims):
-        stages = ([(None, None, 0.0), (DETECTOR, s.diff[sel], 1e-5)], [(None, None, 0.0), (MODEL, s.cnn[sel], 2e-4)])
-        inputs.append(AtomInput(atom, s.truth[sel], float(s.truth[sample.prefix].mean()), *stages))
+        inputs.append(AtomInput(atom, s.truth[sel], float(s.truth[sample.prefix].mean()), _groups(s, sel)))
     values = {a.column: s.truth[sample.prefix] for a, s in zip(atoms, sims)}
     rates = [float(combine(sample.prefix, values).mean())]
     proposal = propose(inputs, combine, fpr, fnr, n - n_train, n - n_train, COSTS, sel, rates, "sim")
@@ -150,8 +173,7 @@ def run_query(rng, kind: str, n: int, presence: float, separation: float, fpr: f
         by_column = dict(zip([a.column for a in atoms], sims))
 
         def scores(c, frames=frames):
-            s = by_column[c.atom.column]
-            return (s.diff[frames] if c.chosen.detector else None, s.cnn[frames] if c.chosen.model else None)
+            return _scores(c, by_column[c.atom.column], frames)
 
         claims = certification_claims(proposal, frames, truth, scores, combine)
     plan = finish(proposal, claims, fpr, fnr)
@@ -165,8 +187,7 @@ def run_query(rng, kind: str, n: int, presence: float, separation: float, fpr: f
         if c.chosen is None:
             answers[c.atom.column] = s.truth
         else:
-            a = c.chosen.thresholds.answer(s.diff if c.chosen.detector else None,
-                                           s.cnn if c.chosen.model else None, s.truth)
+            a = c.chosen.answer(_scores(c, s, every), s.truth)
             answers[c.atom.column] = np.where(labelled, s.truth, a)  # labelled frames answer from their labels
     pos, fn, neg, fp = Claim("q", combine(every, truth_all), combine(every, answers)).counts()
     rate_fn, rate_fp = fn / max(1, pos), fp / max(1, neg)

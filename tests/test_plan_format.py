@@ -100,16 +100,18 @@ def test_a_real_plan_round_trips_its_structure_and_thresholds(planned):
     back = plan_format.loads(blob)
     assert _data(back) == _data(plan)
     chosen, again = plan.choices[0].chosen, back.choices[0].chosen
-    assert chosen.model is not None and any(c.detector is not None for c in _stages(plan)), "the test needs both stages"
-    assert again.thresholds == chosen.thresholds and again.thresholds.gate_delta == math.inf  # +inf kept
+    kinds = {st.kind.label for c in _stages(plan) for st in c.stages}
+    assert kinds == {"difference", "specialized"}, "the test needs both kinds of stage"
+    assert [st.band for st in again.stages] == [st.band for st in chosen.stages] and again.gate_delta == math.inf  # +inf kept
     assert back.certificate == plan.certificate and back.sizing == plan.sizing and back.certificate.passed
     assert back.explain_lines() == plan.explain_lines()
     assert plan_summary(back, back.choices[0]) == plan_summary(plan, plan.choices[0])
     # shared objects stay shared: a model chosen and listed among the alternatives is stored once
     for original, loaded in zip(_stages(plan), _stages(back)):
         for other_o, other_l in zip(_stages(plan), _stages(back)):
-            assert (original.model is other_o.model) == (loaded.model is other_l.model)
-            assert (original.detector is other_o.detector) == (loaded.detector is other_l.detector)
+            for a, b in zip(original.stages, loaded.stages):
+                for c, d in zip(other_o.stages, other_l.stages):
+                    assert (a.op is c.op) == (b.op is d.op)
     # the structure is readable JSON, infinities spelled out; the weights are not in it
     magic, version, n = HEADER.unpack_from(blob)
     assert (magic, version) == (b"VQLPLAN\0", plan_format.FORMAT_VERSION)
@@ -123,17 +125,15 @@ def test_loaded_stages_score_frames_identically(planned, vtest_path):
     back = plan_format.loads(plan_format.dumps(planned.plan))
     scored, varied = 0, False
     for original, loaded in zip(_stages(planned.plan), _stages(back)):
-        if original.model is not None:
-            small = downscale(frames, original.model.arch.size)
-            a, b = original.model.scores(small), loaded.model.scores(small)
+        for st, back_st in zip(original.stages, loaded.stages):
+            small = downscale(frames, st.op.size)
+            a, b = st.op.scores(small), back_st.op.scores(small)
             assert np.array_equal(a, b)
             scored += 1
-            varied = varied or a.std() > 0
-        if original.detector is not None:
-            small = downscale(frames, original.detector.size)
-            a, b = original.detector.scores(small), loaded.detector.scores(small)
-            assert a.std() > 0 and np.array_equal(a, b)  # frames differ from the background by different amounts
-            scored += 1
+            if st.kind.label == "difference":
+                assert a.std() > 0  # frames differ from the background by different amounts
+            else:
+                varied = varied or a.std() > 0
     assert scored >= 4 and varied
 
 
@@ -286,7 +286,7 @@ def _nested(blob: bytes, depth: int) -> bytes:
     edited = _repack(blob, _set(["fields", "reason"], "@nest@"))
     _, _, n = HEADER.unpack_from(edited)
     document = edited[HEADER.size:HEADER.size + n].replace(b'"@nest@"', b"[" * depth + b"]" * depth)
-    return HEADER.pack(b"VQLPLAN\0", 1, len(document)) + document + edited[HEADER.size + n:]
+    return HEADER.pack(b"VQLPLAN\0", plan_format.FORMAT_VERSION, len(document)) + document + edited[HEADER.size + n:]
 
 
 def _head_bias_2(blob: bytes) -> bytes:
@@ -300,13 +300,16 @@ MALFORMED = {
     "truncated in the tensors": (lambda b: b[:-10], "not valid safetensors"),
     "shorter than the header": (lambda b: b[:12], "shorter than the header"),
     "a pickle": (lambda b: pickle.dumps(_CreatesFile("/nonexistent/x")), "wrong magic"),
-    "another version": (lambda b: _repack(b, version=2), "format version 2, this vql reads 1"),
-    "bad JSON": (lambda b: HEADER.pack(b"VQLPLAN\0", 1, 9) + b"{not json" + b[-16:], "not valid JSON"),
+    "another version": (lambda b: _repack(b, version=99), f"format version 99, this vql reads {plan_format.FORMAT_VERSION}"),
+    "bad JSON": (lambda b: HEADER.pack(b"VQLPLAN\0", plan_format.FORMAT_VERSION, 9) + b"{not json" + b[-16:],
+                 "not valid JSON"),
     "bare Infinity": (lambda b: _repack(b).replace(b'{"float": "inf"}', b"Infinity".ljust(16), 1), "not valid JSON"),
     "unknown root type": (lambda b: _repack(b, _set(["type"], "Popen")), "unknown type 'Popen'"),
     "unknown nested type": (lambda b: _repack(b, _set(["@Atom", "type"], "os.system")), "unknown type 'os.system'"),
-    "extra field": (lambda b: _repack(b, _set(["@Thresholds", "fields", "injected"], 1)),
-                    r"Thresholds has unknown fields \['injected'\]"),
+    "extra field": (lambda b: _repack(b, _set(["@Band", "fields", "injected"], 1)),
+                    r"Band has unknown fields \['injected'\]"),
+    "an operator of no kind of stage": (lambda b: _repack(b, _set(["@Stage", "fields", "op"], {"type": "Atom", "fields": {}})),
+                                        "Atom lacks fields"),
     "missing field": (lambda b: _repack(b, lambda d: d["fields"].pop("reason")), r"QueryPlan lacks fields \['reason'\]"),
     "a string for a float": (lambda b: _repack(b, _set(["fields", "fpr"], "0.01")), "fpr: a str where float belongs"),
     "a tuple for a string": (lambda b: _repack(b, _set(["fields", "reason"], ["x"])), "a tuple where str belongs"),
@@ -341,7 +344,8 @@ def test_malformed_plans_are_refused(name):
 def test_only_registered_types_are_stored():
     plan = _small_plan()
     choice = plan.choices[0]
+    stages = choice.chosen.stages
     odd = dataclasses.replace(plan, choices=(dataclasses.replace(choice, chosen=dataclasses.replace(
-        choice.chosen, model=NS(arch=choice.chosen.model.arch))),))
-    with pytest.raises(PlanFormatError, match=re.escape("model: a SimpleNamespace where TrainedModel | None belongs")):
+        choice.chosen, stages=(dataclasses.replace(stages[0], op=NS(size=32)),) + stages[1:])),))
+    with pytest.raises(PlanFormatError, match=re.escape("op: a SimpleNamespace where Any belongs")):
         plan_format.dumps(odd)

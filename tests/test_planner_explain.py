@@ -17,7 +17,7 @@ from vql.planner.cost import Costs
 from vql.planner.query import CAUTION, AtomInput, QueryPlan, certification_claims, finish, propose
 from vql.planner.sampling import Sample, permutation
 from vql.planner.specialized import Architecture, SpecializedCNN, TrainedModel
-from vql.planner.thresholds import Thresholds
+from vql.planner.stages import Band, Stage
 
 from test_binder import golden
 
@@ -28,11 +28,10 @@ def _chosen_cascade():
     arch = Architecture(1, 16, 32, 32)
     model = TrainedModel(arch, SpecializedCNN(arch), np.zeros((32, 32, 3), np.float32), 12.5)
     detector = DifferenceDetector("blocked-mse", 32, np.zeros((32, 32, 3), np.uint8))
-    t = Thresholds(c_low=0.02, c_high=0.97, delta=55.5, pass_rate=0.031, diff_pass=0.18)
-    chosen = Candidate("blocked-mse@32 vs background -> cnn1x16-d32@32 -> reference", 0.0031, t, model, detector,
-                       0.0002, 0.00005)
+    stages = (Stage(detector, Band(55.5), 0.00005, 0.18), Stage(model, Band(0.02, 0.97), 0.0002, 0.031 / 0.18))
+    chosen = Candidate("blocked-mse@32 vs background -> cnn1x16-d32@32 -> reference", 0.0031, stages, 0.031)
     return CascadeChoice(Atom(PERSON, column="vql_a0"), "cascade", "cheapest on the selection frames, 0 errors allowed there",
-                         Costs(0.0012, 0.00005, 0.0002, 0.055), 0.0562, chosen, 0.09,
+                         Costs(0.0012, 0.055), 0.0562, chosen, 0.09,
                          (Candidate("cnn1x16-d32@32 -> reference", 0.0112),))
 
 
@@ -68,12 +67,11 @@ def test_the_planner_trains_selects_and_certifies_on_disjoint_random_frames():
     labels = {f: bool(truth[f]) for f in range(n)}
     sample = Sample(permutation("squares", 0, n - 1), 1800)
     stages = train_stages(sample.train, labels, small, max_steps=600)
-    dets, models = stages.scored(sample.select, small)
     atom = Atom(PERSON, column="vql_a0")
-    inp = AtomInput(atom, truth[sample.select], float(truth[sample.prefix].mean()), dets, models)
-    costs = Costs(decode=0.001, diff=0.0, cnn=0.0, reference=0.05)
+    inp = AtomInput(atom, truth[sample.select], float(truth[sample.prefix].mean()), stages.scored(sample.select, small))
+    costs = Costs(decode=0.001, reference=0.05)
     proposal = propose([inp], None, 0.05, 0.05, n - 1800, n - 1800, costs)
-    assert proposal.cascade and proposal.choices[0].chosen.model is not None, proposal.reason
+    assert proposal.cascade and any(st.kind.says_yes for st in proposal.choices[0].chosen.stages), proposal.reason
     certify_frames = Sample(sample.order, 1800, proposal.sizing.frames).certify
     assert not set(certify_frames.tolist()) & set(sample.prefix.tolist())
     values = {"vql_a0": truth[certify_frames]}
@@ -93,8 +91,8 @@ def test_one_class_training_falls_back_to_exact():
     labels = {f: False for f in range(n)}
     small = {s: {f: np.zeros((s, s, 3), np.uint8) for f in range(n)} for s in (32, 64)}
     assert train_stages(np.arange(600), labels, small) is None
-    inp = AtomInput(Atom(PERSON, column="vql_a0"), np.zeros(300, bool), 0.0, None, None)
-    proposal = propose([inp], None, 0.01, 0.01, n, n, Costs(0.001, 0.0, 0.0, 0.05))
+    inp = AtomInput(Atom(PERSON, column="vql_a0"), np.zeros(300, bool), 0.0, None)
+    proposal = propose([inp], None, 0.01, 0.01, n, n, Costs(0.001, 0.05))
     assert not proposal.cascade and "one class" in proposal.choices[0].reason
 
 
@@ -134,10 +132,10 @@ def test_skipping_runs_the_cascade_on_anchors_only(con):
     info = con.store.video("cam")
     model = con.model("centernet")
     ctx = Context(con.store, con.model, False)
-    chosen = Candidate("skip 3 -> reference", 0.02, Thresholds(), skip=3)
+    chosen = Candidate("skip 3 -> reference", 0.02, skip=3)
 
     def run(atom):
-        choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+        choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0.05), 0.051, chosen)
         return run_cascade(ctx, info, model, model.version, choice, 30, 59)
 
     count = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "n")
@@ -176,12 +174,11 @@ def test_gated_skipping_runs_the_cascade_where_a_frame_differs_from_its_anchor(c
     g = {30 + i: float(gate.scores(images[i:i + 1], images[i // 4 * 4:i // 4 * 4 + 1])[0]) for i in range(30)}
     off = sorted(v for f, v in g.items() if (f - 30) % 4)  # the scan starts at 30: anchors 30, 34, ...
     delta = (off[len(off) // 2 - 1] + off[len(off) // 2]) / 2  # half of the frames off an anchor go through
-    t = Thresholds(gate_delta=delta, gate_pass=0.5)
-    chosen = Candidate("skip 4 -> t-Δ gate -> reference", 0.02, t, skip=4, gate=gate)
+    chosen = Candidate("skip 4 -> t-Δ gate -> reference", 0.02, skip=4, gate=gate, gate_delta=delta, gate_pass=0.5)
     count = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "n")
     through = sorted(f for f in range(30, 60) if (f - 30) % 4 == 0 or g[f] >= delta)
     atom = Atom(count, ">=", 1, column="vql_a0")
-    choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+    choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0.05), 0.051, chosen)
     answer, ops = run_cascade(ctx, info, model, model.version, choice, 30, 59)
     assert con.store.labelled_frames(info.fingerprint, model.version, 0, 794).tolist() == through
     assert 10 < len(through) < 26
@@ -192,7 +189,7 @@ def test_gated_skipping_runs_the_cascade_where_a_frame_differs_from_its_anchor(c
     atom = Atom(count, ">=", k, column="vql_a0")  # holds on some of them
     con.sql("DROP RESULTS cam")
     expected = [bool(atom.holds(np.array(counts[f if f in counts else 30 + (f - 30) // 4 * 4]))) for f in range(30, 60)]
-    choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0, 0, 0.05), 0.051, chosen)
+    choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0.05), 0.051, chosen)
     answer, ops = run_cascade(ctx, info, model, model.version, choice, 30, 59)  # now the store answers `through`
     assert answer.tolist() == expected and 0 < sum(expected) < 30
     assert next(o for o in ops if o.name.startswith("reference")).frames_in == 0

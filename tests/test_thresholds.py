@@ -9,7 +9,20 @@ import pytest
 from vql.planner.certify import Claim, certify, frames_needed, sizings
 from vql.planner.sampling import Sample, grow, permutation, training_size
 from vql.planner.stats import interval, pass_probability, trials_needed, upper_bound
+from vql.planner.stages import NO_ONLY, PROBABILITY, Stage, answer, register
 from vql.planner.thresholds import place
+
+
+class Detector:
+    name, size = "detector", 32
+
+
+class Model:
+    name, size = "model", 32
+
+
+register(Detector, NO_ONLY)
+register(Model, PROBABILITY)
 
 
 def test_bounds_match_known_values():
@@ -29,9 +42,10 @@ def test_separable_scores_decide_everything():
     rng = np.random.default_rng(0)
     scores = np.r_[rng.uniform(0, 0.3, 3000), rng.uniform(0.7, 1, 3000)]
     labels = np.r_[np.zeros(3000, bool), np.ones(3000, bool)]
-    (t,) = place(None, scores, labels, (0, 0))
-    assert t.pass_rate == 0.0 and 0.3 <= t.c_low <= 0.7 and 0.3 <= t.c_high <= 0.7
-    assert (t.answer(None, scores, labels) == labels).all()
+    (t,) = place([Stage(Model())], [scores], labels, (0, 0))
+    band = t.stages[0].band
+    assert t.pass_rate == 0.0 and 0.3 <= band.low <= 0.7 and 0.3 <= band.high <= 0.7
+    assert (answer(t.stages, [scores], labels) == labels).all()
 
 
 def test_overlap_goes_to_the_reference_within_the_allowance():
@@ -39,11 +53,11 @@ def test_overlap_goes_to_the_reference_within_the_allowance():
     scores = np.r_[rng.normal(0.3, 0.1, 4000), rng.normal(0.7, 0.1, 1000)]
     labels = np.r_[np.zeros(4000, bool), np.ones(1000, bool)]
     for allowed in [(0, 0), (5, 5), (20, 40)]:
-        (t,) = place(None, scores, labels, allowed)
-        answer = t.answer(None, scores, labels)
-        assert (labels & ~answer).sum() <= allowed[0] and (~labels & answer).sum() <= allowed[1]
+        (t,) = place([Stage(Model())], [scores], labels, allowed)
+        said = answer(t.stages, [scores], labels)
+        assert (labels & ~said).sum() <= allowed[0] and (~labels & said).sum() <= allowed[1]
         assert 0 < t.pass_rate < 1
-    wide, narrow = place(None, scores, labels, (0, 0))[0], place(None, scores, labels, (20, 40))[0]
+    wide, narrow = (place([Stage(Model())], [scores], labels, a)[0] for a in ((0, 0), (20, 40)))
     assert narrow.pass_rate < wide.pass_rate  # more errors allowed, fewer frames to the reference
 
 
@@ -52,12 +66,13 @@ def test_the_allowance_is_split_between_detector_and_model():
     y = rng.random(5000) < 0.2
     diff = np.where(y, rng.normal(3, 1, 5000), rng.normal(0, 1, 5000))
     cnn = np.where(y, rng.normal(0.7, 0.15, 5000), rng.normal(0.3, 0.15, 5000))
-    options = place(diff, cnn, y, (6, 6))
-    assert len(options) == 1 + 7  # no detector, and the detector taking 0..6 of the false negatives
+    options = place([Stage(Detector()), Stage(Model())], [diff, cnn], y, (6, 6))
+    assert len(options) == 7  # the detector taking 0..6 of the false negatives
     for t in options:
-        answer = t.answer(None if t.delta == -np.inf else diff, cnn, y)
-        assert (y & ~answer).sum() <= 6 and (~y & answer).sum() <= 6
-    assert min(o.pass_rate for o in options[1:]) < options[0].pass_rate  # the detector pays
+        said = answer(t.stages, [diff, cnn], y)
+        assert (y & ~said).sum() <= 6 and (~y & said).sum() <= 6
+    alone = place([Stage(Model())], [cnn], y, (6, 6))[0]
+    assert min(o.pass_rate for o in options) < alone.pass_rate  # the detector pays
 
 
 def test_certificate_needs_every_bound_within_its_target():
