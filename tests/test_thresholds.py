@@ -9,20 +9,10 @@ import pytest
 from vql.planner.certify import Claim, certify, frames_needed, sizings
 from vql.planner.sampling import Sample, grow, permutation, training_size
 from vql.planner.stats import interval, pass_probability, trials_needed, upper_bound
-from vql.planner.stages import NO_ONLY, PROBABILITY, Stage, answer, register
+from vql.planner.stages import Stage, answer
 from vql.planner.thresholds import place
 
-
-class Detector:
-    name, size = "detector", 32
-
-
-class Model:
-    name, size = "model", 32
-
-
-register(Detector, NO_ONLY)
-register(Model, PROBABILITY)
+from simulate import SimDetector as Detector, SimModel as Model  # stage operators of each kind, scoring nothing
 
 
 def test_bounds_match_known_values():
