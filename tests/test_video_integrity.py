@@ -188,7 +188,7 @@ def test_an_inexact_seek_falls_back_to_decoding_in_order(tmp_path, vtest_path, m
         def __getattr__(self, name):
             return getattr(self.cap, name)
 
-    monkeypatch.setattr(video.cv2, "VideoCapture", Sloppy)
+    monkeypatch.setattr(cv2, "VideoCapture", Sloppy)  # the module video.py imports when it opens a file
     monkeypatch.setattr(video, "SEEK_GAP", 10)
     wanted = [2, 50, 90, 119]
     got = [(i, f) for idx, fr in read_frames(probe(path), wanted) for i, f in zip(idx, fr)]
