@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vql.planner.stats import pass_probability, trials_needed, upper_bound
+from vql.planner.stats import pass_probability, pass_probability_at, trials_needed, upper_bound
 
 ALPHA = 0.05  # 1 - the joint confidence of every certificate
 ALLOWANCES = (0, 1, 2, 3, 5, 8, 13, 21, 34)  # errors a certification sample may be sized to absorb
@@ -121,22 +121,74 @@ def certify(claims: list[Claim], fpr: float, fnr: float, alpha: float = ALPHA) -
 @dataclass(frozen=True, slots=True)
 class Sizing:
     """How many certification frames to draw, the errors they are sized to absorb, and the
-    predicted chance that the certificate then passes."""
+    predicted chance that the certificate then passes: for the proposal itself, and for each
+    plan of the certification ladder, most cautious first (``step_chances``, the proposal's
+    last; ``planner/query.py``)."""
 
     frames: int
     allowed_fn: int
     allowed_fp: int
     pass_probability: float
+    step_chances: tuple[float, ...] = ()
+
+
+def sizes(positive_rates: list[float], fpr: float, fnr: float, available: int,
+          alpha: float = ALPHA) -> list[tuple[int, int, int]]:
+    """(frames, errors of each kind it absorbs) for each number of errors in ALLOWANCES (the
+    same for every claim): the frames that hold enough of each claim's positives and negatives,
+    given its share of positives (``positive_rates``, measured on the training prefix). Sizes
+    over ``available`` frames are left out.
+
+    >>> sizes([0.1], 0.01, 0.01, 30000)[:2]
+    [(3439, 0, 0), (3439, 0, 1)]
+    """
+    confidence = 1 - alpha
+    out = []
+    for a_fn in ALLOWANCES:
+        for a_fp in ALLOWANCES:
+            frames = 0
+            for p in positive_rates:
+                if p <= 0 or p >= 1:
+                    frames = available + 1
+                    break
+                n_pos, n_neg = trials_needed(fnr, confidence, a_fn), trials_needed(fpr, confidence, a_fp)
+                frames = max(frames, math.ceil(SIZE_MARGIN * max(n_pos / p, n_neg / (1 - p))))
+            if frames <= available:
+                out.append((frames, a_fn, a_fp))
+    return out
+
+
+def chances(selection: list[Claim], positive_rates: list[float], sized: list[tuple[int, int, int]],
+            predicted: list[tuple[float, float] | None] | None = None) -> np.ndarray:
+    """Per size in ``sized`` ((frames, allowed misses, allowed false frames), as ``sizes`` gives
+    them), the chance that that many certification frames show at most the allowed errors for
+    every claim: per claim from its errors on the selection frames (an order statistic,
+    ``stats.pass_probability``), or from its ``predicted`` (fnr, fpr) where one is given
+    (``planner/tails.py``, ``stats.pass_probability_at``).
+
+    >>> y = np.r_[np.ones(100, bool), np.zeros(900, bool)]
+    >>> [round(float(c), 2) for c in chances([Claim("q", y, y)], [0.1], [(700, 0, 0), (700, 2, 2)], [(0.001, 0.0)])]
+    [0.95, 0.99]
+    """
+    frames = np.array([s[0] for s in sized], np.float64)
+    allowed_fn, allowed_fp = np.array([s[1] for s in sized]), np.array([s[2] for s in sized])
+    out = np.ones(len(sized))
+    for k, (claim, p) in enumerate(zip(selection, positive_rates)):
+        pos, fn, neg, fp = claim.counts()
+        n_pos, n_neg = np.rint(frames * p), np.rint(frames * (1 - p))
+        rates = predicted[k] if predicted is not None else None
+        if rates is None:
+            out *= pass_probability(fn, pos, allowed_fn, n_pos) * pass_probability(fp, neg, allowed_fp, n_neg)
+        else:
+            out *= (pass_probability_at(rates[0], pos, allowed_fn, n_pos)
+                    * pass_probability_at(rates[1], neg, allowed_fp, n_neg))
+    return out
 
 
 def sizings(selection: list[Claim], positive_rates: list[float], fpr: float, fnr: float, available: int,
             alpha: float = ALPHA) -> list[Sizing]:
-    """Every way of sizing the certification sample for these claims, judged on the selection
-    frames alone: for each number of errors it may absorb (ALLOWANCES, the same for every
-    claim), the frames that hold enough of each claim's positives and negatives (given its
-    share of positives, ``positive_rates``, measured on the training prefix), and the chance
-    that the errors stay within that, predicted from the selection frames. Sizes over
-    ``available`` frames are left out.
+    """Every way of sizing the certification sample for these claims (``sizes``), with the
+    chance that the errors stay within it, predicted from the selection frames (``chance``).
 
     >>> y = np.r_[np.ones(100, bool), np.zeros(900, bool)]
     >>> s = sizings([Claim("q", y, y)], [0.1], 0.01, 0.01, available=30000)
@@ -148,25 +200,9 @@ def sizings(selection: list[Claim], positive_rates: list[float], fpr: float, fnr
     >>> round(max(x.pass_probability for x in s5), 2)     # ...but 5% is likely
     0.85
     """
-    confidence = 1 - alpha
-    counts = [c.counts() for c in selection]
-    out = []
-    for a_fn in ALLOWANCES:
-        for a_fp in ALLOWANCES:
-            frames, chance = 0, 1.0
-            for (pos, fn, neg, fp), p in zip(counts, positive_rates):
-                if p <= 0 or p >= 1:
-                    frames = available + 1
-                    break
-                n_pos, n_neg = trials_needed(fnr, confidence, a_fn), trials_needed(fpr, confidence, a_fp)
-                frames = max(frames, math.ceil(SIZE_MARGIN * max(n_pos / p, n_neg / (1 - p))))
-            if frames > available:
-                continue
-            for (pos, fn, neg, fp), p in zip(counts, positive_rates):
-                chance *= pass_probability(fn, pos, a_fn, round(frames * p))
-                chance *= pass_probability(fp, neg, a_fp, round(frames * (1 - p)))
-            out.append(Sizing(frames, a_fn, a_fp, chance))
-    return out
+    sized = sizes(positive_rates, fpr, fnr, available, alpha)
+    return [Sizing(n, a_fn, a_fp, float(p), (float(p),))
+            for (n, a_fn, a_fp), p in zip(sized, chances(selection, positive_rates, sized))]
 
 
 def frames_needed(fpr: float, fnr: float, positive_rate: float, alpha: float = ALPHA) -> int:

@@ -69,21 +69,25 @@ def exact_cost(frames: int, costs: Costs) -> float:
     return cascade_cost(frames, costs)
 
 
-def certified_cost(certify_labels: float, unlabelled: int, costs: Costs, cascade_per_frame: float,
-                   pass_probability: float) -> float:
+def certified_cost(certify_labels: float, unlabelled: int, costs: Costs,
+                   outcomes: Sequence[tuple[float, float]]) -> float:
     """Expected seconds still to pay for a cascade that must first be certified: the reference on
     the ``certify_labels`` certification frames it has not labelled yet, then, over the rest of
-    the ``unlabelled`` frames, the cascade if the certificate passes (``pass_probability``) and
-    the reference otherwise (the plan falls back to exact). Frames already labelled cost
-    nothing to either plan; the exact plan costs ``unlabelled * (decode + reference)``.
+    the ``unlabelled`` frames, each plan of the certification ladder with its chance of being
+    the one that runs (``outcomes``: (chance, seconds per frame)), and the reference with the
+    chance left (no plan certified: exact). Frames already labelled cost nothing to either
+    plan; the exact plan costs ``unlabelled * (decode + reference)``.
 
     >>> c = Costs(decode=0.001, reference=0.08)
-    >>> round(certified_cost(4000, 30000, c, 0.01, 0.9))          # a 9% predicate, stages that separate
+    >>> round(certified_cost(4000, 30000, c, [(0.9, 0.01)]))          # a 9% predicate, stages that separate
     769
-    >>> round(certified_cost(4000, 30000, c, 0.01, 0.0)) == round(exact_cost(30000, c))   # sure to fail: exact
+    >>> round(certified_cost(4000, 30000, c, [(0.6, 0.03), (0.3, 0.01)]))   # a cautious plan most likely
+    1081
+    >>> round(certified_cost(4000, 30000, c, [(0.0, 0.01)])) == round(exact_cost(30000, c))   # sure to fail: exact
     True
     """
     per_label = costs.decode + costs.reference
     rest = max(0.0, unlabelled - certify_labels)
+    left = 1.0 - sum(p for p, _ in outcomes)
     return min(certify_labels, unlabelled) * per_label + rest * (
-        pass_probability * cascade_per_frame + (1 - pass_probability) * per_label)
+        sum(p * per_frame for p, per_frame in outcomes) + max(0.0, left) * per_label)

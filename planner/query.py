@@ -21,10 +21,10 @@ A toy query, one atom whose specialized model separates perfectly:
 >>> inp = AtomInput(atom, y, 0.2, [[(None, None, 0.0), (Cnn(), y * 0.8 + 0.1, 1e-4)]])
 >>> p = propose([inp], None, fpr=0.05, fnr=0.05, unlabelled=40000, available=40000, costs=costs)
 >>> p.cascade, p.sizing.frames, round(p.expected_seconds), round(p.exact_seconds)
-(True, 1196, 119, 2040)
->>> len(p.sequence), [round(c[0].chosen.pass_rate, 2) for c in p.sequence]   # the most cautious cost as much as exact
-(3, [0.0, 0.0, 0.0])
->>> steps = [[Claim("each", y[:1196], y[:1196])]] * 3
+(True, 340, 61, 2040)
+>>> len(p.sequence), [round(c[0].chosen.pass_rate, 2) for c in p.sequence]   # steps as dear as exact left out
+(6, [0.79, 0.0, 0.0, 0.0, 0.0, 0.0])
+>>> steps = [[Claim("each", y[:340], y[:340])]] * 6
 >>> plan = finish(p, steps, 0.05, 0.05)
 >>> plan.strategy, plan.choices[0].chosen.name, plan.reason.split(";")[0]
 ('cascade', 'm -> reference', 'certified the proposed plan')
@@ -40,9 +40,10 @@ import numpy as np
 
 from vql.plan import claim_names
 from vql.planner.cascade import Atom, CascadeChoice, exact_choice, search
-from vql.planner.certify import Certificate, Claim, Sizing, certify, frames_needed, sizings
+from vql.planner.certify import Certificate, Claim, Sizing, certify, chances, frames_needed, sizes
 from vql.planner.cost import Costs, cascade_cost, certified_cost, exact_cost
 from vql.planner.stages import Caution, decide, measured
+from vql.planner.tails import error_rates
 
 GAMMAS = (0.0, 0.25, 0.5)  # shares of each target the stages may spend on the selection frames
 # The plans certified in sequence, most cautious first, the proposed plan last (``finish``): per
@@ -50,9 +51,15 @@ GAMMAS = (0.0, 0.25, 0.5)  # shares of each target the stages may spend on the s
 # difference detector's δ multiplied by the first number; a specialized model's c_low moved down
 # and c_high up by the second and third in log-odds, inf: that side decides nothing). Steps far
 # out in log-odds matter because a tiny model's scores on a few positives sit far below every
-# positive the selection frames hold, and the certification frames hold several times more.
-CAUTION = (Caution(1 / 8, np.inf, 8.0), Caution(1 / 4, 8.0, 6.0), Caution(1 / 4, 4.0, 3.0), Caution(1 / 2, 2.0, 1.5),
-           Caution(3 / 4, 1.0, 0.5))
+# positive the selection frames hold, and the certification frames hold several times more. Fine
+# steps cost no confidence (a fixed sequence, ``finish``) and give the sizing (``propose``) plans
+# between "decides almost nothing" and the proposal to weigh.
+CAUTION = (Caution(1 / 8, np.inf, 8.0), Caution(1 / 4, 8.0, 6.0), Caution(1 / 4, 6.0, 5.0), Caution(1 / 3, 5.0, 4.0),
+           Caution(1 / 3, 4.0, 3.0), Caution(1 / 2, 3.0, 2.0), Caution(1 / 2, 2.0, 1.5), Caution(2 / 3, 1.5, 1.0),
+           Caution(3 / 4, 1.0, 0.5), Caution(7 / 8, 0.5, 0.25))
+# The "yes" sides of the ladder's plans, one ladder each (``ladder``): None, c_high moves with
+# the steps; a share s, c_high placed to answer "yes" to at most s x fpr of the selection negatives.
+YES_SHARES = (None, 0.25, 0.5)
 EXACT_MARGIN = 0.9  # a cascade must be expected to cost under this share of the exact plan
 
 # (frames, {atom column: bool per frame}) -> the WHERE clause's truth per frame
@@ -117,40 +124,50 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
     needed = max(frames_needed(fpr, fnr, r) for r in rates) if rates else 0
     exact_all = tuple(exact_choice(i.atom, i.no_stages if i.groups is None else "no cascade pays", costs, i.positive_rate)
                       for i in inputs)
-    best: tuple[float, tuple, Sizing] | None = None
+    by_column = {i.atom.column: i for i in inputs}
+    best: tuple[float, tuple, Sizing, tuple] | None = None
     if fpr > 0 and fnr > 0:
         for gamma in GAMMAS:
             picked = [_atom_choice(i, gamma * min(fpr, fnr), costs, exact) for i, exact in zip(inputs, exact_all)]
-            choices = [c for c, _ in picked]
+            choices = tuple(c for c, _ in picked)
             answers = {c.atom.column: a for c, a in picked}
             if all(c.chosen is None for c in choices):
                 continue
-            per_frame = sum(c.expected_per_frame for c in choices)
             sel = [Claim(n, t, a) for n, t, a in zip(names, sel_truth, _claims(names, frames, answers, atoms, combine))]
-            for s in sizings(sel, rates, fpr, fnr, available):
-                cost = certified_cost(s.frames * unlabelled / max(1, available), unlabelled, costs, per_frame,
-                                      s.pass_probability)
-                if best is None or cost < best[0]:
-                    best = (cost, tuple(choices), s)
+            for yes_share in YES_SHARES:
+                sequence = ladder(choices, by_column, None if yes_share is None else yes_share * fpr)
+                predicted = [predicted_rates(seq, by_column, rates, combine, sel_truth) for seq in sequence[:-1]]
+                predicted.append(None)
+                per_frame = [sum(c.expected_per_frame for c in seq) for seq in sequence]
+                sized = sizes(rates, fpr, fnr, available)
+                if not sized:
+                    continue
+                # per ladder step and size, the chance it passes; a more cautious plan passes whenever a
+                # later one does, and the plan that runs is the last one certified
+                passes = np.maximum.accumulate(np.array([chances(sel, rates, sized, p) for p in predicted])[::-1])[::-1]
+                runs = passes - np.vstack([passes[1:], np.zeros((1, len(sized)))])
+                for j, (n, a_fn, a_fp) in enumerate(sized):
+                    cost = certified_cost(n * unlabelled / max(1, available), unlabelled, costs,
+                                          list(zip(runs[:, j].tolist(), per_frame)))
+                    if best is None or cost < best[0]:
+                        best = (cost, choices, Sizing(n, a_fn, a_fp, float(passes[-1, j]),
+                                                      tuple(passes[:, j].tolist())), sequence)
     if best is None:
         why = ("a target of 0 needs the reference on every frame" if fpr <= 0 or fnr <= 0 else
                f"no cascade can be certified on the {available} frames left: the targets need about {needed} "
                f"certification frames with nothing missed")
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds, why, needed)
-    cost, choices, sizing = best
-    by_column = {i.atom.column: i for i in inputs}
-    sequence = tuple(tuple(pad(c, by_column[c.atom.column], step) for c in choices) for step in CAUTION)
-    limit = sum(c.exact_per_frame for c in choices)  # a step that costs as much as exact is left out
-    sequence = tuple(seq for seq in sequence if sum(c.expected_per_frame for c in seq) < limit) + (choices,)
+    cost, choices, sizing, sequence = best
     if cost >= EXACT_MARGIN * exact_seconds:
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds,
                         f"the cheapest certifiable cascade is expected to cost ~{cost:.0f} s (certifying on "
-                        f"{sizing.frames} frames, passing with chance {sizing.pass_probability:.2f}) against "
-                        f"~{exact_seconds:.0f} s exact", needed)
+                        f"{sizing.frames} frames, some plan of the ladder passing with chance "
+                        f"{sizing.step_chances[0]:.2f}) against ~{exact_seconds:.0f} s exact", needed)
     return Proposal(choices, names, sizing, cost, exact_seconds,
                     f"expected ~{cost:.0f} s against ~{exact_seconds:.0f} s exact; certification sized to absorb "
-                    f"{sizing.allowed_fn} missed and {sizing.allowed_fp} false frames per claim, passing with chance "
-                    f"{sizing.pass_probability:.2f} (predicted on the selection frames)", needed, sequence)
+                    f"{sizing.allowed_fn} missed and {sizing.allowed_fp} false frames per claim; predicted on the "
+                    f"selection frames, the proposal passes with chance {sizing.pass_probability:.2f} and some plan of "
+                    f"the ladder with chance {sizing.step_chances[0]:.2f}", needed, sequence)
 
 
 def _atom_choice(i: AtomInput, share: float, costs: Costs, exact: CascadeChoice) -> tuple[CascadeChoice, np.ndarray]:
@@ -168,11 +185,63 @@ def _atom_choice(i: AtomInput, share: float, costs: Costs, exact: CascadeChoice)
                          i.positive_rate, tuple(o.candidate for o in options[1:])), options[0].answer
 
 
-def pad(choice: CascadeChoice, inp: AtomInput, caution: Caution) -> CascadeChoice:
+def ladder(choices: tuple[CascadeChoice, ...], by_column: dict[str, AtomInput],
+           yes_rate: float | None = None) -> tuple[tuple[CascadeChoice, ...], ...]:
+    """The plans to certify in order: the proposal (``choices``) padded by each step of CAUTION,
+    most cautious first, steps that cost as much as exact left out, then the proposal. With
+    ``yes_rate``, every step's models answer "yes" to at most that share of each atom's
+    selection negatives (``pad``'s ``yes_budget``)."""
+    def budget(c: CascadeChoice) -> int | None:
+        return None if yes_rate is None else math.floor(yes_rate * int((~by_column[c.atom.column].truth).sum()))
+
+    sequence = tuple(tuple(pad(c, by_column[c.atom.column], step, budget(c)) for c in choices) for step in CAUTION)
+    limit = sum(c.exact_per_frame for c in choices)
+    return tuple(seq for seq in sequence if sum(c.expected_per_frame for c in seq) < limit) + (choices,)
+
+
+def predicted_rates(choices: tuple[CascadeChoice, ...], by_column: dict[str, AtomInput], rates: list[float],
+                    combine: Combine | None, sel_truth: list[np.ndarray]) -> list[tuple[float, float] | None]:
+    """Per claim, the (fnr, fpr) a plan is predicted to have on frames the selection frames never
+    showed it (``planner/tails.py``), None where too few frames allow a prediction. Each atom
+    that is its own claim, or a WHERE clause that is one atom or its negation, gets the atom's
+    rates; a claim over several atoms, at most the sum of its atoms' errors over its frames of
+    each class (a union bound)."""
+    per_atom = {}
+    for c in choices:
+        inp = by_column[c.atom.column]
+        per_atom[c.atom.column] = (0.0, 0.0) if c.chosen is None else error_rates(
+            c.chosen.stages, _stage_scores(c.chosen, inp), inp.truth)
+    if any(r is None for r in per_atom.values()):
+        return [None] * len(sel_truth)
+    if combine is None:
+        return [per_atom[c.atom.column] for c in choices]
+    if len(choices) == 1:
+        column = choices[0].atom.column
+        t, claim = np.asarray(by_column[column].truth, bool), sel_truth[0]
+        if (claim == t).all():
+            return [per_atom[column]]
+        if (claim == ~t).all():
+            return [per_atom[column][::-1]]
+    share = rates[0]
+    if not 0 < share < 1:
+        return [None]
+    errors = sum(f * by_column[k].positive_rate + g * (1 - by_column[k].positive_rate) for k, (f, g) in per_atom.items())
+    return [(min(1.0, errors / share), min(1.0, errors / (1 - share)))]
+
+
+def _stage_scores(chosen, inp: AtomInput) -> list[np.ndarray]:
+    """A candidate's stages' scores on the selection frames, in order."""
+    return [next(x for group in inp.groups for op, x, _ in group if op is st.op) for st in chosen.stages]
+
+
+def pad(choice: CascadeChoice, inp: AtomInput, caution: Caution, yes_budget: int | None = None) -> CascadeChoice:
     """A more cautious version of an atom's cascade: each stage's band moved towards the
     reference as its kind says (``StageKind.cautious``), the last stage never answering "yes"
     to more selection negatives than the proposal did (a detector passing more frames lets more
-    negatives reach it), its pass shares and cost measured again on the selection frames.
+    negatives reach it), its pass shares and cost measured again on the selection frames. With
+    ``yes_budget``, only the "no" sides move: the last stage's c_high is placed afresh to answer
+    "yes" to at most that many selection negatives (the false-positive target has its own room:
+    a model that is sure of many positives keeps them from the reference).
 
     >>> from vql.plan import ModelPredicate
     >>> from vql.planner.cascade import Candidate
@@ -191,26 +260,35 @@ def pad(choice: CascadeChoice, inp: AtomInput, caution: Caution) -> CascadeChoic
     >>> s = pad(c, inp, Caution(0.5, np.inf, 1.0)).chosen      # the model answers no frame "no"
     >>> s.stages[0].band.low, round(s.pass_rate, 2)
     (-inf, 0.8)
+    >>> s = pad(c, inp, Caution(0.5, 1.0, 1.0), yes_budget=0).chosen   # "yes" above every negative seen
+    >>> round(s.stages[0].band.low, 3), round(s.stages[0].band.high, 3), round(s.pass_rate, 2)
+    (0.197, 0.5, 0.31)
     """
     chosen = choice.chosen
     if chosen is None:
         return choice
-    scores = [next(x for group in inp.groups for op, x, _ in group if op is st.op) for st in chosen.stages]
+    scores = _stage_scores(chosen, inp)
     y = np.asarray(inp.truth, bool)
     stages = [st.kind.cautious(st.band, caution) for st in chosen.stages]
     last = chosen.stages[-1]
-    if last.kind.says_yes and len(stages) > 1:  # "yes" to no more selection negatives than the proposal
-        made = int((~y & chosen.decide(scores, len(y))[1]).sum())
+    if last.kind.says_yes and (len(stages) > 1 or yes_budget is not None):
         no, yes = decide([replace(st, band=b) for st, b in zip(chosen.stages[:-1], stages[:-1])], scores[:-1], len(y))
         reached = np.sort(np.asarray(scores[-1], np.float64)[~y & ~no & ~yes])
-        high = last.band.high if last.band.high != -np.inf else max(last.band.low, 0.0)
-        floor = reached[len(reached) - 1 - made] if made < len(reached) else -np.inf
-        stages[-1] = last.kind.cautious(replace(last.band, high=max(high, floor)), caution)
+        if yes_budget is None:  # "yes" to no more selection negatives than the proposal
+            made = int((~y & chosen.decide(scores, len(y))[1]).sum())
+            high = last.band.high if last.band.high != -np.inf else max(last.band.low, 0.0)
+            floor = reached[len(reached) - 1 - made] if made < len(reached) else -np.inf
+            stages[-1] = last.kind.cautious(replace(last.band, high=max(high, floor)), caution)
+        else:  # "yes" placed afresh: to at most ``yes_budget`` of the selection negatives that reach it
+            high = float(reached[len(reached) - 1 - yes_budget]) if yes_budget < len(reached) else -np.inf
+            stages[-1] = replace(stages[-1], high=max(high, stages[-1].low))
     padded, rate = measured([replace(st, band=b) for st, b in zip(chosen.stages, stages)], scores, len(y))
     cost = cascade_cost(1, choice.costs, padded)
+    yes_side = (f"c_high +{caution.high:g} in log-odds" if yes_budget is None else
+                f"c_high placed to answer \"yes\" to at most {yes_budget} selection negatives")
     return replace(choice, chosen=replace(chosen, cost_per_frame=cost, stages=padded, pass_rate=rate),
                    reason=f"{choice.reason}; bands moved towards the reference (δ x {caution.scale:g}, "
-                          f"c_low -{caution.low:g} and c_high +{caution.high:g} in log-odds)")
+                          f"c_low -{caution.low:g} in log-odds, {yes_side})")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,11 @@ class StageKind:
     def cautious(self, band: Band, caution: Caution) -> Band:
         raise NotImplementedError
 
+    def scale(self, scores: np.ndarray) -> np.ndarray:
+        """Scores in the scale the ladder moves bands in (``cautious``): equal steps there are
+        equal steps of caution; ``planner/tails.py`` fits the positives' lower tail in it."""
+        raise NotImplementedError
+
     def describe(self, stage: Stage) -> str:
         raise NotImplementedError
 
@@ -92,6 +97,10 @@ class NoOnlyKind(StageKind):
 
     def cautious(self, band: Band, caution: Caution) -> Band:
         return replace(band, low=band.low * caution.scale if np.isfinite(band.low) else band.low)
+
+    def scale(self, scores: np.ndarray) -> np.ndarray:
+        """log: multiplying δ moves it by a fixed step."""
+        return np.log(np.maximum(np.asarray(scores, np.float64), 1e-12))
 
     def describe(self, stage: Stage) -> str:
         return (f"{self.label} detector {stage.op.name}: delta = {stage.band.low:.4g}; below it \"no\"; passes on "
@@ -105,6 +114,11 @@ class ProbabilityKind(StageKind):
         low = shift(band.low, -caution.low) if band.low != -np.inf else band.low
         high = band.high if band.high != -np.inf else max(band.low, 0.0)
         return Band(low, max(shift(high, caution.high), low))
+
+    def scale(self, scores: np.ndarray) -> np.ndarray:
+        """log-odds, as ``shift`` moves c_low and c_high."""
+        p = np.clip(np.asarray(scores, np.float64), 1e-15, 1 - 1e-15)
+        return np.log(p) - np.log1p(-p)
 
     def describe(self, stage: Stage) -> str:
         return (f"{self.label} {stage.op.name}: c_low = {stage.band.low:.4g}, c_high = {stage.band.high:.4g}; "

@@ -22,6 +22,8 @@ import math
 
 from functools import lru_cache
 
+import numpy as np
+
 from scipy import special, stats
 
 OPTIMISM = 0.7  # see pass_probability
@@ -84,7 +86,27 @@ def pass_probability(errors_seen: int, trials_seen: int, allowed: int, trials: i
     >>> round(pass_probability(0, 1000, 0, 368), 2), round(pass_probability(10, 100, 0, 368), 4)
     (0.66, 0.0)
     """
-    if trials <= 0:
-        return 1.0
     seen = max(errors_seen + 1, int(trials_seen * optimism))
-    return float(stats.betabinom.cdf(allowed, trials, errors_seen + 1, max(1, seen - errors_seen)))
+    return _out(stats.betabinom.cdf(allowed, np.maximum(trials, 0), errors_seen + 1, max(1, seen - errors_seen)))
+
+
+def _out(x):
+    """A float for one value, an array for many (the planner asks for many sizes at once)."""
+    x = np.asarray(x, np.float64)
+    return float(x) if x.ndim == 0 else x
+
+
+def pass_probability_at(rate: float, trials_seen: int, allowed: int, trials: int, optimism: float = OPTIMISM) -> float:
+    """Chance that ``trials`` fresh trials show at most ``allowed`` errors when the error rate is
+    predicted as ``rate`` from ``trials_seen`` trials (``planner/tails.py``): beta-binomial with
+    mean ``rate`` and as much weight as ``optimism`` x ``trials_seen`` trials (a prediction
+    from few frames is uncertain both ways).
+
+    >>> round(pass_probability_at(0.001, 200, 0, 400), 2), round(pass_probability_at(0.001, 20000, 0, 400), 2)
+    (0.83, 0.67)
+    >>> round(pass_probability_at(0.01, 200, 0, 400), 2)
+    0.15
+    """
+    weight = max(2.0, trials_seen * optimism)
+    r = min(max(rate, 1e-9), 1 - 1e-9)
+    return _out(stats.betabinom.cdf(allowed, np.maximum(trials, 0), r * weight, (1 - r) * weight))
