@@ -3,10 +3,13 @@
 ``propose`` makes every choice on the selection frames (the second half of the training prefix,
 ``planner/sampling.py``): for each share of the targets the stages may spend there (GAMMAS), each
 atom's cheapest cascade (``planner/cascade.py: search``), their combined answers under the
-WHERE clause, and the size of the certification sample (``planner/certify.py: sizings``); the
-expected cost of each (``planner/cost.py: certified_cost``) against the exact plan's. Then
-``finish`` certifies the one proposal on the certification frames and returns the ``QueryPlan``:
-the cascades when every bound meets its target, the exact plan otherwise.
+WHERE clause, the ladder of more cautious plans to certify before it (``ladder``, for each way
+of placing the "yes" side, YES_SHARES) and the size of the certification sample
+(``planner/certify.py: sizes``), weighing each plan of the ladder by its predicted chance of
+being the one that runs (``planner/tails.py``, ``certify.chances``); the expected cost of each
+(``planner/cost.py: certified_cost``) against the exact plan's. Then ``finish`` certifies the
+ladder in order on the certification frames and returns the ``QueryPlan``: the last plan
+certified, the exact plan when none is.
 
 A toy query, one atom whose specialized model separates perfectly:
 
