@@ -167,6 +167,14 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
     (``planner/tails.py``, ``stats.pass_probability_at``).
 
     >>> y = np.r_[np.ones(100, bool), np.zeros(900, bool)]
+    >>> sized = sizes([0.1], 0.01, 0.01, 30000)
+    >>> c = chances([Claim("q", y, y)], [0.1], sized)
+    >>> sized[0], round(float(c[0]), 2)
+    ((3439, 0, 0), 0.03)
+    >>> round(float(c.max()), 2)      # 100 positives seen cannot promise 1%...
+    0.25
+    >>> round(float(chances([Claim("q", y, y)], [0.1], sizes([0.1], 0.05, 0.05, 30000)).max()), 2)   # ...but 5% is likely
+    0.85
     >>> [round(float(c), 2) for c in chances([Claim("q", y, y)], [0.1], [(700, 0, 0), (700, 2, 2)], [(0.001, 0.0)])]
     [0.95, 0.99]
     """
@@ -183,26 +191,6 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
             out *= (pass_probability_at(rates[0], pos, allowed_fn, n_pos)
                     * pass_probability_at(rates[1], neg, allowed_fp, n_neg))
     return out
-
-
-def sizings(selection: list[Claim], positive_rates: list[float], fpr: float, fnr: float, available: int,
-            alpha: float = ALPHA) -> list[Sizing]:
-    """Every way of sizing the certification sample for these claims (``sizes``), with the
-    chance that the errors stay within it, predicted from the selection frames (``chance``).
-
-    >>> y = np.r_[np.ones(100, bool), np.zeros(900, bool)]
-    >>> s = sizings([Claim("q", y, y)], [0.1], 0.01, 0.01, available=30000)
-    >>> s[0].frames, s[0].allowed_fn, s[0].allowed_fp, round(s[0].pass_probability, 2)
-    (3439, 0, 0, 0.03)
-    >>> round(max(x.pass_probability for x in s), 2)      # 100 positives seen cannot promise 1%...
-    0.25
-    >>> s5 = sizings([Claim("q", y, y)], [0.1], 0.05, 0.05, available=30000)
-    >>> round(max(x.pass_probability for x in s5), 2)     # ...but 5% is likely
-    0.85
-    """
-    sized = sizes(positive_rates, fpr, fnr, available, alpha)
-    return [Sizing(n, a_fn, a_fp, float(p), (float(p),))
-            for (n, a_fn, a_fp), p in zip(sized, chances(selection, positive_rates, sized))]
 
 
 def frames_needed(fpr: float, fnr: float, positive_rate: float, alpha: float = ALPHA) -> int:

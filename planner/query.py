@@ -129,7 +129,8 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                       for i in inputs)
     by_column = {i.atom.column: i for i in inputs}
     best: tuple[float, tuple, Sizing, tuple] | None = None
-    if fpr > 0 and fnr > 0:
+    sized = sizes(rates, fpr, fnr, available) if fpr > 0 and fnr > 0 else []
+    if sized:
         for gamma in GAMMAS:
             picked = [_atom_choice(i, gamma * min(fpr, fnr), costs, exact) for i, exact in zip(inputs, exact_all)]
             choices = tuple(c for c, _ in picked)
@@ -137,17 +138,15 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
             if all(c.chosen is None for c in choices):
                 continue
             sel = [Claim(n, t, a) for n, t, a in zip(names, sel_truth, _claims(names, frames, answers, atoms, combine))]
+            own = chances(sel, rates, sized)  # the proposal's, from its errors on the selection frames
             for yes_share in YES_SHARES:
                 sequence = ladder(choices, by_column, None if yes_share is None else yes_share * fpr)
-                predicted = [predicted_rates(seq, by_column, rates, combine, sel_truth) for seq in sequence[:-1]]
-                predicted.append(None)
                 per_frame = [sum(c.expected_per_frame for c in seq) for seq in sequence]
-                sized = sizes(rates, fpr, fnr, available)
-                if not sized:
-                    continue
                 # per ladder step and size, the chance it passes; a more cautious plan passes whenever a
                 # later one does, and the plan that runs is the last one certified
-                passes = np.maximum.accumulate(np.array([chances(sel, rates, sized, p) for p in predicted])[::-1])[::-1]
+                steps = [chances(sel, rates, sized, predicted_rates(seq, by_column, rates, combine, sel_truth))
+                         for seq in sequence[:-1]] + [own]
+                passes = np.maximum.accumulate(np.array(steps)[::-1])[::-1]
                 runs = passes - np.vstack([passes[1:], np.zeros((1, len(sized)))])
                 for j, (n, a_fn, a_fp) in enumerate(sized):
                     cost = certified_cost(n * unlabelled / max(1, available), unlabelled, costs,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vql.planner.certify import Claim, certify, frames_needed, sizings
+from vql.planner.certify import Claim, certify, chances, frames_needed, sizes
 from vql.planner.sampling import Sample, grow, permutation, training_size
 from vql.planner.stats import interval, pass_probability, trials_needed, upper_bound
 from vql.planner.stages import Stage, answer
@@ -80,13 +80,13 @@ def test_certificate_needs_every_bound_within_its_target():
 def test_sizing_and_its_prediction():
     assert frames_needed(0.01, 0.01, 0.09) == 3323  # 299 positives at 95% with none missed
     clean = np.r_[np.ones(300, bool), np.zeros(2700, bool)]
-    sure = sizings([Claim("q", clean, clean)], [0.1], 0.05, 0.05, available=50000)
-    assert sure and all(s.frames <= 50000 for s in sure)
-    assert max(s.pass_probability for s in sure) > 0.9
+    sure = sizes([0.1], 0.05, 0.05, available=50000)
+    assert sure and all(frames <= 50000 for frames, _, _ in sure)
+    assert chances([Claim("q", clean, clean)], [0.1], sure).max() > 0.9
     missed = clean.copy()
     missed[:15] = False  # 5% of positives missed on the selection frames: 5% cannot be certified
-    assert max(s.pass_probability for s in sizings([Claim("q", clean, missed)], [0.1], 0.05, 0.05, 50000)) < 0.2
-    assert sizings([Claim("q", clean, clean)], [0.1], 0.01, 0.01, available=1000) == []
+    assert chances([Claim("q", clean, missed)], [0.1], sizes([0.1], 0.05, 0.05, 50000)).max() < 0.2
+    assert sizes([0.1], 0.01, 0.01, available=1000) == []
     assert pass_probability(0, 2000, 0, 100) > pass_probability(0, 200, 0, 100) > pass_probability(2, 200, 0, 100)
 
 
