@@ -359,6 +359,16 @@ def chart(rows: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def composed_video(workdir: Path, minutes: float, seed: int, presence: float, model=None) -> str:
+    """The composed video of this length, seed and presence in ``workdir``, composed if missing."""
+    video = workdir / f"street_{minutes:g}min_{presence:g}_seed{seed}.mp4"
+    if not video.exists():
+        print(f"composing {video} (not timed)", file=sys.stderr)
+        library = build_library(SHARED / "data" / "vtest.avi", model or centernet())
+        compose(library, video, ComposeSpec(minutes=minutes, presence=presence, seed=seed))
+    return str(video)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="60", help="lengths of composed videos, comma-separated (0: none)")
@@ -393,14 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = [float(t) for t in str(args.targets).split(",")]
     if not args.skip_vtest:
         rows += bench_video("vtest", str(vtest), [(w, t) for t in targets for w in VTEST_QUERIES], args, model)
-    library = None
     for minutes in [float(m) for m in str(args.minutes).split(",") if float(m) > 0]:
         for seed in [int(x) for x in str(args.seeds).split(",")]:
-            video = Path(args.workdir) / f"street_{minutes:g}min_{args.presence:g}_seed{seed}.mp4"
-            if not video.exists():
-                print(f"composing {video} (not timed)", file=sys.stderr)
-                library = library or build_library(vtest, model)
-                compose(library, video, ComposeSpec(minutes=minutes, presence=args.presence, seed=seed))
+            video = composed_video(Path(args.workdir), minutes, seed, args.presence, model)
             rows += bench_video(f"composed {minutes:g} min seed {seed}", str(video),
                                 [(w, t) for t in targets for w in COMPOSED_QUERIES], args, model)
     chart(rows, out.with_suffix(".png"))

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from vql.engine.cascade import atom_truth
-from vql.engine.executor import Context, label_frames, where_truth
+from vql.engine.executor import Context, atom_truth, label_frames, where_truth
 from vql.plan import EvaluatePredicates, claim_names
 from vql.planner.stats import interval
 from vql.sqlgen import ident

@@ -12,43 +12,19 @@ a frame is never sent twice).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from vql.engine import executor
-from vql.engine.executor import Context
+from vql.engine.executor import Context, atom_counts
 from vql.engine.video import VideoInfo, decode_costs, read_frames
-from vql.planner.cascade import Atom, CascadeChoice
+from vql.planner.cascade import CascadeChoice
 from vql.planner.cost import Costs
 from vql.planner.skipping import anchors
 from vql.planner.specialized import downscale
 from vql.progress import Progress
 from vql.udfs.reference import ReferenceModel
-
-
-def atom_counts(ctx: Context, info: VideoInfo, version: str, atom: Atom, first: int, last: int) -> dict[int, int]:
-    """Per labelled frame in [first, last]: the number of objects the atom's predicate counts."""
-    from vql.engine.executor import predicate_sql
-
-    pred = replace(atom.predicate, column="n")
-    rows = ctx.store.con.execute(
-        f"SELECT f.frame, coalesce(l.n, 0) FROM vql_labelled_frames f LEFT JOIN ("
-        f"SELECT frame, {predicate_sql(pred, info)} "
-        f"FROM vql_labels WHERE video_fp = ? AND model_version = ? AND frame BETWEEN ? AND ? GROUP BY frame) l "
-        f"ON l.frame = f.frame WHERE f.video_fp = ? AND f.model_version = ? AND f.frame BETWEEN ? AND ?",
-        [info.fingerprint, version, first, last, info.fingerprint, version, first, last],
-    ).fetchall()
-    return {int(f): int(n) for f, n in rows}
-
-
-def atom_truth(ctx: Context, info: VideoInfo, version: str, atom: Atom, frames: np.ndarray) -> np.ndarray:
-    """The atom's truth on labelled ``frames`` (a frame without detections counts 0 objects)."""
-    frames = np.asarray(frames, np.int64)
-    if not len(frames):
-        return np.zeros(0, bool)
-    counts = atom_counts(ctx, info, version, atom, int(frames.min()), int(frames.max()))
-    return np.array([bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in frames], bool)
 
 
 def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, frames: np.ndarray,

@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from vql.engine.store import Store, arrow_table
-from vql.engine.video import read_frames
+from vql.engine.video import VideoInfo, read_frames
 from vql.errors import ExecutionError
-from vql.plan import EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery
+from vql.plan import Atom, EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery
 from vql.progress import Progress
 from vql.sqlgen import ident
 from vql.udfs.reference import ReferenceModel
@@ -109,6 +109,28 @@ def predicate_sql(pred: ModelPredicate, info) -> str:
         cx, cy = f"((x1 + x2) / 2 / {float(info.width)!r})", f"((y1 + y2) / 2 / {float(info.height)!r})"
         cond += [f"{cx} BETWEEN {x0!r} AND {x1!r}", f"{cy} BETWEEN {y0!r} AND {y1!r}"]
     return f"count(*) FILTER (WHERE {' AND '.join(cond)}) AS {ident(pred.column)}"
+
+
+def atom_counts(ctx: Context, info: VideoInfo, version: str, atom: Atom, first: int, last: int) -> dict[int, int]:
+    """Per labelled frame in [first, last]: the number of objects the atom's predicate counts."""
+    pred = replace(atom.predicate, column="n")
+    rows = ctx.store.con.execute(
+        f"SELECT f.frame, coalesce(l.n, 0) FROM vql_labelled_frames f LEFT JOIN ("
+        f"SELECT frame, {predicate_sql(pred, info)} "
+        f"FROM vql_labels WHERE video_fp = ? AND model_version = ? AND frame BETWEEN ? AND ? GROUP BY frame) l "
+        f"ON l.frame = f.frame WHERE f.video_fp = ? AND f.model_version = ? AND f.frame BETWEEN ? AND ?",
+        [info.fingerprint, version, first, last, info.fingerprint, version, first, last],
+    ).fetchall()
+    return {int(f): int(n) for f, n in rows}
+
+
+def atom_truth(ctx: Context, info: VideoInfo, version: str, atom: Atom, frames: np.ndarray) -> np.ndarray:
+    """The atom's truth on labelled ``frames`` (a frame without detections counts 0 objects)."""
+    frames = np.asarray(frames, np.int64)
+    if not len(frames):
+        return np.zeros(0, bool)
+    counts = atom_counts(ctx, info, version, atom, int(frames.min()), int(frames.max()))
+    return np.array([bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in frames], bool)
 
 
 def atom_order(node: EvaluatePredicates, choices: dict) -> list:
@@ -254,6 +276,8 @@ def provenance(node: EvaluatePredicates, ctx: Context) -> list[dict]:
     plan = ctx.plans.get(node.table)
     rows = [dict(where, predicate=atom.text, **plan_summary(plan, ctx.choices.get(atom.column)))
             for atom in node.atoms]
+    if node.table in ctx.stats.get("search", {}):  # each row confirmed by the reference: nothing certified
+        rows = [dict(r, strategy="limit-search", query_strategy="limit-search") for r in rows]
     return rows + [dict(where, predicate=p.text, **plan_summary(None, None)) for p in node.predicates]
 
 
@@ -315,13 +339,24 @@ def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
     """Execute the plan and return the rows of its final SQL.
 
     With ``plan.stop_after`` (a LIMIT over one video, in frame order) frames are labelled in
-    growing chunks, the query re-run on what is labelled, until enough rows are found.
+    growing chunks, the query re-run on what is labelled, until enough rows are found. With
+    ``plan.search`` (a LIMIT without ORDER BY over model tests) the reference confirms frames in a
+    proxy's order until enough are true (``engine/search.py``).
     """
     check_sql(plan, ctx, params)
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     query_id = ctx.store.next_query_id()
     ctx.stats["query_id"] = query_id
-    if plan.stop_after is None:
+    if plan.search is not None:
+        from vql.engine.search import run_search
+
+        for node in plan.inputs:
+            if node.atoms:
+                run_search(node, ctx, plan.search)
+            else:
+                run_operator(node, ctx)
+        table = arrow_table(ctx.store.con.execute(plan.sql, params or []))
+    elif plan.stop_after is None:
         table = _run_once(plan, ctx, params, query_id)
     else:
         (node,) = plan.inputs

@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from vql.engine.cascade import atom_truth, sample_pass
+from vql.engine.cascade import sample_pass
+from vql.engine.executor import atom_truth
 from vql.engine.executor import Context, where_truth
 from vql.planner.cascade import Stages, exact_choice, train_stages
 from vql.planner.cost import Costs

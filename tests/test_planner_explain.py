@@ -126,7 +126,8 @@ def test_and_short_circuits_and_matches_exact(con):
 def test_skipping_runs_the_cascade_on_anchors_only(con):
     """run_cascade with skip 3: only anchors reach the reference (and the store); every other
     frame answers what its anchor's labels say."""
-    from vql.engine.cascade import atom_counts, run_cascade
+    from vql.engine.cascade import run_cascade
+    from vql.engine.executor import atom_counts
     from vql.engine.executor import Context
 
     info = con.store.video("cam")
@@ -158,7 +159,8 @@ def test_gated_skipping_runs_the_cascade_where_a_frame_differs_from_its_anchor(c
     The gate's scores are recomputed here from frames read by a plain cv2 loop."""
     import cv2
 
-    from vql.engine.cascade import atom_counts, run_cascade
+    from vql.engine.cascade import run_cascade
+    from vql.engine.executor import atom_counts
     from vql.engine.difference import AnchorGate
     from vql.engine.executor import Context
     from vql.planner.specialized import downscale

@@ -14,14 +14,15 @@ from typing import Any
 from vql import ast
 from vql.engine.video import VideoInfo
 from vql.errors import BindError, ModelError
-from vql.plan import DEFAULT_MIN_SCORE, Atom, EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery, VideoScan
+from vql.plan import (DEFAULT_MIN_SCORE, Atom, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, SqlQuery,
+                      VideoScan)
 from vql.sqlgen import to_sql
 from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 
 MODEL_FUNCTIONS = ("contains", "object_count")
 VIDEO_COLUMNS = ("frame", "ts")
 PREDICATE_OPTIONS = ("min_score", "region", "model")
-QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit")
+QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit", "gap")
 
 
 @dataclass
@@ -208,11 +209,12 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
             raise BindError(f"unknown query option {opt.name!r}; options are {', '.join(QUERY_OPTIONS)}")
         if opt.name == "exact":
             out["exact"] = bool(getattr(opt.value, "value", True))
-        elif opt.name == "audit":
+        elif opt.name in ("audit", "gap"):
             value = getattr(opt.value, "value", None)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10_000_000:
-                raise BindError("option audit must be a number of frames, e.g. audit := 500")
-            out["audit"] = value
+                example = "audit := 500" if opt.name == "audit" else "gap := 300"
+                raise BindError(f"option {opt.name} must be a number of frames, e.g. {example}")
+            out[opt.name] = value
         else:
             out[opt.name] = check_option(opt.name, opt.value, f"option {opt.name}")
     return tuple(sorted(out.items()))
@@ -277,7 +279,9 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
     options = _options(select, catalog)
     atoms: dict[tuple, Atom] = {}
     combine = None
-    if owner_alias is not None and not dict(options).get("exact", False):
+    # LIMIT in frame order asks for the first frames in time: the exact plan, scanned until found
+    first_in_time = bool(select.order_by) and stop_after(select) is not None
+    if owner_alias is not None and not dict(options).get("exact", False) and not first_in_time:
         select, atoms = _extract_atoms(select, catalog, videos[owner_alias][0])
         combine = short_circuit(select.where, {a.column for a in atoms.values()})
     bound = transform_select(select, bind_calls)
@@ -305,10 +309,28 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
         joins=tuple(replace(j, table=renamed.get(j.table, j.table)) for j in bound.joins),
         options=(),
     )
-    # A LIMIT bounds exact scans; a cascade is planned over its whole scan, so it keeps the scan.
-    return SqlQuery(to_sql(final), tuple(inputs), options, None if atoms else stop_after(bound))
+    # A LIMIT bounds exact scans in frame order; without ORDER BY, over model tests, it is a search
+    # for any LIMIT true frames; a cascade is planned over its whole scan, so it keeps the scan.
+    rows = stop_after(bound)
+    search = None
+    if atoms and rows is not None and not bound.order_by and all(n.where is not None for n in inputs if n.atoms):
+        search = LimitSearch(rows, int(dict(options).get("gap", 0)))
+    check_search_options(dict(options), search)
+    return SqlQuery(to_sql(final), tuple(inputs), options, None if atoms else rows, search)
 
 
+def check_search_options(options: dict, search: LimitSearch | None) -> None:
+    """``gap`` only spaces a LIMIT search's rows; ``audit`` judges certified answers, and a
+    search's rows are each confirmed by the reference."""
+    if "gap" in options and search is None:
+        raise BindError("option gap spaces the rows of a LIMIT without ORDER BY over model tests, e.g. SELECT frame "
+                        "FROM cam WHERE contains('person') LIMIT 10 WITH (gap := 300)")
+    if "audit" in options and search is not None:
+        raise BindError("option audit judges a certified cascade's answers; a LIMIT without ORDER BY returns only "
+                        "frames the reference confirmed (drop the LIMIT to audit a cascade over the whole scan)")
+
+
+TIME_COLUMNS = ("frame", "frames", "ts")
 AGGREGATES = {"count", "sum", "avg", "min", "max", "median", "mode", "quantile", "stddev", "variance",
               "list", "array_agg", "string_agg", "first", "last", "any_value", "bool_and", "bool_or",
               "count_if", "arg_min", "arg_max", "histogram"}
@@ -328,7 +350,7 @@ def stop_after(select: ast.Select) -> int | None:
             return None
         offset = select.offset.value
     for item in select.order_by:
-        if item.descending or not (isinstance(item.expr, ast.Column) and item.expr.name in VIDEO_COLUMNS):
+        if item.descending or not (isinstance(item.expr, ast.Column) and item.expr.name.lower() in TIME_COLUMNS):
             return None
     if any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(select)):
         return None

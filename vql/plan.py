@@ -138,11 +138,28 @@ class EvaluatePredicates:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSearch:
+    """A LIMIT without ORDER BY over model tests: SQL asks for *any* ``rows`` rows, so the
+    reference confirms frames in the order of a cheap proxy's score (engine/search.py) until that
+    many frames satisfy the WHERE clause, ``gap`` frames apart at least (``WITH (gap := n)``)."""
+
+    rows: int  # LIMIT + OFFSET
+    gap: int = 0
+
+    def explain_line(self) -> str:
+        spacing = f", at least {self.gap} frames apart" if self.gap else ""
+        return (f"LIMIT search: the reference confirms frames in the order of a difference-to-background proxy "
+                f"(1 in 4 drawn uniformly at random) until {self.rows} frames satisfy WHERE{spacing}; every row "
+                f"returned is true by the reference (fpr/fnr targets do not apply)")
+
+
+@dataclass(frozen=True, slots=True)
 class SqlQuery:
     sql: str
     inputs: tuple[EvaluatePredicates, ...]
     options: tuple[tuple[str, object], ...] = ()
     stop_after: int | None = None  # LIMIT (+ OFFSET) rows in frame order: scan only until found
+    search: LimitSearch | None = None  # LIMIT without ORDER BY over model tests: a proxy-ordered search
 
 
 def claim_names(atoms, where: str | None) -> tuple[str, ...]:
@@ -167,12 +184,15 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
     if plan.options:
         lines.append("  options: " + ", ".join(f"{k} = {v}" for k, v in plan.options))
     if plan.stop_after is not None:
-        lines.append(f"  scan bounded by LIMIT: frames labelled in growing chunks until {plan.stop_after} rows are found")
+        lines.append(f"  scan bounded by LIMIT: frames labelled in frame order, in growing chunks, until "
+                     f"{plan.stop_after} rows are found (exact)")
+    if plan.search is not None:
+        lines.append("  " + plan.search.explain_line())
     for ev in plan.inputs:
         lines.append(f"  EvaluatePredicates {ev.scan.alias} -> {ev.table}")
         for p in ev.predicates:
             lines.append(f"    {p.column} {p.sql_type} = {p.text}")
-        if ev.combine:
+        if ev.combine and plan.search is None:
             lines.append(f"    atoms short-circuit under {ev.combine.upper()}: the one ruling out frames at the least "
                          f"cost runs first, the others only on the frames left open")
         known = (plans or {}).get(ev.table)
@@ -181,7 +201,7 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
         else:
             for atom in ev.atoms:
                 lines.append(f"    {atom.column} BOOLEAN = {atom.text}")
-            if ev.atoms:
+            if ev.atoms and plan.search is None:
                 lines.append("    " + ((planning or {}).get(ev.table) or "cascades planned when the query runs"))
                 lines.append("    targets certified for: " + " and ".join(claim_names(ev.atoms, ev.where))
                              + ("" if ev.where else " (each on its own: WHERE reads more than the frame)"))

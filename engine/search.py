@@ -1,0 +1,312 @@
+"""LIMIT without ORDER BY over model tests: a search the reference confirms, in a cheap proxy's order.
+
+SQL's ``LIMIT n`` without ``ORDER BY`` asks for any n rows. Over model tests vql returns n frames
+on which the reference itself found the WHERE clause true, so every row is right, and it stops as
+soon as it has them instead of answering every frame of the scan (BlazeIt's LIMIT queries).
+Which frames the reference sees, in order:
+
+1. frames the label cache holds already: judged first, at no cost;
+2. the scan is read in blocks of :data:`BLOCK` frames, blocks in a seeded random order; each frame
+   is downscaled and scored by its blocked MSE against its block's median image (the background
+   with passers-by removed): something in front of the background scores high;
+3. after each block, the reference labels batches: part by the proxy's score among the frames
+   scored and not yet labelled (highest first when the WHERE clause holds where its tests are
+   true, lowest first when it holds where they are false), part drawn uniformly at random from
+   every frame not yet labelled, so that a proxy that misleads cannot starve the search. The
+   random part is a quarter until both parts have been tried, then follows how their hit rates
+   compare (between a quarter and three quarters). Reference time is kept level with proxy
+   time, at least one batch per block;
+4. when every block is scored, the rest in the same order, until enough frames are found or the
+   scan is exhausted (then every true frame of the scan is returned: the exact answer).
+
+With ``gap``, a true frame less than ``gap`` frames from one already returned is not returned,
+and the frames around a returned one are not searched.
+
+>>> order_key(np.array([3.0, 9.0, 1.0]), polarity=1).argsort().tolist()    # highest score first
+[1, 0, 2]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from vql.engine.difference import block_mse_gain
+from vql.engine.executor import LABEL_BATCH, Context, atom_truth, where_truth
+from vql.engine.video import read_frames
+from vql.plan import EvaluatePredicates, LimitSearch
+from vql.progress import Progress
+from vql.sqlgen import ident
+
+BLOCK = 512  # frames per proxy block (51 s at 10 fps): one median background each
+PROXY_SIZE = 64  # the proxy's image side, pixels
+RANDOM_SHARE = 0.25  # of each reference batch, drawn uniformly at random from the unlabelled frames
+UNSEEN, POOL, LABELLED, SPACED_OUT = 0, 1, 2, 3  # a frame's state in the search
+
+
+def order_key(scores: np.ndarray, polarity: int) -> np.ndarray:
+    """Sort key (ascending = searched first) of proxy scores for a WHERE clause of this polarity."""
+    return -polarity * scores
+
+
+def spaced(ranked: np.ndarray, n: int, gap: int) -> np.ndarray:
+    """The first ``n`` of ``ranked`` frames (in rank order) at least ``gap`` apart from each other.
+
+    >>> spaced(np.array([10, 11, 40, 12, 90]), 3, gap=20).tolist()
+    [10, 40, 90]
+    """
+    taken: list[int] = []
+    for f in ranked.tolist():
+        if all(abs(f - t) >= gap for t in taken):
+            taken.append(f)
+            if len(taken) == n:
+                break
+    return np.asarray(taken, np.int64)
+
+
+@dataclass
+class SearchStats:
+    """What a search did (``result.metadata["search"]``, EXPLAIN ANALYZE)."""
+
+    wanted: int
+    gap: int
+    proxy: str = ""
+    found: int = 0
+    from_cache: int = 0  # labelled frames judged from the label cache
+    scored: int = 0  # frames the proxy scored
+    labelled: int = 0  # frames the reference labelled now
+    labelled_true: int = 0  # of those, frames where WHERE held
+    proxy_picks: int = 0  # frames labelled for their proxy score
+    proxy_true: int = 0
+    random_picks: int = 0  # frames labelled as drawn uniformly at random
+    random_true: int = 0
+    proxy_seconds: float = 0.0
+    reference_seconds: float = 0.0
+    exhausted: bool = False  # the whole scan was judged: the answer is exact
+
+    def row(self) -> dict:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Search:
+    """One LIMIT search over one scan's model tests (see the module's docstring)."""
+
+    node: EvaluatePredicates
+    ctx: Context
+    spec: LimitSearch
+    stats: SearchStats = field(init=False)
+
+    def __post_init__(self) -> None:
+        scan = self.node.scan
+        self.first, self.n = scan.first, scan.frame_count
+        self.models = {m: self.ctx.model(m) for m in dict.fromkeys(a.predicate.model for a in self.node.atoms)}
+        self.state = np.zeros(self.n, np.int8)
+        self.scores = np.zeros(self.n, np.float32)
+        self.values = {a.column: np.zeros(self.n, bool) for a in self.node.atoms}
+        self.truth = np.zeros(self.n, bool)
+        self.hits: list[int] = []
+        self.judge = where_truth(self.ctx, self.node)
+        self.rng = np.random.default_rng([int(scan.info.fingerprint[:8], 16), scan.first, scan.last])
+        self.stats = SearchStats(self.spec.rows, self.spec.gap)
+
+    @property
+    def done(self) -> bool:
+        return len(self.hits) >= self.spec.rows
+
+    def polarity(self) -> int:
+        """+1 when WHERE holds more often with its tests true than false (search high proxy scores
+        first), -1 the other way, 0 when it cannot tell (the proxy is not used)."""
+        frames = np.unique(np.linspace(self.first, self.first + self.n - 1, min(self.n, 64)).astype(np.int64))
+        yes = self.judge(frames, {c: np.ones(len(frames), bool) for c in self.values}).mean()
+        no = self.judge(frames, {c: np.zeros(len(frames), bool) for c in self.values}).mean()
+        return int(np.sign(yes - no))
+
+    def take(self, frames: np.ndarray) -> None:
+        """Judge labelled frames: their tests from the stored labels, WHERE by DuckDB; keep the
+        true ones as rows (``gap`` apart) and take the frames near a row out of the search."""
+        frames = np.sort(np.asarray(frames, np.int64))
+        if not len(frames):
+            return
+        info = self.node.scan.info
+        values = {a.column: atom_truth(self.ctx, info, self.models[a.predicate.model].version, a, frames)
+                  for a in self.node.atoms}
+        true = self.judge(frames, values)
+        i = frames - self.first
+        for column, v in values.items():
+            self.values[column][i] = v
+        self.truth[i] = true
+        self.state[i] = LABELLED
+        gap = self.spec.gap
+        for f in frames[true]:
+            if gap and any(abs(int(f) - h) < gap for h in self.hits):
+                continue
+            self.hits.append(int(f))
+            if gap:
+                lo, hi = max(0, f - self.first - gap + 1), min(self.n, f - self.first + gap)
+                near = self.state[lo:hi]
+                near[near == POOL] = SPACED_OUT
+                near[near == UNSEEN] = SPACED_OUT
+
+    def from_cache(self) -> None:
+        scan = self.node.scan
+        stored = None
+        for model in self.models.values():
+            done = self.ctx.store.labelled_frames(scan.info.fingerprint, model.version, scan.first, scan.last)
+            stored = done if stored is None else np.intersect1d(stored, done)
+        self.stats.from_cache = len(stored)
+        self.ctx.count("frames_cached", len(stored))
+        self.take(stored)
+
+    def score_block(self, start: int, polarity: int) -> None:
+        """Read one block, score its frames not yet labelled against the block's median image."""
+        import cv2
+
+        t0 = time.perf_counter()
+        end = min(start + BLOCK, self.n)
+        frames = np.arange(self.first + start, self.first + end, dtype=np.int64)
+        small = np.empty((len(frames), PROXY_SIZE, PROXY_SIZE, 3), np.uint8)
+        k = 0
+        for _, batch in read_frames(self.node.scan.info, frames, 64):
+            for img in batch:
+                small[k] = cv2.resize(img, (PROXY_SIZE, PROXY_SIZE), interpolation=cv2.INTER_LINEAR)
+                k += 1
+        background = np.median(small[::4], axis=0).astype(np.uint8)
+        part = self.state[start:end]
+        open_ = part == UNSEEN
+        self.scores[start:end][open_] = block_mse_gain(small[open_], background)
+        part[open_] = POOL
+        self.stats.scored += int(open_.sum())
+        self.stats.proxy_seconds += time.perf_counter() - t0
+
+    def random_share(self, polarity: int) -> float:
+        """The share of a batch drawn at random: :data:`RANDOM_SHARE` until both kinds of pick
+        have been tried on 8 frames, then as the random picks' hit rate compares with the
+        proxy's (between 1/4 and 3/4): a proxy that stops paying (near returned frames under
+        ``gap``, or where nearly every frame is true) hands the search over to random order."""
+        st = self.stats
+        if not polarity:
+            return 1.0
+        if min(st.random_picks, st.proxy_picks) < 8:
+            return RANDOM_SHARE
+        r = (st.random_true + 1) / (st.random_picks + 2)
+        p = (st.proxy_true + 1) / (st.proxy_picks + 2)
+        return float(np.clip(r / (r + p), RANDOM_SHARE, 1 - RANDOM_SHARE))
+
+    def pick(self, size: int, polarity: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next frames for the reference: the proxy's best among the scored frames, and a
+        share drawn uniformly at random from every frame still searched (scored or not)."""
+        pool = np.flatnonzero(self.state == POOL)
+        left = np.flatnonzero((self.state == POOL) | (self.state == UNSEEN))
+        n_random = min(int(round(size * self.random_share(polarity))), len(left))
+        n_best = min(size - n_random, len(pool))
+        if not n_best:
+            best = pool[:0]
+        elif self.spec.gap:  # the best frames at least gap apart: one true frame per event counts
+            best = spaced(pool[np.argsort(order_key(self.scores[pool], polarity), kind="stable")], n_best,
+                          self.spec.gap)
+        else:
+            best = pool[np.argpartition(order_key(self.scores[pool], polarity), n_best - 1)[:n_best]]
+        rest = np.setdiff1d(left, best, assume_unique=True)
+        n_random = min(max(n_random, size - len(best)), len(rest))
+        randoms = self.rng.choice(rest, n_random, replace=False) if n_random else rest[:0]
+        return best, randoms
+
+    def label(self, best: np.ndarray, randoms: np.ndarray) -> None:
+        """The reference on these frames (every model the tests use); labels stored, then judged."""
+        info = self.node.scan.info
+        frames = np.sort(np.concatenate([best, randoms]) + self.first)
+        t0 = time.perf_counter()
+        for indices, batch in read_frames(info, frames, len(frames)):
+            for model in self.models.values():
+                self.ctx.store.save_labels(info.fingerprint, model.version, model.classes, indices.tolist(),
+                                           model.detect(batch))
+        seconds = time.perf_counter() - t0
+        st = self.stats
+        st.reference_seconds += seconds
+        st.labelled += len(frames)
+        self.ctx.count("frames_labelled", len(frames))
+        self.ctx.count("label_seconds", seconds)
+        self.take(frames)
+        st.proxy_picks += len(best)
+        st.proxy_true += int(self.truth[best].sum())
+        st.random_picks += len(randoms)
+        st.random_true += int(self.truth[randoms].sum())
+        st.labelled_true = st.proxy_true + st.random_true
+
+    def batch_size(self) -> int:
+        """Enough frames for the rows still missing at the share of true frames seen so far
+        (a Laplace estimate: 1 before any), between 4 and one labelling batch."""
+        rate = (self.stats.labelled_true + 1) / (self.stats.labelled + 1)
+        return int(np.clip(np.ceil((self.spec.rows - len(self.hits)) / rate), 4, LABEL_BATCH))
+
+    def run(self) -> None:
+        if self.spec.rows <= 0 or not self.n:
+            return
+        self.from_cache()
+        if self.done:
+            return
+        polarity = self.polarity()
+        self.stats.proxy = ("blocked MSE vs block median, high first" if polarity > 0 else
+                            "blocked MSE vs block median, low first" if polarity < 0 else
+                            "none: WHERE is not monotone in its tests; uniform random order")
+        starts = np.arange(0, self.n, BLOCK)
+        if polarity == 0:  # no proxy to read: every frame is a candidate, in random order
+            self.state[self.state == UNSEEN] = POOL
+            starts = starts[:0]
+        tests = ", ".join(a.short_text for a in self.node.atoms)
+        with Progress(self.n, "frames", f"searching {self.node.scan.video} for {tests}",
+                      enabled=self.ctx.progress) as bar:
+            bar.update(int((self.state != UNSEEN).sum()))
+            for start in self.rng.permutation(starts):
+                before = int((self.state != UNSEEN).sum())
+                if (self.state[start:start + BLOCK] == UNSEEN).any():
+                    self.score_block(int(start), polarity)
+                batches = 0
+                while not self.done and (batches == 0 or self.stats.reference_seconds < self.stats.proxy_seconds):
+                    best, randoms = self.pick(self.batch_size(), polarity)
+                    if not len(best) + len(randoms):
+                        break
+                    self.label(best, randoms)
+                    batches += 1
+                bar.update(int((self.state != UNSEEN).sum()) - before)
+                if self.done:
+                    break
+            while not self.done:
+                best, randoms = self.pick(self.batch_size(), polarity)
+                if not len(best) + len(randoms):
+                    break
+                self.label(best, randoms)
+        self.stats.exhausted = not (self.state == POOL).any() and not (self.state == UNSEEN).any()
+
+    def table(self) -> pa.Table:
+        """The per-frame table the query's SQL reads: every frame the search labelled or took
+        from the cache, with its tests' values, but true frames spaced out by ``gap``."""
+        keep = self.state == LABELLED
+        if self.spec.gap:
+            keep &= ~self.truth
+            keep[np.asarray(self.hits, np.int64) - self.first] = True
+        idx = np.flatnonzero(keep)
+        frames = idx + self.first
+        fps = float(self.node.scan.info.fps)
+        return pa.table({"frame": frames, "ts": frames / fps,
+                         **{a.column: self.values[a.column][idx] for a in self.node.atoms}})
+
+
+def run_search(node: EvaluatePredicates, ctx: Context, spec: LimitSearch) -> SearchStats:
+    """Search the scan for ``spec.rows`` frames where WHERE holds; materialise the per-frame table."""
+    search = Search(node, ctx, spec)
+    search.run()
+    search.stats.found = len(search.hits)
+    con = ctx.store.con
+    con.register("vql_search_answers", search.table())
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT * FROM vql_search_answers "
+                    f"ORDER BY frame")
+    finally:
+        con.unregister("vql_search_answers")
+    ctx.stats.setdefault("search", {})[node.table] = search.stats.row()
+    return search.stats
