@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import ROOT, SHARED, composed_video, decode_ceiling, holds, machine, reference_truth  # noqa: E402
+from queries import ROOT, SHARED, cold_query, composed_video, decode_ceiling, holds, machine, reference_truth  # noqa: E402
 from vql.engine import search  # noqa: E402
 from vql.engine.video import probe  # noqa: E402
 from vql.udfs.tfjs_detector import centernet  # noqa: E402
@@ -41,18 +41,12 @@ QUERIES = (  # (WHERE, LIMIT, gap)
 
 def run_limit(db: Path, path: str, where: str, limit: int, gap: int, proxy: bool) -> dict:
     """One query from an empty store: its rows and what the search did."""
-    db.unlink(missing_ok=True)
-    Path(str(db) + ".wal").unlink(missing_ok=True)
     saved = search.Search.polarity
     if not proxy:
         search.Search.polarity = lambda self: 0
     try:
-        with vql.connect(db, progress=False) as con:
-            con.sql(f"CREATE VIDEO cam FROM '{path}'")
-            options = f" WITH (gap := {gap})" if gap else ""
-            t = time.perf_counter()
-            result = con.sql(f"SELECT frame FROM cam WHERE {where} LIMIT {limit}{options}")
-            seconds = time.perf_counter() - t
+        options = f" WITH (gap := {gap})" if gap else ""
+        result, seconds = cold_query(db, path, f"SELECT frame FROM cam WHERE {where} LIMIT {limit}{options}")
     finally:
         search.Search.polarity = saved
     (stats,) = result.metadata["search"].values()

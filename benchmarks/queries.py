@@ -359,6 +359,18 @@ def chart(rows: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def cold_query(db: Path, path: str, sql: str):
+    """``sql`` from an empty store at ``db`` with the video at ``path`` registered as ``cam`` (the
+    registration not timed): its result and seconds."""
+    db.unlink(missing_ok=True)
+    Path(str(db) + ".wal").unlink(missing_ok=True)
+    with vql.connect(db, progress=False) as con:
+        con.sql(f"CREATE VIDEO cam FROM '{path}'")
+        t = time.perf_counter()
+        result = con.sql(sql)
+        return result, time.perf_counter() - t
+
+
 def composed_video(workdir: Path, minutes: float, seed: int, presence: float, model=None) -> str:
     """The composed video of this length, seed and presence in ``workdir``, composed if missing."""
     video = workdir / f"street_{minutes:g}min_{presence:g}_seed{seed}.mp4"

@@ -20,7 +20,7 @@ import pyarrow as pa
 from vql.engine.store import Store, arrow_table
 from vql.engine.video import VideoInfo, read_frames
 from vql.errors import ExecutionError
-from vql.plan import Atom, EvaluatePredicates, LabelFrames, ModelPredicate, SqlQuery
+from vql.plan import Atom, CountEstimate, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, SqlQuery
 from vql.progress import Progress
 from vql.sqlgen import ident
 from vql.udfs.reference import ReferenceModel
@@ -74,6 +74,27 @@ def run_operator(node, ctx: Context) -> None:
     raise ExecutionError(f"no operator for plan node {type(node).__name__}")
 
 
+@singledispatch
+def answer_atoms(spec, node: EvaluatePredicates, ctx: Context) -> None:
+    """Answer a scan's model tests another way than by cascades, picked by the plan's spec type
+    (``LimitSearch``: engine/search.py; ``CountEstimate``: engine/estimate.py)."""
+    raise ExecutionError(f"no way to answer model tests for {type(spec).__name__}")
+
+
+@answer_atoms.register
+def _search(spec: LimitSearch, node: EvaluatePredicates, ctx: Context) -> None:
+    from vql.engine.search import run_search  # imported when a query needs it
+
+    run_search(spec, node, ctx)
+
+
+@answer_atoms.register
+def _estimate(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> None:
+    from vql.engine.estimate import run_count
+
+    run_count(spec, node, ctx)
+
+
 @run_operator.register
 def _label_frames(node: LabelFrames, ctx: Context, tests: str = "") -> None:
     """Run the reference on every frame of the scan that has no stored labels yet (``tests``: the
@@ -99,6 +120,27 @@ def label_frames(ctx: Context, info, model: ReferenceModel, version: str, frames
             bar.update(len(indices))
             ctx.count("frames_labelled", len(indices))
     ctx.count("label_seconds", time.perf_counter() - start)
+
+
+def label_with(ctx: Context, info, models, frames: np.ndarray) -> float:
+    """Run every one of ``models`` on these frames and store the labels, one transaction per
+    batch and model (no progress bar: for callers that show their own); seconds spent."""
+    start = time.perf_counter()
+    for indices, batch in read_frames(info, frames, LABEL_BATCH):
+        for model in models:
+            ctx.store.save_labels(info.fingerprint, model.version, model.classes, indices.tolist(), model.detect(batch))
+    seconds = time.perf_counter() - start
+    ctx.count("frames_labelled", len(frames))
+    ctx.count("label_seconds", seconds)
+    return seconds
+
+
+def judge_frames(ctx: Context, node: EvaluatePredicates, frames: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """On labelled ``frames``: each atom's value from the stored labels, and the WHERE clause's
+    truth (``node.where``, evaluated by DuckDB)."""
+    info = node.scan.info
+    values = {a.column: atom_truth(ctx, info, ctx.model(a.predicate.model).version, a, frames) for a in node.atoms}
+    return values, where_truth(ctx, node)(frames, values)
 
 
 def predicate_sql(pred: ModelPredicate, info) -> str:
@@ -129,8 +171,18 @@ def atom_truth(ctx: Context, info: VideoInfo, version: str, atom: Atom, frames: 
     frames = np.asarray(frames, np.int64)
     if not len(frames):
         return np.zeros(0, bool)
-    counts = atom_counts(ctx, info, version, atom, int(frames.min()), int(frames.max()))
-    return np.array([bool(atom.holds(np.array(counts.get(int(f), 0)))) for f in frames], bool)
+    pred = replace(atom.predicate, column="n")
+    con = ctx.store.con
+    con.register("vql_wanted_frames", pa.table({"frame": frames, "i": np.arange(len(frames))}))
+    try:  # only the wanted frames' labels are read (random frames over an hour are not a range)
+        rows = con.execute(
+            f"SELECT coalesce(l.n, 0) FROM vql_wanted_frames w LEFT JOIN (SELECT frame, {predicate_sql(pred, info)} "
+            f"FROM vql_labels WHERE video_fp = ? AND model_version = ? AND frame IN (SELECT frame FROM "
+            f"vql_wanted_frames) GROUP BY frame) l ON l.frame = w.frame ORDER BY w.i",
+            [info.fingerprint, version]).fetchnumpy()
+    finally:
+        con.unregister("vql_wanted_frames")
+    return np.asarray(atom.holds(np.asarray(rows[next(iter(rows))], np.int64)), bool)
 
 
 def atom_order(node: EvaluatePredicates, choices: dict) -> list:
@@ -231,6 +283,8 @@ def record_results(con, node: EvaluatePredicates, ctx: Context, query_id: int) -
     content hash, with the plan's accuracy record, inside the caller's transaction (``con``;
     see :func:`record_query`)."""
     video, fp = node.scan.video, node.scan.info.fingerprint
+    if node.table in ctx.stats.get("estimate", {}):  # a count: no frame-level values to keep
+        return
     for atom in node.atoms:  # frames a short-circuit left open (NULL) are not recorded
         version = ctx.model(atom.predicate.model).version
         con.execute(
@@ -276,8 +330,13 @@ def provenance(node: EvaluatePredicates, ctx: Context) -> list[dict]:
     plan = ctx.plans.get(node.table)
     rows = [dict(where, predicate=atom.text, **plan_summary(plan, ctx.choices.get(atom.column)))
             for atom in node.atoms]
-    if node.table in ctx.stats.get("search", {}):  # each row confirmed by the reference: nothing certified
-        rows = [dict(r, strategy="limit-search", query_strategy="limit-search") for r in rows]
+    for kind, strategy in (("search", "limit-search"), ("estimate", "count-estimate")):
+        if node.table in ctx.stats.get(kind, {}):  # no cascade, nothing certified: how it was answered
+            rows = [dict(r, strategy=strategy, query_strategy=strategy) for r in rows]
+    if node.table in ctx.stats.get("estimate", {}):
+        e = ctx.stats["estimate"][node.table]
+        rows = [dict(r, count=e["count"], count_low=e["low"], count_high=e["high"], confidence=e["confidence"])
+                for r in rows]
     return rows + [dict(where, predicate=p.text, **plan_summary(None, None)) for p in node.predicates]
 
 
@@ -325,8 +384,10 @@ def check_sql(plan: SqlQuery, ctx: Context, params=None) -> None:
     for node in plan.inputs:
         columns = ["frame BIGINT", "ts DOUBLE"] + [f"{ident(p.column)} {p.sql_type}" for p in node.predicates]
         columns += [f"{ident(a.column)} BOOLEAN" for a in node.atoms]
+        if plan.estimate is not None and node.atoms:  # a count estimate's one row (engine/estimate.py)
+            columns = ["estimate BIGINT", "low BIGINT", "high BIGINT"]
         ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} ({', '.join(columns)})")
-    ctx.store.con.execute("EXPLAIN " + plan.sql, params or [])
+    ctx.store.con.execute("EXPLAIN " + plan.sql, params or []).fetchall()
 
 
 def _run_once(plan: SqlQuery, ctx: Context, params, query_id: int) -> pa.Table:
@@ -347,12 +408,11 @@ def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     query_id = ctx.store.next_query_id()
     ctx.stats["query_id"] = query_id
-    if plan.search is not None:
-        from vql.engine.search import run_search
-
+    if not plan.cascades:
+        special = plan.search or plan.estimate
         for node in plan.inputs:
             if node.atoms:
-                run_search(node, ctx, plan.search)
+                answer_atoms(special, node, ctx)
             else:
                 run_operator(node, ctx)
         table = arrow_table(ctx.store.con.execute(plan.sql, params or []))

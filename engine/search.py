@@ -10,14 +10,15 @@ Which frames the reference sees, in order:
    is downscaled and scored by its blocked MSE against its block's median image (the background
    with passers-by removed): something in front of the background scores high;
 3. after each block, the reference labels batches: part by the proxy's score among the frames
-   scored and not yet labelled (highest first when the WHERE clause holds where its tests are
-   true, lowest first when it holds where they are false), part drawn uniformly at random from
-   every frame not yet labelled, so that a proxy that misleads cannot starve the search. The
+   scored and not yet labelled (highest first when the WHERE clause holds on busy frames, lowest
+   first when it holds on empty ones), part drawn uniformly at random from every frame not yet
+   labelled, so that a proxy that misleads cannot starve the search. The
    random part is a quarter until both parts have been tried, then follows how their hit rates
    compare (between a quarter and three quarters). Reference time is kept level with proxy
    time, at least one batch per block;
 4. when every block is scored, the rest in the same order, until enough frames are found or the
-   scan is exhausted (then every true frame of the scan is returned: the exact answer).
+   scan is exhausted (then every true frame that could be returned is: without ``gap``, every
+   true frame of the scan, the exact answer).
 
 With ``gap``, a true frame less than ``gap`` frames from one already returned is not returned,
 and the frames around a returned one are not searched.
@@ -35,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from vql.engine.difference import block_mse_gain
-from vql.engine.executor import LABEL_BATCH, Context, atom_truth, where_truth
+from vql.engine.executor import LABEL_BATCH, Context, judge_frames, label_with, where_truth
 from vql.engine.video import read_frames
 from vql.plan import EvaluatePredicates, LimitSearch
 from vql.progress import Progress
@@ -45,6 +46,22 @@ BLOCK = 512  # frames per proxy block (51 s at 10 fps): one median background ea
 PROXY_SIZE = 64  # the proxy's image side, pixels
 RANDOM_SHARE = 0.25  # of each reference batch, drawn uniformly at random from the unlabelled frames
 UNSEEN, POOL, LABELLED, SPACED_OUT = 0, 1, 2, 3  # a frame's state in the search
+
+
+BUSY = 1_000  # objects in a frame as busy as frames get, for a test's direction
+
+
+def monotone(atom) -> bool:
+    """Whether a test's truth moves one way as objects are added (``contains``, ``>= k``, ``< k``,
+    ``= 0``), so that a busier frame is more (or less) likely true.
+
+    >>> from vql.plan import Atom, ModelPredicate
+    >>> p = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "n")
+    >>> monotone(Atom(p, ">=", 2)), monotone(Atom(p, "<=", 1)), monotone(Atom(p, "=", 0)), monotone(Atom(p, "=", 2))
+    (True, True, True, False)
+    """
+    truth = [bool(atom.holds(k)) for k in range(0, max(atom.k, 0) + 3)] + [bool(atom.holds(BUSY))]
+    return sum(a != b for a, b in zip(truth, truth[1:])) <= 1
 
 
 def order_key(scores: np.ndarray, polarity: int) -> np.ndarray:
@@ -78,7 +95,7 @@ class SearchStats:
     from_cache: int = 0  # labelled frames judged from the label cache
     scored: int = 0  # frames the proxy scored
     labelled: int = 0  # frames the reference labelled now
-    labelled_true: int = 0  # of those, frames where WHERE held
+    labelled_true: int = 0  # of those, frames that became rows (true, and gap away from the others)
     proxy_picks: int = 0  # frames labelled for their proxy score
     proxy_true: int = 0
     random_picks: int = 0  # frames labelled as drawn uniformly at random
@@ -118,23 +135,28 @@ class Search:
         return len(self.hits) >= self.spec.rows
 
     def polarity(self) -> int:
-        """+1 when WHERE holds more often with its tests true than false (search high proxy scores
-        first), -1 the other way, 0 when it cannot tell (the proxy is not used)."""
+        """+1 when WHERE holds more often on a busy frame (many objects) than on an empty one
+        (search high proxy scores first), -1 the other way, 0 when it cannot tell or a test is
+        not monotone in its count (``= 2``, ``<> 1``): the proxy is then not used."""
+        busy, empty = {}, {}
+        for a in self.node.atoms:
+            busy[a.column], empty[a.column] = bool(a.holds(BUSY)), bool(a.holds(0))
+            if not monotone(a):
+                return 0
         frames = np.unique(np.linspace(self.first, self.first + self.n - 1, min(self.n, 64)).astype(np.int64))
-        yes = self.judge(frames, {c: np.ones(len(frames), bool) for c in self.values}).mean()
-        no = self.judge(frames, {c: np.zeros(len(frames), bool) for c in self.values}).mean()
+        yes = self.judge(frames, {c: np.full(len(frames), v) for c, v in busy.items()}).mean()
+        no = self.judge(frames, {c: np.full(len(frames), v) for c, v in empty.items()}).mean()
         return int(np.sign(yes - no))
 
-    def take(self, frames: np.ndarray) -> None:
+    def take(self, frames: np.ndarray) -> set[int]:
         """Judge labelled frames: their tests from the stored labels, WHERE by DuckDB; keep the
-        true ones as rows (``gap`` apart) and take the frames near a row out of the search."""
+        true ones as rows (``gap`` apart) and take the frames near a row out of the search.
+        The frames that became rows."""
         frames = np.sort(np.asarray(frames, np.int64))
         if not len(frames):
-            return
-        info = self.node.scan.info
-        values = {a.column: atom_truth(self.ctx, info, self.models[a.predicate.model].version, a, frames)
-                  for a in self.node.atoms}
-        true = self.judge(frames, values)
+            return set()
+        before = len(self.hits)
+        values, true = judge_frames(self.ctx, self.node, frames)
         i = frames - self.first
         for column, v in values.items():
             self.values[column][i] = v
@@ -150,6 +172,7 @@ class Search:
                 near = self.state[lo:hi]
                 near[near == POOL] = SPACED_OUT
                 near[near == UNSEEN] = SPACED_OUT
+        return set(self.hits[before:])
 
     def from_cache(self) -> None:
         scan = self.node.scan
@@ -217,24 +240,15 @@ class Search:
 
     def label(self, best: np.ndarray, randoms: np.ndarray) -> None:
         """The reference on these frames (every model the tests use); labels stored, then judged."""
-        info = self.node.scan.info
         frames = np.sort(np.concatenate([best, randoms]) + self.first)
-        t0 = time.perf_counter()
-        for indices, batch in read_frames(info, frames, len(frames)):
-            for model in self.models.values():
-                self.ctx.store.save_labels(info.fingerprint, model.version, model.classes, indices.tolist(),
-                                           model.detect(batch))
-        seconds = time.perf_counter() - t0
         st = self.stats
-        st.reference_seconds += seconds
+        st.reference_seconds += label_with(self.ctx, self.node.scan.info, list(self.models.values()), frames)
         st.labelled += len(frames)
-        self.ctx.count("frames_labelled", len(frames))
-        self.ctx.count("label_seconds", seconds)
-        self.take(frames)
+        rows = self.take(frames)  # under gap a true frame near a row is not one: the picks are judged by rows
         st.proxy_picks += len(best)
-        st.proxy_true += int(self.truth[best].sum())
+        st.proxy_true += sum(int(f) + self.first in rows for f in best)
         st.random_picks += len(randoms)
-        st.random_true += int(self.truth[randoms].sum())
+        st.random_true += sum(int(f) + self.first in rows for f in randoms)
         st.labelled_true = st.proxy_true + st.random_true
 
     def batch_size(self) -> int:
@@ -296,7 +310,7 @@ class Search:
                          **{a.column: self.values[a.column][idx] for a in self.node.atoms}})
 
 
-def run_search(node: EvaluatePredicates, ctx: Context, spec: LimitSearch) -> SearchStats:
+def run_search(spec: LimitSearch, node: EvaluatePredicates, ctx: Context) -> SearchStats:
     """Search the scan for ``spec.rows`` frames where WHERE holds; materialise the per-frame table."""
     search = Search(node, ctx, spec)
     search.run()
@@ -310,3 +324,12 @@ def run_search(node: EvaluatePredicates, ctx: Context, spec: LimitSearch) -> Sea
         con.unregister("vql_search_answers")
     ctx.stats.setdefault("search", {})[node.table] = search.stats.row()
     return search.stats
+
+
+def analyze_line(s: dict) -> str:
+    """What a search did, for EXPLAIN ANALYZE (``s``: :meth:`SearchStats.row`)."""
+    return (f"-- LIMIT search: {s['found']} true frames found ({s['wanted']} wanted); proxy: {s['proxy'] or 'not needed'}; "
+            f"{s['from_cache']} judged from the label cache, {s['scored']} scored by the proxy in "
+            f"{s['proxy_seconds']:.3f} s, {s['labelled']} labelled by the reference ({s['random_picks']} drawn at "
+            f"random) in {s['reference_seconds']:.3f} s, {s['labelled_true']} of them rows"
+            + ("; every frame that could be returned was judged" if s["exhausted"] else ""))

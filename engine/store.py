@@ -446,7 +446,7 @@ class Store:
         if self.read_only:  # results are not stored: ids count within the session
             self._query_ids += 1
             return self._query_ids
-        return int(self.con.execute("SELECT nextval('vql_query_ids')").fetchone()[0])
+        return int(self.con.execute("SELECT nextval('vql_query_ids')").fetchall()[0][0])  # all fetched: register() needs it
 
     def record_query(self, con, query_id: int, text: str, started, finished, videos: Sequence[str], rows: int,
                      labelled: int, cached: int, predicates: list[dict]) -> None:

@@ -15,8 +15,7 @@ import time
 import numpy as np
 
 from vql.engine.cascade import sample_pass
-from vql.engine.executor import atom_truth
-from vql.engine.executor import Context, where_truth
+from vql.engine.executor import Context, atom_truth, where_truth
 from vql.planner.cascade import Stages, exact_choice, train_stages
 from vql.planner.cost import Costs
 from vql.plan import claim_names

@@ -110,3 +110,58 @@ def pass_probability_at(rate: float, trials_seen: int, allowed: int, trials: int
     weight = max(2.0, trials_seen * optimism)
     r = min(max(rate, 1e-9), 1 - 1e-9)
     return _out(stats.betabinom.cdf(allowed, np.maximum(trials, 0), r * weight, (1 - r) * weight))
+
+
+def count_interval(population: int, sampled: int, hits: int, confidence: float = 0.95) -> tuple[int, int]:
+    """Exact two-sided interval for how many of ``population`` frames are true, from ``hits``
+    true among ``sampled`` drawn uniformly at random without replacement: the hypergeometric
+    inverted, (1 − confidence)/2 in each tail. Valid whatever the frames' temporal correlation,
+    since the draw is uniform.
+
+    >>> count_interval(1000, 1000, 37), count_interval(1000, 0, 0)    # all sampled; none
+    ((37, 37), (0, 1000))
+    >>> count_interval(36000, 3000, 300)
+    (3238, 3989)
+    """
+    if sampled >= population:
+        return hits, hits
+    if sampled <= 0:
+        return 0, population
+    tail = (1 - confidence) / 2
+    lo, hi = hits, population - (sampled - hits)  # the counts that could give this sample
+
+    def first(holds, a: int, b: int) -> int:  # the least k in [a, b] where a monotone test turns true
+        while a < b:
+            mid = (a + b) // 2
+            a, b = (a, mid) if holds(mid) else (mid + 1, b)
+        return a
+
+    # P(X >= hits) grows with the count, P(X <= hits) shrinks: bisect each (scipy's hypergeom)
+    low = first(lambda k: stats.hypergeom.sf(hits - 1, population, k, sampled) > tail, lo, hi) if hits else 0
+    high = first(lambda k: stats.hypergeom.cdf(hits, population, k + 1, sampled) <= tail, lo, hi)
+    return int(low), int(high)
+
+
+def count_sample_size(population: int, rate: float, half_width: float, confidence: float = 0.95) -> int:
+    """The fewest frames to draw (uniformly, without replacement) from ``population`` for both ends
+    of the exact interval of :func:`count_interval` to lie within ``half_width`` frames of the
+    estimate when a share ``rate`` of the draws is true (bisection on the interval itself, so it
+    also holds where the normal approximation fails: rates near 0 or 1). A plan, not a bound.
+
+    >>> count_sample_size(36000, 0.1, 360), count_sample_size(36000, 0.5, 3600), count_sample_size(600, 0.99, 60)
+    (3428, 104, 34)
+    """
+    if population <= 0:
+        return 0
+
+    def wide(n: int) -> bool:  # either end further than half_width from the point estimate
+        hits = round(rate * n)
+        low, high = count_interval(population, n, hits, confidence)
+        point = population * hits / n
+        return max(point - low, high - point) > half_width
+
+    a, b = 1, population
+    while a < b:
+        mid = (a + b) // 2
+        a, b = (mid + 1, b) if wide(mid) else (a, mid)
+    return a

@@ -81,6 +81,22 @@ def test_negated_and_offset_searches(rare):
     assert len(stored) == model.calls and all(v == float(f in TRUE_RARE) for f, v in stored)
 
 
+def test_the_proxy_direction_follows_the_tests(rare, monkeypatch):
+    """Empty frames first for a test true on empty frames; no proxy for a test not monotone in
+    its count; and EXPLAIN ANALYZE says what the search did."""
+    seen = []
+    real = search.Search.polarity
+    monkeypatch.setattr(search.Search, "polarity", lambda self: seen.append(real(self)) or seen[-1])
+    for where in ("contains('person')", "object_count('person') = 0", "NOT contains('person') AND frame < 900",
+                  "object_count('person') = 1", "object_count('person') <> 0"):
+        con, _ = session(rare)  # a fresh store each: nothing answered from the label cache
+        con.sql(f"SELECT frame FROM cam WHERE {where} LIMIT 1")
+    assert seen == [1, -1, -1, 0, 1]
+    plan = "\n".join(r[0] for r in con.sql("EXPLAIN ANALYZE SELECT frame FROM cam WHERE contains('person') "
+                                           "LIMIT 2").fetchall())
+    assert "-- LIMIT search: " in plan and "wanted" in plan
+
+
 def test_binding_picks_the_search_only_for_limit_without_order(rare):
     con, _ = session(rare)
 
@@ -98,6 +114,10 @@ def test_binding_picks_the_search_only_for_limit_without_order(rare):
         con.sql("SELECT frame FROM cam WHERE contains('person') LIMIT 2 WITH (gap := -3)")
     with pytest.raises(BindError, match="option audit judges a certified cascade"):
         con.sql("SELECT frame FROM cam WHERE contains('person') LIMIT 2 WITH (audit := 100)")
+    with pytest.raises(BindError, match="options fpr and fnr are targets for a cascade"):
+        con.sql("SELECT frame FROM cam WHERE contains('person') LIMIT 2 WITH (fnr := 0.05)")
+    assert con.sql("SELECT frame FROM cam WHERE contains('person') LIMIT 0 OFFSET 3").metadata.get(
+        "frames_labelled", 0) == 0
 
 
 def test_limit_on_vtest_with_the_real_reference(vtest_path):

@@ -197,7 +197,7 @@ class Connection:
             raise BindError("prepare: the query names no video")
         ctx = self._context(plan)
         start = time.perf_counter()
-        plans = {ev.table: ctx.plan_query(ev) for ev in plan.inputs if ev.atoms and plan.search is None}
+        plans = {ev.table: ctx.plan_query(ev) for ev in plan.inputs if ev.atoms and plan.cascades}
         return Result(pa.table({"plan": explain(plan, plans).splitlines()}),
                       dict(ctx.stats, plans=plans, seconds=time.perf_counter() - start))
 
@@ -447,7 +447,7 @@ class Connection:
             ctx = self._context(plan)
             opts = dict(plan.options)
             fpr, fnr = float(opts["fpr"]), float(opts["fnr"])
-            planned = [ev for ev in plan.inputs if ev.atoms and plan.search is None]
+            planned = [ev for ev in plan.inputs if ev.atoms and plan.cascades]
             plans = {ev.table: p for ev in planned for p in [self._stored_plan(ctx, ev, fpr, fnr)] if p is not None}
             notes = {ev.table: self._planning_note(ctx, ev, fpr, fnr) for ev in planned}
             return Result(pa.table({"plan": explain(plan, plans, notes).splitlines()}), dict(ctx.stats, plans=plans))
@@ -467,12 +467,14 @@ class Connection:
             if c and c["strategy"] == "cascade":
                 lines.append(f"--   certified ({c['confidence']:.0%}, jointly, on {c['certification_frames']} random "
                              f"frames): fpr <= {c['fpr_bound']:.4f}, fnr <= {c['fnr_bound']:.4f}")
-        for s in stats.get("search", {}).values():
-            lines.append(f"-- LIMIT search: {s['found']} true frames found ({s['wanted']} wanted); proxy: {s['proxy'] or 'not needed'}; "
-                         f"{s['from_cache']} judged from the label cache, {s['scored']} scored by the proxy in "
-                         f"{s['proxy_seconds']:.3f} s, {s['labelled']} labelled by the reference ({s['random_picks']} "
-                         f"drawn at random) in {s['reference_seconds']:.3f} s, {s['labelled_true']} of them true"
-                         + ("; the whole scan was judged (exact)" if s["exhausted"] else ""))
+        if stats.get("search"):
+            from vql.engine.search import analyze_line
+
+            lines += [analyze_line(s) for s in stats["search"].values()]
+        if stats.get("estimate"):
+            from vql.engine.estimate import analyze_line
+
+            lines += [analyze_line(e) for e in stats["estimate"].values()]
         for claim, a in stats.get("audit", {}).items():
             lines.append(f"-- audit of {a['frames']} random frames ({a['positives']} positive), {claim}: "
                          f"fpr {a['fpr']:.4f} [{a['fpr_ci'][0]:.4f}, {a['fpr_ci'][1]:.4f}], "

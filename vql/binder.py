@@ -14,15 +14,15 @@ from typing import Any
 from vql import ast
 from vql.engine.video import VideoInfo
 from vql.errors import BindError, ModelError
-from vql.plan import (DEFAULT_MIN_SCORE, Atom, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, SqlQuery,
-                      VideoScan)
+from vql.early import check_search_options, count_estimate, stop_after
+from vql.plan import DEFAULT_MIN_SCORE, Atom, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, SqlQuery, VideoScan
 from vql.sqlgen import to_sql
 from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 
 MODEL_FUNCTIONS = ("contains", "object_count")
 VIDEO_COLUMNS = ("frame", "ts")
 PREDICATE_OPTIONS = ("min_score", "region", "model")
-QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit", "gap")
+QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit", "gap", "error", "confidence")
 
 
 @dataclass
@@ -215,8 +215,19 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
                 example = "audit := 500" if opt.name == "audit" else "gap := 300"
                 raise BindError(f"option {opt.name} must be a number of frames, e.g. {example}")
             out[opt.name] = value
+        elif opt.name in ("error", "confidence"):
+            value = _number(opt.value, f"option {opt.name}")
+            lo, shown = (0.0, "(0, 1)") if opt.name == "error" else (0.5, "[0.5, 1)")
+            if not (lo < value < 1 if opt.name == "error" else lo <= value < 1):
+                raise BindError(f"option {opt.name} must be in {shown}, got {value:g}")
+            out[opt.name] = value
         else:
             out[opt.name] = check_option(opt.name, opt.value, f"option {opt.name}")
+    if "confidence" in out and "error" not in out:
+        raise BindError("option confidence goes with error (a count's interval), e.g. WITH (error := 0.1, "
+                        "confidence := 0.99)")
+    if "error" in out and out.get("exact"):
+        raise BindError("options error and exact exclude each other: error estimates a count, exact computes it")
     return tuple(sorted(out.items()))
 
 
@@ -315,46 +326,11 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
     search = None
     if atoms and rows is not None and not bound.order_by and all(n.where is not None for n in inputs if n.atoms):
         search = LimitSearch(rows, int(dict(options).get("gap", 0)))
-    check_search_options(dict(options), search)
-    return SqlQuery(to_sql(final), tuple(inputs), options, None if atoms else rows, search)
-
-
-def check_search_options(options: dict, search: LimitSearch | None) -> None:
-    """``gap`` only spaces a LIMIT search's rows; ``audit`` judges certified answers, and a
-    search's rows are each confirmed by the reference."""
-    if "gap" in options and search is None:
-        raise BindError("option gap spaces the rows of a LIMIT without ORDER BY over model tests, e.g. SELECT frame "
-                        "FROM cam WHERE contains('person') LIMIT 10 WITH (gap := 300)")
-    if "audit" in options and search is not None:
-        raise BindError("option audit judges a certified cascade's answers; a LIMIT without ORDER BY returns only "
-                        "frames the reference confirmed (drop the LIMIT to audit a cascade over the whole scan)")
-
-
-TIME_COLUMNS = ("frame", "frames", "ts")
-AGGREGATES = {"count", "sum", "avg", "min", "max", "median", "mode", "quantile", "stddev", "variance",
-              "list", "array_agg", "string_agg", "first", "last", "any_value", "bool_and", "bool_or",
-              "count_if", "arg_min", "arg_max", "histogram"}
-
-
-def stop_after(select: ast.Select) -> int | None:
-    """Rows after which a scan may stop: a constant LIMIT over one video, in frame order, with
-    nothing that needs every row (aggregates, GROUP BY, DISTINCT, other orderings, joins)."""
-    if select.limit is None or select.joins or select.group_by or select.having is not None or select.distinct:
-        return None
-    limit = select.limit
-    if not (isinstance(limit, ast.Literal) and isinstance(limit.value, int)):
-        return None
-    offset = 0
-    if select.offset is not None:
-        if not (isinstance(select.offset, ast.Literal) and isinstance(select.offset.value, int)):
-            return None
-        offset = select.offset.value
-    for item in select.order_by:
-        if item.descending or not (isinstance(item.expr, ast.Column) and item.expr.name.lower() in TIME_COLUMNS):
-            return None
-    if any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(select)):
-        return None
-    return limit.value + offset
+    check_search_options(dict(options), search, {o.name for o in select.options})
+    sql, estimate = to_sql(final), None
+    if "error" in dict(options):
+        estimate, sql = count_estimate(bound, inputs, dict(options))
+    return SqlQuery(sql, tuple(inputs), options, None if atoms else rows, search, estimate)
 
 
 _ATOM_OPS = (">=", ">", "<=", "<", "=", "<>")

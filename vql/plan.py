@@ -149,8 +149,22 @@ class LimitSearch:
     def explain_line(self) -> str:
         spacing = f", at least {self.gap} frames apart" if self.gap else ""
         return (f"LIMIT search: the reference confirms frames in the order of a difference-to-background proxy "
-                f"(1 in 4 drawn uniformly at random) until {self.rows} frames satisfy WHERE{spacing}; every row "
-                f"returned is true by the reference (fpr/fnr targets do not apply)")
+                f"(a quarter to three quarters drawn uniformly at random, as the proxy pays) until {self.rows} "
+                f"frames satisfy WHERE{spacing}; every row returned is true by the reference")
+
+
+@dataclass(frozen=True, slots=True)
+class CountEstimate:
+    """``SELECT COUNT(*) ... WITH (error := e)``: the count of frames where WHERE holds, from a
+    uniform random sample the reference labels, with an exact interval (engine/estimate.py)."""
+
+    error: float  # the relative half-width the sample is planned for
+    confidence: float = 0.95
+
+    def explain_line(self) -> str:
+        return (f"COUNT estimate: frames drawn uniformly at random from the scan are labelled by the reference; "
+                f"a pilot sizes the sample for about ±{self.error:g} of the count; the interval is exact "
+                f"(hypergeometric) at {self.confidence:.0%}, frames already labelled counted exactly")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +174,13 @@ class SqlQuery:
     options: tuple[tuple[str, object], ...] = ()
     stop_after: int | None = None  # LIMIT (+ OFFSET) rows in frame order: scan only until found
     search: LimitSearch | None = None  # LIMIT without ORDER BY over model tests: a proxy-ordered search
+    estimate: CountEstimate | None = None  # COUNT(*) WITH (error := e): a sampled count with its interval
+
+    @property
+    def cascades(self) -> bool:
+        """Whether the model tests are answered by cascades (planned per query), not by a LIMIT
+        search or a count estimate."""
+        return self.search is None and self.estimate is None
 
 
 def claim_names(atoms, where: str | None) -> tuple[str, ...]:
@@ -186,13 +207,14 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
     if plan.stop_after is not None:
         lines.append(f"  scan bounded by LIMIT: frames labelled in frame order, in growing chunks, until "
                      f"{plan.stop_after} rows are found (exact)")
-    if plan.search is not None:
-        lines.append("  " + plan.search.explain_line())
+    for special in (plan.search, plan.estimate):
+        if special is not None:
+            lines.append("  " + special.explain_line())
     for ev in plan.inputs:
         lines.append(f"  EvaluatePredicates {ev.scan.alias} -> {ev.table}")
         for p in ev.predicates:
             lines.append(f"    {p.column} {p.sql_type} = {p.text}")
-        if ev.combine and plan.search is None:
+        if ev.combine and plan.cascades:
             lines.append(f"    atoms short-circuit under {ev.combine.upper()}: the one ruling out frames at the least "
                          f"cost runs first, the others only on the frames left open")
         known = (plans or {}).get(ev.table)
@@ -201,7 +223,7 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
         else:
             for atom in ev.atoms:
                 lines.append(f"    {atom.column} BOOLEAN = {atom.text}")
-            if ev.atoms and plan.search is None:
+            if ev.atoms and plan.cascades:
                 lines.append("    " + ((planning or {}).get(ev.table) or "cascades planned when the query runs"))
                 lines.append("    targets certified for: " + " and ".join(claim_names(ev.atoms, ev.where))
                              + ("" if ev.where else " (each on its own: WHERE reads more than the frame)"))

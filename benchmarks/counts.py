@@ -1,0 +1,116 @@
+"""COUNT benchmark: ``SELECT COUNT(*) ... WITH (error := e)`` against the exact count, cold, side by
+side in one run.
+
+    python benchmarks/counts.py --truth-db /tmp/vql_bench/hour_full.duckdb   # vtest + the composed hour
+    python benchmarks/counts.py --minutes 0                                  # vtest only
+
+Per video: the exact plan's time (vtest: run in full; the composed hour: extrapolated from the
+reference's seconds per frame measured on random frames in this run plus a measured full
+decode) and the exact count (vtest: from that run; the hour: from ``--truth-db``, a vql database
+where every frame of the video is labelled, e.g. by an earlier exact query); then each count
+from an empty store, several times with different seeds of vql's random order: its time, the
+speed-up, the interval and whether it holds the exact count.
+
+Writes JSON (a list of rows) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import vql  # noqa: E402
+from queries import ROOT, SHARED, cold_query, composed_video, decode_ceiling, machine, reference_truth  # noqa: E402
+from vql.engine import estimate  # noqa: E402
+from vql.engine.video import probe  # noqa: E402
+from vql.udfs.tfjs_detector import centernet  # noqa: E402
+
+QUERIES = (("contains('person')", 0.1), ("object_count('person') >= 2", 0.25))  # (WHERE, relative error)
+
+
+def exact_counts(db: str, video: str) -> dict[str, int]:
+    with vql.connect(db, progress=False, read_only=True) as con:
+        return {w: con.sql(f"SELECT COUNT(*) FROM {video} WHERE {w} WITH (exact)").fetchall()[0][0] for w, _ in QUERIES}
+
+
+def run_count(db: Path, path: str, where: str, error: float, seed: int) -> dict:
+    """One count from an empty store; ``seed`` shifts vql's random order (a different draw)."""
+    saved, estimate.ORDER_SALT = estimate.ORDER_SALT, estimate.ORDER_SALT + seed
+    try:
+        result, seconds = cold_query(db, path, f"SELECT COUNT(*) FROM cam WHERE {where} WITH (error := {error})")
+    finally:
+        estimate.ORDER_SALT = saved
+    (stats,) = result.metadata["estimate"].values()
+    return {"seconds": seconds, **stats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=int, default=60, help="length of the composed video (0: none)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--presence", type=float, default=0.1)
+    parser.add_argument("--truth-db", help="a vql database with every frame of the composed video labelled")
+    parser.add_argument("--truth-video", default="v", help="the composed video's name in --truth-db")
+    parser.add_argument("--draws", type=int, default=2, help="runs per query, each with its own random order")
+    parser.add_argument("--skip-vtest", action="store_true")
+    parser.add_argument("--workdir", default="/tmp/vql_bench")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "counts.json"))
+    args = parser.parse_args(argv)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    model = centernet()
+    videos = [] if args.skip_vtest else [("vtest", str(SHARED / "data" / "vtest.avi"), None)]
+    if args.minutes:
+        videos.append((f"composed {args.minutes} min, seed {args.seed}",
+                       composed_video(work, args.minutes, args.seed, args.presence), args.truth_db))
+    rows = []
+    print(f"machine: {machine('cpu')}")
+    for label, path, truth_db in videos:
+        info = probe(path)
+        ceiling = decode_ceiling(path, info.frames)
+        if truth_db is None:  # exact in full: the reference on every frame, through vql
+            db = work / "counts_exact.duckdb"
+            db.unlink(missing_ok=True)
+            with vql.connect(db, progress=False) as con:
+                con.sql(f"CREATE VIDEO cam FROM '{path}'")
+                t = time.perf_counter()
+                con.sql(f"SELECT COUNT(*) FROM cam WHERE {QUERIES[0][0]} WITH (exact)")
+                exact_s, how = time.perf_counter() - t, "run"
+            truth = exact_counts(str(db), "cam")
+        else:
+            sample = np.sort(np.random.default_rng(0).choice(info.frames, 48, replace=False))
+            _, ref_s = reference_truth(path, sample, model)
+            exact_s, how = info.frames * (ref_s + 1 / ceiling["decode_fps"]), "extrapolated"
+            truth = exact_counts(truth_db, args.truth_video)
+        print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); exact counts {truth}")
+        for where, error in QUERIES:
+            for draw in range(args.draws):
+                r = run_count(work / "counts_q.duckdb", path, where, error, draw)
+                row = {"video": label, "frames": info.frames, "query": f"COUNT(*) WHERE {where}", "error": error,
+                       "draw": draw, "exact_s": exact_s, "exact_plan": how, "true_count": truth[where],
+                       "speedup": exact_s / r["seconds"], "covered": r["low"] <= truth[where] <= r["high"],
+                       **r, "machine": machine("cpu")}
+                rows.append(row)
+                Path(args.out).write_text(json.dumps(rows, indent=1, default=float))
+                print(f"  {row['query']} ±{error:g} draw {draw}: {r['count']} [{r['low']}, {r['high']}] "
+                      f"(true {truth[where]}), {r['seconds']:.1f} s ({row['speedup']:.1f}x), "
+                      f"{r['pilot'] + r['sampled']} labelled", flush=True)
+    print()
+    print("| video | query | ± | draw | count [95% interval] | true | holds | labelled | s | × exact |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['video']} | {r['query']} | {r['error']:g} | {r['draw']} | {r['count']:,} [{r['low']:,}, "
+              f"{r['high']:,}] | {r['true_count']:,} | {'yes' if r['covered'] else 'NO'} | "
+              f"{r['pilot'] + r['sampled']:,} | {r['seconds']:.1f} | {r['speedup']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
