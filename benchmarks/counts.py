@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import ROOT, SHARED, cold_query, composed_video, decode_ceiling, machine, reference_truth  # noqa: E402
+from queries import ROOT, SHARED, cold_query, composed_video, decode_ceiling, exact_plan, machine  # noqa: E402
 from vql.engine import estimate  # noqa: E402
 from vql.engine.video import probe  # noqa: E402
 from vql.udfs.tfjs_detector import centernet  # noqa: E402
@@ -75,20 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, path, truth_db in videos:
         info = probe(path)
         ceiling = decode_ceiling(path, info.frames)
-        if truth_db is None:  # exact in full: the reference on every frame, through vql
-            db = work / "counts_exact.duckdb"
-            db.unlink(missing_ok=True)
-            with vql.connect(db, progress=False) as con:
-                con.sql(f"CREATE VIDEO cam FROM '{path}'")
-                t = time.perf_counter()
-                con.sql(f"SELECT COUNT(*) FROM cam WHERE {QUERIES[0][0]} WITH (exact)")
-                exact_s, how = time.perf_counter() - t, "run"
-            truth = exact_counts(str(db), "cam")
-        else:
-            sample = np.sort(np.random.default_rng(0).choice(info.frames, 48, replace=False))
-            _, ref_s = reference_truth(path, sample, model)
-            exact_s, how = info.frames * (ref_s + 1 / ceiling["decode_fps"]), "extrapolated"
-            truth = exact_counts(truth_db, args.truth_video)
+        db = work / "counts_exact.duckdb" if truth_db is None else None  # no truth given: exact in full
+        exact_s, how = exact_plan(path, info.frames, ceiling["decode_fps"], model, db)
+        truth = exact_counts(str(db), "cam") if db is not None else exact_counts(truth_db, args.truth_video)
         print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); exact counts {truth}")
         for where, error in QUERIES:
             for draw in range(args.draws):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import ROOT, SHARED, cold_query, composed_video, decode_ceiling, holds, machine, reference_truth  # noqa: E402
+from queries import (ROOT, SHARED, cold_query, composed_video, decode_ceiling, exact_plan, holds,  # noqa: E402
+                     machine, reference_truth)
 from vql.engine import search  # noqa: E402
 from vql.engine.video import probe  # noqa: E402
 from vql.udfs.tfjs_detector import centernet  # noqa: E402
@@ -76,20 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         size = (info.width, info.height)
         ceiling = decode_ceiling(path, info.frames)
         exact_answers = None
-        if info.frames <= 2000:  # exact in full: the reference on every frame, through vql
-            db = work / "limits_exact.duckdb"
-            db.unlink(missing_ok=True)
+        db = work / "limits_exact.duckdb" if info.frames <= 2000 else None  # short: exact in full, through vql
+        exact_s, how = exact_plan(path, info.frames, ceiling["decode_fps"], model, db)
+        if db is not None:
             with vql.connect(db, progress=False) as con:
-                con.sql(f"CREATE VIDEO cam FROM '{path}'")
-                t = time.perf_counter()
-                con.sql("SELECT frame FROM cam WHERE contains('person') WITH (exact)")
-                exact_s, how = time.perf_counter() - t, "run"
                 exact_answers = {w: {r[0] for r in con.sql(f"SELECT frame FROM cam WHERE {w} WITH (exact)").fetchall()}
                                  for w, _, _ in QUERIES}
-        else:
-            sample = np.sort(np.random.default_rng(0).choice(info.frames, 48, replace=False))
-            _, ref_s = reference_truth(path, sample, model)
-            exact_s, how = info.frames * (ref_s + 1 / ceiling["decode_fps"]), "extrapolated"
         print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); decoding {ceiling['decode_fps']:.0f} frames/s")
         for where, limit, gap in QUERIES:
             for proxy in (True, False):

@@ -371,6 +371,19 @@ def cold_query(db: Path, path: str, sql: str):
         return result, time.perf_counter() - t
 
 
+def exact_plan(path: str, frames: int, decode_fps: float, model, db: Path | None = None) -> tuple[float, str]:
+    """The exact plan's seconds on this video, and how they were had: run in full through vql into
+    a fresh store at ``db`` (every frame labelled there, for exact answers later: ``"run"``), or,
+    without ``db``, extrapolated from the reference's seconds per frame on 48 random frames plus
+    the measured decoding (``"extrapolated"``)."""
+    if db is not None:
+        _, seconds = cold_query(db, path, "SELECT frame FROM cam WHERE contains('person') WITH (exact)")
+        return seconds, "run"
+    sample = np.sort(np.random.default_rng(0).choice(frames, 48, replace=False))
+    _, ref_s = reference_truth(path, sample, model)
+    return frames * (ref_s + 1 / decode_fps), "extrapolated"
+
+
 def composed_video(workdir: Path, minutes: float, seed: int, presence: float, model=None) -> str:
     """The composed video of this length, seed and presence in ``workdir``, composed if missing."""
     video = workdir / f"street_{minutes:g}min_{presence:g}_seed{seed}.mp4"

@@ -28,13 +28,12 @@ def audit(node: EvaluatePredicates, ctx: Context, n: int) -> dict:
     for atom in node.atoms:
         model = ctx.model(atom.predicate.model)
         done = set(ctx.store.labelled_frames(info.fingerprint, model.version, scan.first, scan.last).tolist())
-        label_frames(ctx, info, model, model.version, np.array([f for f in frames if f not in done], np.int64),
+        label_frames(ctx, info, model, np.array([f for f in frames if f not in done], np.int64),
                      f"labelling audit frames of {node.scan.video} for {atom.short_text}")
         truth[atom.column] = atom_truth(ctx, info, model.version, atom, frames)
-    con, alias = ctx.store.con, ident(scan.alias)
+    alias = ident(scan.alias)
     table = pa.table({"frame": frames, "ts": frames / info.fps, **truth})
-    con.register("vql_audit_truth", table)
-    try:
+    with ctx.store.registered("vql_audit_truth", table) as con:
         if node.where:  # the truth from the reference's atoms; the answer from the query's own table
             claims = claim_names(node.atoms, node.where)
             answer = con.execute(f"SELECT coalesce(({node.where}), FALSE) FROM {ident(node.table)} AS {alias} "
@@ -48,8 +47,6 @@ def audit(node: EvaluatePredicates, ctx: Context, n: int) -> dict:
                                    f"{ident(node.table)} a ON a.frame = t.frame WHERE a.{ident(atom.column)} IS NOT NULL "
                                    f"ORDER BY t.frame").fetchall()
                 pairs.append((np.array([r[0] for r in rows], bool), np.array([r[1] for r in rows], bool)))
-    finally:
-        con.unregister("vql_audit_truth")
     out = {}
     for name, (t, a) in zip(claims, pairs):
         pos, neg = int(t.sum()), int((~t).sum())

@@ -116,7 +116,7 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     if choice.chosen is None:  # the exact plan: the one labelling loop of exact scans, then the stored labels
         ref = OperatorStats(f"reference {model.name}", frames_in=len(todo), decided=len(todo))
         t0 = time.perf_counter()
-        executor.label_frames(ctx, info, model, version, todo, f"{atom.short_text}: {model.name} (exact)")
+        executor.label_frames(ctx, info, model, todo, f"{atom.short_text}: {model.name} (exact)")
         ref.seconds = time.perf_counter() - t0
         wanted = set(todo.tolist())
         for f, c in atom_counts(ctx, info, version, atom, first, last).items():

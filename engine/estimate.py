@@ -34,11 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from vql.engine.executor import Context, judge_frames, label_with
+from vql.engine.executor import Context, atom_models, judge_frames, label_with, labelled_by_all
 from vql.plan import CountEstimate, EvaluatePredicates
 from vql.planner.stats import count_interval, count_sample_size
 from vql.progress import Progress
-from vql.sqlgen import ident
 
 PILOT_HITS = 30  # true frames the pilot wants before it stops
 PILOT_MIN = 100  # frames, at least
@@ -109,11 +108,9 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
     """Estimate the count of frames of the scan where WHERE holds; materialise the one-row table
     (estimate, low, high) the query's SQL reads."""
     scan, info = node.scan, node.scan.info
-    models = list({a.predicate.model: ctx.model(a.predicate.model) for a in node.atoms}.values())
+    models = atom_models(ctx, node)
     frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
-    stored = frames
-    for model in models:
-        stored = np.intersect1d(stored, ctx.store.labelled_frames(info.fingerprint, model.version, scan.first, scan.last))
+    stored = labelled_by_all(ctx, scan, models)
     ctx.count("frames_cached", len(stored))
     known_true = int(np.count_nonzero(judge_frames(ctx, node, stored)[1])) if len(stored) else 0
     unknown = np.setdiff1d(frames, stored, assume_unique=True)
@@ -121,20 +118,14 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
     order = unknown[rng.permutation(len(unknown))]
 
     def judge(part: np.ndarray) -> np.ndarray:
-        label_with(ctx, info, models, np.sort(part))
+        label_with(ctx, info, models, part)
         return judge_frames(ctx, node, part)[1]
 
     tests = ", ".join(a.short_text for a in node.atoms)
     start = time.perf_counter()
     with Progress(None, "frames", f"sampling {scan.video} for {tests}", enabled=ctx.progress) as bar:
         est = estimate_count(order, known_true, judge, spec.error, spec.confidence, len(stored), bar.update)
-    table = pa.table({"estimate": [est.count], "low": [est.low], "high": [est.high]})
-    con = ctx.store.con
-    con.register("vql_estimate", table)
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT * FROM vql_estimate")
-    finally:
-        con.unregister("vql_estimate")
+    ctx.store.materialise(node.table, pa.table({"estimate": [est.count], "low": [est.low], "high": [est.high]}))
     ctx.stats.setdefault("estimate", {})[node.table] = dict(est.row(), seconds=time.perf_counter() - start,
                                                             error=spec.error, frames=scan.frame_count)
     return est

@@ -104,35 +104,46 @@ def _label_frames(node: LabelFrames, ctx: Context, tests: str = "") -> None:
     done = ctx.store.labelled_frames(scan.info.fingerprint, node.model_version, scan.first, scan.last)
     missing = np.setdiff1d(np.arange(scan.first, scan.last + 1, dtype=np.int64), done, assume_unique=True)
     ctx.count("frames_cached", len(done))
-    label_frames(ctx, scan.info, model, node.model_version, missing,
+    label_frames(ctx, scan.info, model, missing,
                  f"labelling {scan.video} for {tests}" if tests else f"labelling {scan.video} with {model.name}")
 
 
-def label_frames(ctx: Context, info, model: ReferenceModel, version: str, frames: np.ndarray, label: str = "") -> None:
-    """Run the reference on these frames and store the labels, one transaction per batch
-    (``label``: what the progress bar says is being done)."""
+def label_frames(ctx: Context, info, model: ReferenceModel, frames: np.ndarray, label: str = "") -> None:
+    """Run the reference on these frames and store the labels, one transaction per batch, with a
+    progress bar (``label``: what it says is being done)."""
     if not len(frames):
         return
-    start = time.perf_counter()
     with Progress(len(frames), "frames", label or f"labelling with {model.name}", enabled=ctx.progress) as bar:
-        for indices, batch in read_frames(info, frames, LABEL_BATCH):
-            ctx.store.save_labels(info.fingerprint, version, model.classes, indices, model.detect(batch))
-            bar.update(len(indices))
-            ctx.count("frames_labelled", len(indices))
-    ctx.count("label_seconds", time.perf_counter() - start)
+        label_with(ctx, info, [model], frames, bar.update)
 
 
-def label_with(ctx: Context, info, models, frames: np.ndarray) -> float:
+def label_with(ctx: Context, info, models, frames: np.ndarray, on_batch: Callable[[int], None] | None = None) -> float:
     """Run every one of ``models`` on these frames and store the labels, one transaction per
-    batch and model (no progress bar: for callers that show their own); seconds spent."""
+    batch and model (``on_batch``: told how many frames each batch held); seconds spent."""
     start = time.perf_counter()
     for indices, batch in read_frames(info, frames, LABEL_BATCH):
         for model in models:
             ctx.store.save_labels(info.fingerprint, model.version, model.classes, indices.tolist(), model.detect(batch))
+        ctx.count("frames_labelled", len(indices))
+        if on_batch:
+            on_batch(len(indices))
     seconds = time.perf_counter() - start
-    ctx.count("frames_labelled", len(frames))
     ctx.count("label_seconds", seconds)
     return seconds
+
+
+def atom_models(ctx: Context, node: EvaluatePredicates) -> list[ReferenceModel]:
+    """The reference models a scan's model tests use, each once."""
+    return [ctx.model(name) for name in dict.fromkeys(a.predicate.model for a in node.atoms)]
+
+
+def labelled_by_all(ctx: Context, scan, models) -> np.ndarray:
+    """The frames of the scan every one of ``models`` has labelled already (sorted)."""
+    frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
+    for model in models:
+        frames = np.intersect1d(frames, ctx.store.labelled_frames(scan.info.fingerprint, model.version, scan.first,
+                                                                  scan.last), assume_unique=True)
+    return frames
 
 
 def judge_frames(ctx: Context, node: EvaluatePredicates, frames: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -172,16 +183,13 @@ def atom_truth(ctx: Context, info: VideoInfo, version: str, atom: Atom, frames: 
     if not len(frames):
         return np.zeros(0, bool)
     pred = replace(atom.predicate, column="n")
-    con = ctx.store.con
-    con.register("vql_wanted_frames", pa.table({"frame": frames, "i": np.arange(len(frames))}))
-    try:  # only the wanted frames' labels are read (random frames over an hour are not a range)
+    wanted = pa.table({"frame": frames, "i": np.arange(len(frames))})
+    with ctx.store.registered("vql_wanted_frames", wanted) as con:  # only these frames' labels are read
         rows = con.execute(
             f"SELECT coalesce(l.n, 0) FROM vql_wanted_frames w LEFT JOIN (SELECT frame, {predicate_sql(pred, info)} "
             f"FROM vql_labels WHERE video_fp = ? AND model_version = ? AND frame IN (SELECT frame FROM "
             f"vql_wanted_frames) GROUP BY frame) l ON l.frame = w.frame ORDER BY w.i",
             [info.fingerprint, version]).fetchnumpy()
-    finally:
-        con.unregister("vql_wanted_frames")
     return np.asarray(atom.holds(np.asarray(rows[next(iter(rows))], np.int64)), bool)
 
 
@@ -235,11 +243,7 @@ def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
         elif node.combine == "or":
             open_frames &= ~answer
     table = pa.table({k: columns[k] for k in ["frame", "ts"] + [a.column for a in node.atoms]})
-    ctx.store.con.register("vql_atom_answers", table)
-    try:
-        ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT * FROM vql_atom_answers")
-    finally:
-        ctx.store.con.unregister("vql_atom_answers")
+    ctx.store.materialise(node.table, table)
     if ctx.audit:
         from vql.engine.audit import audit
 
@@ -367,12 +371,9 @@ def where_truth(ctx: Context, node: EvaluatePredicates):
         frames = np.asarray(frames, np.int64)
         table = pa.table({"vql_row": np.arange(len(frames)), "frame": frames, "ts": frames / fps,
                           **{k: np.asarray(v, bool) for k, v in values.items()}})
-        ctx.store.con.register("vql_claim_frames", table)
-        try:
-            rows = ctx.store.con.execute(f"SELECT coalesce(({node.where}), FALSE) FROM vql_claim_frames AS "
-                                         f"{ident(node.scan.alias)} ORDER BY vql_row").fetchall()
-        finally:
-            ctx.store.con.unregister("vql_claim_frames")
+        with ctx.store.registered("vql_claim_frames", table) as con:
+            rows = con.execute(f"SELECT coalesce(({node.where}), FALSE) FROM vql_claim_frames AS "
+                               f"{ident(node.scan.alias)} ORDER BY vql_row").fetchall()
         return np.array([bool(r[0]) for r in rows], bool)
 
     return combine

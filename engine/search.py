@@ -30,17 +30,18 @@ and the frames around a returned one are not searched.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from vql.engine.difference import block_mse_gain
-from vql.engine.executor import LABEL_BATCH, Context, judge_frames, label_with, where_truth
+from vql.engine.executor import (LABEL_BATCH, Context, atom_models, judge_frames, label_with, labelled_by_all,
+                                 where_truth)
 from vql.engine.video import read_frames
 from vql.plan import EvaluatePredicates, LimitSearch
 from vql.progress import Progress
-from vql.sqlgen import ident
 
 BLOCK = 512  # frames per proxy block (51 s at 10 fps): one median background each
 PROXY_SIZE = 64  # the proxy's image side, pixels
@@ -120,7 +121,7 @@ class Search:
     def __post_init__(self) -> None:
         scan = self.node.scan
         self.first, self.n = scan.first, scan.frame_count
-        self.models = {m: self.ctx.model(m) for m in dict.fromkeys(a.predicate.model for a in self.node.atoms)}
+        self.models = atom_models(self.ctx, self.node)
         self.state = np.zeros(self.n, np.int8)
         self.scores = np.zeros(self.n, np.float32)
         self.values = {a.column: np.zeros(self.n, bool) for a in self.node.atoms}
@@ -175,11 +176,7 @@ class Search:
         return set(self.hits[before:])
 
     def from_cache(self) -> None:
-        scan = self.node.scan
-        stored = None
-        for model in self.models.values():
-            done = self.ctx.store.labelled_frames(scan.info.fingerprint, model.version, scan.first, scan.last)
-            stored = done if stored is None else np.intersect1d(stored, done)
+        stored = labelled_by_all(self.ctx, self.node.scan, self.models)
         self.stats.from_cache = len(stored)
         self.ctx.count("frames_cached", len(stored))
         self.take(stored)
@@ -240,9 +237,9 @@ class Search:
 
     def label(self, best: np.ndarray, randoms: np.ndarray) -> None:
         """The reference on these frames (every model the tests use); labels stored, then judged."""
-        frames = np.sort(np.concatenate([best, randoms]) + self.first)
+        frames = np.concatenate([best, randoms]) + self.first
         st = self.stats
-        st.reference_seconds += label_with(self.ctx, self.node.scan.info, list(self.models.values()), frames)
+        st.reference_seconds += label_with(self.ctx, self.node.scan.info, self.models, frames)
         st.labelled += len(frames)
         rows = self.take(frames)  # under gap a true frame near a row is not one: the picks are judged by rows
         st.proxy_picks += len(best)
@@ -250,6 +247,16 @@ class Search:
         st.random_picks += len(randoms)
         st.random_true += sum(int(f) + self.first in rows for f in randoms)
         st.labelled_true = st.proxy_true + st.random_true
+
+    def label_batches(self, polarity: int, more: Callable[[int], bool]) -> None:
+        """Label batches while rows are missing, frames are left and ``more(batches so far)``."""
+        batches = 0
+        while not self.done and more(batches):
+            best, randoms = self.pick(self.batch_size(), polarity)
+            if not len(best) + len(randoms):
+                return
+            self.label(best, randoms)
+            batches += 1
 
     def batch_size(self) -> int:
         """Enough frames for the rows still missing at the share of true frames seen so far
@@ -279,21 +286,13 @@ class Search:
                 before = int((self.state != UNSEEN).sum())
                 if (self.state[start:start + BLOCK] == UNSEEN).any():
                     self.score_block(int(start), polarity)
-                batches = 0
-                while not self.done and (batches == 0 or self.stats.reference_seconds < self.stats.proxy_seconds):
-                    best, randoms = self.pick(self.batch_size(), polarity)
-                    if not len(best) + len(randoms):
-                        break
-                    self.label(best, randoms)
-                    batches += 1
+                # at least one batch per block, then while the reference has had less time than the proxy
+                self.label_batches(polarity, lambda batches: batches == 0 or
+                                   self.stats.reference_seconds < self.stats.proxy_seconds)
                 bar.update(int((self.state != UNSEEN).sum()) - before)
                 if self.done:
                     break
-            while not self.done:
-                best, randoms = self.pick(self.batch_size(), polarity)
-                if not len(best) + len(randoms):
-                    break
-                self.label(best, randoms)
+            self.label_batches(polarity, lambda batches: True)
         self.stats.exhausted = not (self.state == POOL).any() and not (self.state == UNSEEN).any()
 
     def table(self) -> pa.Table:
@@ -315,13 +314,7 @@ def run_search(spec: LimitSearch, node: EvaluatePredicates, ctx: Context) -> Sea
     search = Search(node, ctx, spec)
     search.run()
     search.stats.found = len(search.hits)
-    con = ctx.store.con
-    con.register("vql_search_answers", search.table())
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT * FROM vql_search_answers "
-                    f"ORDER BY frame")
-    finally:
-        con.unregister("vql_search_answers")
+    ctx.store.materialise(node.table, search.table(), order_by="frame")
     ctx.stats.setdefault("search", {})[node.table] = search.stats.row()
     return search.stats
 

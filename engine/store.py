@@ -50,6 +50,7 @@ import pyarrow as pa
 
 from vql.engine.video import VideoInfo
 from vql.errors import ExecutionError
+from vql.sqlgen import ident
 from vql.udfs.reference import Detections
 
 SCHEMA_VERSION = 3
@@ -207,7 +208,7 @@ class Store:
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}
         if "vql_meta" in tables:
-            version = self.con.execute("SELECT value FROM vql_meta WHERE key = 'schema_version'").fetchone()
+            version = self.one("SELECT value FROM vql_meta WHERE key = 'schema_version'")
             version = int(version[0]) if version else 0
         else:
             version = 1 if "vql_videos" in tables else 0
@@ -235,8 +236,8 @@ class Store:
         whole-file hash. Labels of files that are gone or changed stay under the old key, unused."""
         from vql.engine.video import VideoError, legacy_fingerprint, probe
 
-        old = self.con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'vql_query_accuracy' "
-                               "AND column_name = 'eval_fpr'").fetchone()[0]
+        old = self.one("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'vql_query_accuracy' "
+                       "AND column_name = 'eval_fpr'")[0]
         if old:  # held-out rates of the earliest planner, which certified nothing
             self.con.execute("DROP TABLE vql_query_accuracy")
         self.con.execute(MIGRATE_1_TO_2 + (ACCURACY if old else "") + VIEWS)
@@ -254,6 +255,27 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
+
+    def one(self, sql: str, params: Sequence = ()) -> tuple | None:
+        """The first row of a query, its result fetched whole: a result left pending (as
+        ``fetchone`` leaves it) makes DuckDB refuse the next ``register``."""
+        rows = self.con.execute(sql, list(params)).fetchall()
+        return rows[0] if rows else None
+
+    @contextlib.contextmanager
+    def registered(self, name: str, table: pa.Table):
+        """An Arrow table readable by SQL as ``name`` inside the block (the connection is yielded)."""
+        self.con.register(name, table)
+        try:
+            yield self.con
+        finally:
+            self.con.unregister(name)
+
+    def materialise(self, name: str, table: pa.Table, order_by: str = "") -> None:
+        """An Arrow table copied into the temporary table ``name`` (replaced if it exists)."""
+        with self.registered("vql_materialised", table) as con:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS SELECT * FROM vql_materialised"
+                        + (f" ORDER BY {order_by}" if order_by else ""))
 
     @contextlib.contextmanager
     def transaction(self):
@@ -315,7 +337,7 @@ class Store:
         return None
 
     def _forget_video(self, name: str) -> None:
-        row = self.con.execute("SELECT fingerprint FROM vql_videos WHERE lower(name) = lower(?)", [name]).fetchone()
+        row = self.one("SELECT fingerprint FROM vql_videos WHERE lower(name) = lower(?)", [name])
         self.con.execute("DELETE FROM vql_results WHERE lower(video) = lower(?)", [name])
         self.con.execute("DELETE FROM vql_query_accuracy WHERE lower(video) = lower(?)", [name])
         self.con.execute("DELETE FROM vql_videos WHERE lower(name) = lower(?)", [name])
@@ -418,13 +440,12 @@ class Store:
     # --- cached cascade plans -------------------------------------------------------------
 
     def load_plan(self, key: str) -> bytes | None:
-        row = self.con.execute("SELECT plan FROM vql_plans WHERE key = ?", [key]).fetchone()
+        row = self.one("SELECT plan FROM vql_plans WHERE key = ?", [key])
         return bytes(row[0]) if row else None
 
     def drop_plans_of_other_formats(self, prefix: str) -> None:
         """Rows of another plan format (older vql) are never read (their key differs): drop them."""
-        if not self.read_only and self.con.execute(
-                "SELECT count(*) FROM vql_plans WHERE NOT starts_with(key, ?)", [prefix]).fetchone()[0]:
+        if not self.read_only and self.one("SELECT count(*) FROM vql_plans WHERE NOT starts_with(key, ?)", [prefix])[0]:
             self.con.execute("DELETE FROM vql_plans WHERE NOT starts_with(key, ?)", [prefix])
 
     def save_plan(self, key: str, video_fp: str, blob: bytes) -> None:
@@ -446,7 +467,7 @@ class Store:
         if self.read_only:  # results are not stored: ids count within the session
             self._query_ids += 1
             return self._query_ids
-        return int(self.con.execute("SELECT nextval('vql_query_ids')").fetchall()[0][0])  # all fetched: register() needs it
+        return int(self.one("SELECT nextval('vql_query_ids')")[0])
 
     def record_query(self, con, query_id: int, text: str, started, finished, videos: Sequence[str], rows: int,
                      labelled: int, cached: int, predicates: list[dict]) -> None:
@@ -457,7 +478,7 @@ class Store:
 
     def drop_results(self, video: str) -> int:
         self.check_writable("DROP RESULTS")
-        n = self.con.execute("SELECT count(*) FROM vql_results WHERE lower(video) = lower(?)", [video]).fetchone()[0]
+        n = self.one("SELECT count(*) FROM vql_results WHERE lower(video) = lower(?)", [video])[0]
         with self.transaction():
             self.con.execute("DELETE FROM vql_results WHERE lower(video) = lower(?)", [video])
             self.con.execute("DELETE FROM vql_query_accuracy WHERE lower(video) = lower(?)", [video])
