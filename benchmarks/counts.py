@@ -16,7 +16,6 @@ Writes JSON (a list of rows) and prints a markdown table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,9 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import ROOT, SHARED, cold_query, composed_video, decode_ceiling, exact_plan, machine  # noqa: E402
+from queries import cold_query, exact_side, judged_bench, machine  # noqa: E402
 from vql.engine import estimate  # noqa: E402
-from vql.engine.video import probe  # noqa: E402
 from vql.udfs.tfjs_detector import centernet  # noqa: E402
 
 QUERIES = (("contains('person')", 0.1), ("object_count('person') >= 2", 0.25))  # (WHERE, relative error)
@@ -50,36 +48,17 @@ def run_count(db: Path, path: str, where: str, error: float, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=int, default=60, help="length of the composed video (0: none)")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--presence", type=float, default=0.1)
-    parser.add_argument("--truth-db", help="a vql database with every frame of the composed video labelled")
-    parser.add_argument("--truth-video", default="v", help="the composed video's name in --truth-db")
-    parser.add_argument("--draws", type=int, default=2, help="runs per query, each with its own random order")
-    parser.add_argument("--skip-vtest", action="store_true")
-    parser.add_argument("--workdir", default="/tmp/vql_bench")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "counts.json"))
-    args = parser.parse_args(argv)
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    args, videos = judged_bench(__doc__, "counts", argv, draws=True)
     model = centernet()
-    videos = [] if args.skip_vtest else [("vtest", str(SHARED / "data" / "vtest.avi"), None)]
-    if args.minutes:
-        videos.append((f"composed {args.minutes} min, seed {args.seed}",
-                       composed_video(work, args.minutes, args.seed, args.presence), args.truth_db))
     rows = []
     print(f"machine: {machine('cpu')}")
     for label, path, truth_db in videos:
-        info = probe(path)
-        ceiling = decode_ceiling(path, info.frames)
-        db = work / "counts_exact.duckdb" if truth_db is None else None  # no truth given: exact in full
-        exact_s, how = exact_plan(path, info.frames, ceiling["decode_fps"], model, db)
-        truth = exact_counts(str(db), "cam") if db is not None else exact_counts(truth_db, args.truth_video)
+        info, exact_s, how, (db, video) = exact_side(args, "counts", path, truth_db, model)
+        truth = exact_counts(db, video)
         print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); exact counts {truth}")
         for where, error in QUERIES:
             for draw in range(args.draws):
-                r = run_count(work / "counts_q.duckdb", path, where, error, draw)
+                r = run_count(args.workdir / "counts_q.duckdb", path, where, error, draw)
                 row = {"video": label, "frames": info.frames, "query": f"COUNT(*) WHERE {where}", "error": error,
                        "draw": draw, "exact_s": exact_s, "exact_plan": how, "true_count": truth[where],
                        "speedup": exact_s / r["seconds"], "covered": r["low"] <= truth[where] <= r["high"],

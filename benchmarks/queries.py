@@ -394,6 +394,43 @@ def composed_video(workdir: Path, minutes: float, seed: int, presence: float, mo
     return str(video)
 
 
+def judged_bench(doc: str, name: str, argv: list[str] | None, draws: bool = False
+                 ) -> tuple[argparse.Namespace, list[tuple[str, str, str | None]]]:
+    """The arguments and videos of a benchmark judged against every frame's label (COUNT, top-k,
+    recall): (label, path, truth database or None) for vtest and the composed video; ``draws``:
+    the benchmark repeats each query with its own random order (``--draws``)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if draws:
+        parser.add_argument("--draws", type=int, default=2, help="runs per query, each with its own random order")
+    parser.add_argument("--minutes", type=int, default=60, help="length of the composed video (0: none)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--presence", type=float, default=0.1)
+    parser.add_argument("--truth-db", help="a vql database with every frame of the composed video labelled")
+    parser.add_argument("--truth-video", default="v", help="the composed video's name in --truth-db")
+    parser.add_argument("--skip-vtest", action="store_true")
+    parser.add_argument("--workdir", default="/tmp/vql_bench")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / f"{name}.json"))
+    args = parser.parse_args(argv)
+    args.workdir = Path(args.workdir)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    videos = [] if args.skip_vtest else [("vtest", str(SHARED / "data" / "vtest.avi"), None)]
+    if args.minutes:
+        videos.append((f"composed {args.minutes} min, seed {args.seed}",
+                       composed_video(args.workdir, args.minutes, args.seed, args.presence), args.truth_db))
+    return args, videos
+
+
+def exact_side(args: argparse.Namespace, name: str, path: str, truth_db: str | None, model):
+    """The exact plan beside a judged benchmark's queries: (video info, seconds, how they were had,
+    (database, video name) where every frame is labelled: ``truth_db``, or, without it, a fresh
+    store where the exact plan ran in full)."""
+    info = probe(path)
+    ceiling = decode_ceiling(path, info.frames)
+    db = args.workdir / f"{name}_exact.duckdb" if truth_db is None else None
+    exact_s, how = exact_plan(path, info.frames, ceiling["decode_fps"], model, db)
+    return info, exact_s, how, ((str(db), "cam") if db is not None else (truth_db, args.truth_video))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="60", help="lengths of composed videos, comma-separated (0: none)")

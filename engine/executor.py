@@ -7,6 +7,7 @@ commits each batch to the store, so an interrupted run loses at most one batch.
 
 from __future__ import annotations
 
+import importlib
 import socket
 import time
 from collections.abc import Callable
@@ -20,7 +21,8 @@ import pyarrow as pa
 from vql.engine.store import Store, arrow_table
 from vql.engine.video import VideoInfo, read_frames
 from vql.errors import ExecutionError
-from vql.plan import Atom, CountEstimate, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, SqlQuery
+from vql.plan import (Atom, CountEstimate, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, RecallSelect,
+                      SqlQuery, TopK)
 from vql.progress import Progress
 from vql.sqlgen import ident
 from vql.udfs.reference import ReferenceModel
@@ -74,25 +76,18 @@ def run_operator(node, ctx: Context) -> None:
     raise ExecutionError(f"no operator for plan node {type(node).__name__}")
 
 
-@singledispatch
+# A way of answering a scan's model tests other than cascades or the exact scan, by the plan's spec
+# type: the module and function doing it (imported when a query needs it; they import this module).
+ANSWERS = {LimitSearch: ("vql.engine.search", "run_search"), CountEstimate: ("vql.engine.estimate", "run_count"),
+           TopK: ("vql.engine.topk", "run_topk"), RecallSelect: ("vql.engine.recall", "run_recall")}
+
+
 def answer_atoms(spec, node: EvaluatePredicates, ctx: Context) -> None:
-    """Answer a scan's model tests another way than by cascades, picked by the plan's spec type
-    (``LimitSearch``: engine/search.py; ``CountEstimate``: engine/estimate.py)."""
-    raise ExecutionError(f"no way to answer model tests for {type(spec).__name__}")
-
-
-@answer_atoms.register
-def _search(spec: LimitSearch, node: EvaluatePredicates, ctx: Context) -> None:
-    from vql.engine.search import run_search  # imported when a query needs it
-
-    run_search(spec, node, ctx)
-
-
-@answer_atoms.register
-def _estimate(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> None:
-    from vql.engine.estimate import run_count
-
-    run_count(spec, node, ctx)
+    """Answer a scan's model tests (or predicates) the way ``spec`` says (:data:`ANSWERS`)."""
+    if type(spec) not in ANSWERS:
+        raise ExecutionError(f"no way to answer model tests for {type(spec).__name__}")
+    module, name = ANSWERS[type(spec)]
+    getattr(importlib.import_module(module), name)(spec, node, ctx)
 
 
 @run_operator.register
@@ -179,10 +174,15 @@ def atom_counts(ctx: Context, info: VideoInfo, version: str, atom: Atom, first: 
 
 def atom_truth(ctx: Context, info: VideoInfo, version: str, atom: Atom, frames: np.ndarray) -> np.ndarray:
     """The atom's truth on labelled ``frames`` (a frame without detections counts 0 objects)."""
+    return np.asarray(atom.holds(predicate_counts(ctx, info, version, atom.predicate, frames)), bool)
+
+
+def predicate_counts(ctx: Context, info: VideoInfo, version: str, pred: ModelPredicate, frames: np.ndarray) -> np.ndarray:
+    """How many objects ``pred`` counts on each of the labelled ``frames`` (0 without detections)."""
     frames = np.asarray(frames, np.int64)
     if not len(frames):
-        return np.zeros(0, bool)
-    pred = replace(atom.predicate, column="n")
+        return np.zeros(0, np.int64)
+    pred = replace(pred, column="n")
     wanted = pa.table({"frame": frames, "i": np.arange(len(frames))})
     with ctx.store.registered("vql_wanted_frames", wanted) as con:  # only these frames' labels are read
         rows = con.execute(
@@ -190,7 +190,7 @@ def atom_truth(ctx: Context, info: VideoInfo, version: str, atom: Atom, frames: 
             f"FROM vql_labels WHERE video_fp = ? AND model_version = ? AND frame IN (SELECT frame FROM "
             f"vql_wanted_frames) GROUP BY frame) l ON l.frame = w.frame ORDER BY w.i",
             [info.fingerprint, version]).fetchnumpy()
-    return np.asarray(atom.holds(np.asarray(rows[next(iter(rows))], np.int64)), bool)
+    return np.asarray(rows[next(iter(rows))], np.int64)
 
 
 def atom_order(node: EvaluatePredicates, choices: dict) -> list:
@@ -334,14 +334,25 @@ def provenance(node: EvaluatePredicates, ctx: Context) -> list[dict]:
     plan = ctx.plans.get(node.table)
     rows = [dict(where, predicate=atom.text, **plan_summary(plan, ctx.choices.get(atom.column)))
             for atom in node.atoms]
-    for kind, strategy in (("search", "limit-search"), ("estimate", "count-estimate")):
+    for kind, strategy in (("search", "limit-search"), ("estimate", "count-estimate"), ("recall", "recall-select")):
         if node.table in ctx.stats.get(kind, {}):  # no cascade, nothing certified: how it was answered
             rows = [dict(r, strategy=strategy, query_strategy=strategy) for r in rows]
+    if node.table in ctx.stats.get("recall", {}):
+        s = ctx.stats["recall"][node.table]
+        rows = [dict(r, recall_target=s["recall"], recall_bound=s["recall_bound"], confidence=s["confidence"],
+                     precision=s["precision"], precision_low=s["precision_low"], precision_high=s["precision_high"])
+                for r in rows]
     if node.table in ctx.stats.get("estimate", {}):
         e = ctx.stats["estimate"][node.table]
         rows = [dict(r, count=e["count"], count_low=e["low"], count_high=e["high"], confidence=e["confidence"])
                 for r in rows]
-    return rows + [dict(where, predicate=p.text, **plan_summary(None, None)) for p in node.predicates]
+    shown = [dict(where, predicate=p.text, **plan_summary(None, None)) for p in node.predicates]
+    top = ctx.stats.get("topk", {}).get(node.table)
+    if top is not None:  # labelled frames only, ranked by the reference; the share outranking them certified
+        shown = [dict(r, strategy="top-k", query_strategy="top-k", exact=top["exact"], miss_target=top["miss"],
+                      outranking_bound=top["bound"], unlabelled=top["unlabelled"], confidence=top["confidence"])
+                 for r in shown]
+    return rows + shown
 
 
 def record_query(plan: SqlQuery, ctx: Context, query_id: int, started: datetime, rows: int) -> None:
@@ -410,10 +421,9 @@ def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
     query_id = ctx.store.next_query_id()
     ctx.stats["query_id"] = query_id
     if not plan.cascades:
-        special = plan.search or plan.estimate
         for node in plan.inputs:
-            if node.atoms:
-                answer_atoms(special, node, ctx)
+            if plan.special.covers(node):
+                answer_atoms(plan.special, node, ctx)
             else:
                 run_operator(node, ctx)
         table = arrow_table(ctx.store.con.execute(plan.sql, params or []))

@@ -65,6 +65,23 @@ def monotone(atom) -> bool:
     return sum(a != b for a, b in zip(truth, truth[1:])) <= 1
 
 
+def where_polarity(node: EvaluatePredicates, judge) -> int:
+    """+1 when the WHERE clause holds more often on a busy frame (many objects) than on an empty
+    one (high proxy scores first), -1 the other way, 0 when it cannot tell or a test is not
+    monotone in its count (``= 2``, ``<> 1``): the proxy is then not used. ``judge``: the
+    clause's truth per frame from atom values (``executor.where_truth``)."""
+    busy, empty = {}, {}
+    for a in node.atoms:
+        busy[a.column], empty[a.column] = bool(a.holds(BUSY)), bool(a.holds(0))
+        if not monotone(a):
+            return 0
+    first, n = node.scan.first, node.scan.frame_count
+    frames = np.unique(np.linspace(first, first + n - 1, min(n, 64)).astype(np.int64))
+    yes = judge(frames, {c: np.full(len(frames), v) for c, v in busy.items()}).mean()
+    no = judge(frames, {c: np.full(len(frames), v) for c, v in empty.items()}).mean()
+    return int(np.sign(yes - no))
+
+
 def order_key(scores: np.ndarray, polarity: int) -> np.ndarray:
     """Sort key (ascending = searched first) of proxy scores for a WHERE clause of this polarity."""
     return -polarity * scores
@@ -83,6 +100,24 @@ def spaced(ranked: np.ndarray, n: int, gap: int) -> np.ndarray:
             if len(taken) == n:
                 break
     return np.asarray(taken, np.int64)
+
+
+def block_scores(info, first: int, count: int) -> np.ndarray:
+    """The label-free proxy on ``count`` consecutive frames from ``first`` (one block): each frame
+    downscaled to :data:`PROXY_SIZE` pixels and scored by its gain-compensated blocked MSE against
+    the block's median image (the background with passers-by removed). Higher: more in front of
+    the background."""
+    import cv2
+
+    frames = np.arange(first, first + count, dtype=np.int64)
+    small = np.empty((len(frames), PROXY_SIZE, PROXY_SIZE, 3), np.uint8)
+    k = 0
+    for _, batch in read_frames(info, frames, 64):
+        for img in batch:
+            small[k] = cv2.resize(img, (PROXY_SIZE, PROXY_SIZE), interpolation=cv2.INTER_LINEAR)
+            k += 1
+    background = np.median(small[::4], axis=0).astype(np.uint8)
+    return block_mse_gain(small, background)
 
 
 @dataclass
@@ -136,18 +171,7 @@ class Search:
         return len(self.hits) >= self.spec.rows
 
     def polarity(self) -> int:
-        """+1 when WHERE holds more often on a busy frame (many objects) than on an empty one
-        (search high proxy scores first), -1 the other way, 0 when it cannot tell or a test is
-        not monotone in its count (``= 2``, ``<> 1``): the proxy is then not used."""
-        busy, empty = {}, {}
-        for a in self.node.atoms:
-            busy[a.column], empty[a.column] = bool(a.holds(BUSY)), bool(a.holds(0))
-            if not monotone(a):
-                return 0
-        frames = np.unique(np.linspace(self.first, self.first + self.n - 1, min(self.n, 64)).astype(np.int64))
-        yes = self.judge(frames, {c: np.full(len(frames), v) for c, v in busy.items()}).mean()
-        no = self.judge(frames, {c: np.full(len(frames), v) for c, v in empty.items()}).mean()
-        return int(np.sign(yes - no))
+        return where_polarity(self.node, self.judge)
 
     def take(self, frames: np.ndarray) -> set[int]:
         """Judge labelled frames: their tests from the stored labels, WHERE by DuckDB; keep the
@@ -183,21 +207,12 @@ class Search:
 
     def score_block(self, start: int, polarity: int) -> None:
         """Read one block, score its frames not yet labelled against the block's median image."""
-        import cv2
-
         t0 = time.perf_counter()
         end = min(start + BLOCK, self.n)
-        frames = np.arange(self.first + start, self.first + end, dtype=np.int64)
-        small = np.empty((len(frames), PROXY_SIZE, PROXY_SIZE, 3), np.uint8)
-        k = 0
-        for _, batch in read_frames(self.node.scan.info, frames, 64):
-            for img in batch:
-                small[k] = cv2.resize(img, (PROXY_SIZE, PROXY_SIZE), interpolation=cv2.INTER_LINEAR)
-                k += 1
-        background = np.median(small[::4], axis=0).astype(np.uint8)
+        scores = block_scores(self.node.scan.info, self.first + start, end - start)
         part = self.state[start:end]
         open_ = part == UNSEEN
-        self.scores[start:end][open_] = block_mse_gain(small[open_], background)
+        self.scores[start:end][open_] = scores[open_]
         part[open_] = POOL
         self.stats.scored += int(open_.sum())
         self.stats.proxy_seconds += time.perf_counter() - t0

@@ -1,5 +1,6 @@
-"""A stand-in reference for tests that count what the reference is asked: a bright patch in the
-top-left corner is a "person"; and small synthetic clips to go with it."""
+"""A stand-in reference for tests that count what the reference is asked: a bright 8×8 patch in
+the top row is a "person" (the first at the top-left corner, up to :data:`SLOTS` side by side);
+and small synthetic clips to go with it."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import vql
 from vql.udfs.reference import Detections, ReferenceModel
 
 W, H = 96, 64
+SLOTS = W // 12  # patches side by side along the top row, 12 pixels apart
 
 
 class Patches(ReferenceModel):
-    """Sees a "person" where the 8×8 top-left corner is bright; nothing else."""
+    """Sees a "person" where an 8×8 patch of the top row (at x = 12 i) is bright; nothing else."""
 
     name, classes, device = "centernet", ("person", "car"), "cpu"
 
@@ -30,24 +32,27 @@ class Patches(ReferenceModel):
         self.calls += len(frames)
         out = []
         for f in frames:
-            if f[1:7, 1:7].min() > 180:
-                out.append(Detections.from_arrays([[0, 0, 8, 8]], [0.9], [0]))
+            slots = [i for i in range(SLOTS) if f[1:7, 12 * i + 1:12 * i + 7].min() > 180]
+            if slots:
+                out.append(Detections.from_arrays([[12 * i, 0, 12 * i + 8, 8] for i in slots], [0.9] * len(slots),
+                                                  [0] * len(slots)))
             else:
                 out.append(Detections.empty())
         return out
 
 
-def clip(path: Path, n: int, marked, blobs=()) -> str:
-    """A static textured scene of ``n`` frames; the corner patch in ``marked`` frames, a large dark
-    blob (what a difference proxy notices, the stand-in reference does not) in ``blobs``."""
+def clip(path: Path, n: int, marked, blobs=(), counts: dict[int, int] | None = None) -> str:
+    """A static textured scene of ``n`` frames; the corner patch in ``marked`` frames (``counts``:
+    frame -> that many patches, side by side), a large dark blob (what a difference proxy notices,
+    the stand-in reference does not) in ``blobs``."""
     rng = np.random.default_rng(0)
     scene = rng.integers(90, 140, (H, W, 3), dtype=np.uint8)
     marked, blobs = set(marked), set(blobs)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
     for i in range(n):
         frame = scene.copy()
-        if i in marked:
-            frame[:8, :8] = 255
+        for slot in range(1 if i in marked else 0 if counts is None else counts.get(i, 0)):
+            frame[:8, 12 * slot:12 * slot + 8] = 255
         if i in blobs:
             frame[20:60, 40:90] = 10
         writer.write(frame)

@@ -107,6 +107,16 @@ def test_explain_golden(con):
     golden("explain_count_region.txt", "\n".join(r[0] for r in plan.fetchall()))
 
 
+def test_explain_top_k_and_recall_golden(con):
+    """A top-k search and a recall selection, as EXPLAIN states them (engine/topk.py, engine/recall.py)."""
+    top = con.sql("EXPLAIN SELECT frame, object_count('person') AS n FROM cam WHERE ts >= 2 ORDER BY n DESC, frame "
+                  "LIMIT 5 WITH (miss := 0.01)")
+    golden("explain_top_k.txt", "\n".join(r[0] for r in top.fetchall()))
+    chosen = con.sql("EXPLAIN SELECT frame FROM cam WHERE contains('person') AND NOT contains('car') "
+                     "WITH (recall := 0.95, budget := 500)")
+    golden("explain_recall.txt", "\n".join(r[0] for r in chosen.fetchall()))
+
+
 def test_explain_cascade_golden(con):
     """Boolean tests in WHERE are cascade atoms; on a 21-frame scan the planner rightly picks exact."""
     plan = con.sql(

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass, field, replace
 from functools import singledispatchmethod
@@ -32,6 +33,9 @@ from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": DEFAULT_MIN_SCORE, "fpr": 0.01, "fnr": 0.01}
+# result.metadata key -> the module whose analyze_line says, for EXPLAIN ANALYZE, what that path did
+ANALYZED = {"search": "vql.engine.search", "estimate": "vql.engine.estimate", "topk": "vql.engine.topk",
+            "recall": "vql.engine.recall"}
 
 # part of every stored plan's key: rows of another format (the pickles of plan5 and before) are never read
 PLAN_FORMAT = f"plan6.{PLAN_FORMAT_VERSION}"
@@ -467,14 +471,10 @@ class Connection:
             if c and c["strategy"] == "cascade":
                 lines.append(f"--   certified ({c['confidence']:.0%}, jointly, on {c['certification_frames']} random "
                              f"frames): fpr <= {c['fpr_bound']:.4f}, fnr <= {c['fnr_bound']:.4f}")
-        if stats.get("search"):
-            from vql.engine.search import analyze_line
-
-            lines += [analyze_line(s) for s in stats["search"].values()]
-        if stats.get("estimate"):
-            from vql.engine.estimate import analyze_line
-
-            lines += [analyze_line(e) for e in stats["estimate"].values()]
+        for kind, module in ANALYZED.items():  # what a LIMIT search, count estimate or top-k search did
+            if stats.get(kind):
+                analyze_line = importlib.import_module(module).analyze_line
+                lines += [analyze_line(s) for s in stats[kind].values()]
         for claim, a in stats.get("audit", {}).items():
             lines.append(f"-- audit of {a['frames']} random frames ({a['positives']} positive), {claim}: "
                          f"fpr {a['fpr']:.4f} [{a['fpr_ci'][0]:.4f}, {a['fpr_ci'][1]:.4f}], "

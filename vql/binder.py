@@ -14,7 +14,7 @@ from typing import Any
 from vql import ast
 from vql.engine.video import VideoInfo
 from vql.errors import BindError, ModelError
-from vql.early import check_search_options, count_estimate, stop_after
+from vql.early import check_search_options, check_top_options, count_estimate, recall_select, stop_after, top_k
 from vql.plan import DEFAULT_MIN_SCORE, Atom, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, SqlQuery, VideoScan
 from vql.sqlgen import to_sql
 from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
@@ -22,7 +22,7 @@ from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 MODEL_FUNCTIONS = ("contains", "object_count")
 VIDEO_COLUMNS = ("frame", "ts")
 PREDICATE_OPTIONS = ("min_score", "region", "model")
-QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit", "gap", "error", "confidence")
+QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit", "gap", "error", "confidence", "miss", "recall", "budget")
 
 
 @dataclass
@@ -209,25 +209,27 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
             raise BindError(f"unknown query option {opt.name!r}; options are {', '.join(QUERY_OPTIONS)}")
         if opt.name == "exact":
             out["exact"] = bool(getattr(opt.value, "value", True))
-        elif opt.name in ("audit", "gap"):
+        elif opt.name in ("audit", "gap", "budget"):
             value = getattr(opt.value, "value", None)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10_000_000:
-                example = "audit := 500" if opt.name == "audit" else "gap := 300"
+                example = {"audit": "audit := 500", "gap": "gap := 300", "budget": "budget := 2000"}[opt.name]
                 raise BindError(f"option {opt.name} must be a number of frames, e.g. {example}")
             out[opt.name] = value
-        elif opt.name in ("error", "confidence"):
+        elif opt.name in ("error", "confidence", "miss", "recall"):
             value = _number(opt.value, f"option {opt.name}")
-            lo, shown = (0.0, "(0, 1)") if opt.name == "error" else (0.5, "[0.5, 1)")
-            if not (lo < value < 1 if opt.name == "error" else lo <= value < 1):
+            lo, shown = (0.5, "[0.5, 1)") if opt.name == "confidence" else (0.0, "(0, 1)")
+            if not (lo <= value < 1 if opt.name == "confidence" else lo < value < 1):
                 raise BindError(f"option {opt.name} must be in {shown}, got {value:g}")
             out[opt.name] = value
         else:
             out[opt.name] = check_option(opt.name, opt.value, f"option {opt.name}")
-    if "confidence" in out and "error" not in out:
-        raise BindError("option confidence goes with error (a count's interval), e.g. WITH (error := 0.1, "
-                        "confidence := 0.99)")
+    if "confidence" in out and not {"error", "miss", "recall"} & set(out):
+        raise BindError("option confidence goes with error (a count's interval), miss (a top-k search's bound) or "
+                        "recall (a selection's), e.g. WITH (error := 0.1, confidence := 0.99)")
     if "error" in out and out.get("exact"):
         raise BindError("options error and exact exclude each other: error estimates a count, exact computes it")
+    if "miss" in out and out.get("exact"):
+        raise BindError("options miss and exact exclude each other: miss bounds a top-k search, exact ranks every frame")
     return tuple(sorted(out.items()))
 
 
@@ -324,13 +326,24 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
     # for any LIMIT true frames; a cascade is planned over its whole scan, so it keeps the scan.
     rows = stop_after(bound)
     search = None
-    if atoms and rows is not None and not bound.order_by and all(n.where is not None for n in inputs if n.atoms):
+    if atoms and rows is not None and not bound.order_by and all(n.where is not None for n in inputs if n.atoms) \
+            and "recall" not in dict(options):
         search = LimitSearch(rows, int(dict(options).get("gap", 0)))
-    check_search_options(dict(options), search, {o.name for o in select.options})
+    # ORDER BY object_count(...) LIMIT k over one video: a top-k search
+    top = None
+    if not atoms and len(inputs) == 1 and inputs[0].predicates:
+        found = top_k(bound, inputs[0], dict(options), inputs[0].scan.alias)
+        if found is not None:
+            top, where = found
+            inputs[0] = replace(inputs[0], where=where)
+    written = {o.name for o in select.options}
+    check_search_options(dict(options), search, written)
+    check_top_options(dict(options), top, written)
     sql, estimate = to_sql(final), None
     if "error" in dict(options):
         estimate, sql = count_estimate(bound, inputs, dict(options))
-    return SqlQuery(sql, tuple(inputs), options, None if atoms else rows, search, estimate)
+    selection = recall_select(bound, inputs, dict(options))
+    return SqlQuery(sql, tuple(inputs), options, None if atoms else rows, search, estimate, top, selection)
 
 
 _ATOM_OPS = (">=", ">", "<=", "<", "=", "<>")

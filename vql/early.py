@@ -1,14 +1,18 @@
 """How a query over a video may end before every frame is answered: a LIMIT in frame order
 (the exact scan, stopped when enough rows are found), a LIMIT without ORDER BY over model tests
 (a search the reference confirms, ``engine/search.py``), and ``COUNT(*) ... WITH (error := e)``
-(a sampled count with an exact interval, ``engine/estimate.py``). The binder asks these rules.
+(a sampled count with an exact interval, ``engine/estimate.py``), and ``ORDER BY
+object_count(...) DESC LIMIT k`` (a top-k search with a certified miss share, ``engine/topk.py``),
+and ``WITH (recall := r)`` (a selection with a recall guarantee, ``engine/recall.py``).
+The binder asks these rules.
 """
 
 from __future__ import annotations
 
 from vql import ast
 from vql.errors import BindError
-from vql.plan import CountEstimate, EvaluatePredicates, LimitSearch
+from vql.plan import (DEFAULT_BUDGET, DEFAULT_MISS, CountEstimate, EvaluatePredicates, LimitSearch, ModelPredicate,
+                      RecallSelect, TopK)
 from vql.sqlgen import ident
 
 
@@ -44,9 +48,10 @@ def check_search_options(options: dict, search: LimitSearch | None, written: set
     search's rows are each confirmed by the reference; the ``fpr``/``fnr`` targets (``written``:
     the options the query itself gives) are a cascade's, and neither a search nor a count
     estimate runs one."""
-    if written & {"fpr", "fnr"} and (search is not None or "error" in options):
+    if written & {"fpr", "fnr"} and (search is not None or "error" in options or "recall" in options):
         what = "a LIMIT without ORDER BY returns only frames the reference confirmed" if search is not None else \
-            "a count estimate states its own interval"
+            "a count estimate states its own interval" if "error" in options else \
+            "a recall selection certifies its recall and reports its precision"
         raise BindError(f"options fpr and fnr are targets for a cascade over the whole scan; {what}")
     if "gap" in options and search is None:
         raise BindError("option gap spaces the rows of a LIMIT without ORDER BY over model tests, e.g. SELECT frame "
@@ -81,3 +86,94 @@ def stop_after(select: ast.Select) -> int | None:
     if any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(select)):
         return None
     return 0 if limit.value == 0 else limit.value + offset
+
+
+def top_k(select: ast.Select, node: EvaluatePredicates, options: dict, alias: str) -> tuple[TopK, str | None] | None:
+    """``SELECT ... FROM video [WHERE <about each frame>] ORDER BY object_count(...) [DESC] LIMIT k``
+    (``select`` bound: model calls are columns of ``node``): the top-k search and the WHERE
+    clause's SQL (None without one); None for any other shape (then the exact scan runs).
+
+    >>> from vql.plan import VideoScan
+    >>> p = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "vql_p0")
+    >>> node = EvaluatePredicates(None, (), (p,), "vql_frames_cam")
+    >>> order = (ast.OrderItem(ast.Column("vql_p0", "cam"), descending=True),)
+    >>> q = ast.Select((ast.SelectItem(ast.Column("frame")),), order_by=order, limit=ast.Literal(10))
+    >>> top_k(q, node, {}, "cam")
+    (TopK(rows=10, column='vql_p0', descending=True, miss=0.002, confidence=0.95, by="object_count('person')"), None)
+    """
+    if options.get("exact") or node.atoms or not node.predicates or select.limit is None or not select.order_by:
+        return None
+    if select.joins or select.group_by or select.having is not None or select.distinct:
+        return None
+    if any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(select)):
+        return None
+    rows = 0
+    for part in (select.limit, select.offset):
+        if part is not None:
+            if not (isinstance(part, ast.Literal) and isinstance(part.value, int) and not isinstance(part.value, bool)):
+                return None
+            rows += part.value
+    item = select.order_by[0]
+    expr = item.expr
+    if isinstance(expr, ast.Column) and expr.table is None:  # ORDER BY an alias of the SELECT list
+        named = [i.expr for i in select.items if isinstance(i, ast.SelectItem) and i.alias
+                 and i.alias.lower() == expr.name.lower()]
+        expr = named[0] if len(named) == 1 else expr
+    by: dict[str, ModelPredicate] = {p.column: p for p in node.predicates}
+    if not (isinstance(expr, ast.Column) and expr.name in by and by[expr.name].function == "object_count"):
+        return None
+    where = None
+    if select.where is not None:
+        from vql.binder import frame_local_where  # the binder imports this module
+
+        where = frame_local_where(select.where, alias, set(), True)
+        if where is None:
+            return None
+    miss, confidence = float(options.get("miss", DEFAULT_MISS)), float(options.get("confidence", 0.95))
+    return TopK(rows, expr.name, bool(item.descending), miss, confidence, by[expr.name].short_text), where
+
+
+def check_top_options(options: dict, top: TopK | None, written: set[str]) -> None:
+    """``miss`` bounds a top-k search; a top-k search runs no cascade (``fpr``/``fnr``) and has no
+    answers to audit: its rows' counts are the reference's."""
+    if "miss" in options and top is None:
+        raise BindError("option miss bounds a top-k search: SELECT frame FROM cam ORDER BY object_count('person') "
+                        "DESC LIMIT 10 WITH (miss := 0.001), over one video, with a WHERE clause about each frame "
+                        "alone if any")
+    if top is not None and written & {"fpr", "fnr", "audit"}:
+        raise BindError("options fpr, fnr and audit are for a cascade over the whole scan; a top-k search ranks "
+                        "frames by the reference's own counts (its option is miss := share)")
+
+
+MAX_SELECTION_TESTS = 4  # model tests in a recall selection's WHERE (2^m atom assignments are tried)
+
+
+def recall_select(select: ast.Select, inputs: list[EvaluatePredicates], options: dict) -> RecallSelect | None:
+    """``SELECT ... FROM video WHERE <model tests> WITH (recall := r[, budget := n])``: a selection
+    with a recall guarantee; None without ``recall``. Other shapes are refused by name."""
+    if "recall" not in options:
+        if "budget" in options:
+            raise BindError("option budget is a recall selection's number of reference calls, e.g. SELECT frame FROM "
+                            "cam WHERE contains('person') WITH (recall := 0.9, budget := 2000)")
+        return None
+    example = "e.g. SELECT frame, ts FROM cam WHERE contains('person') WITH (recall := 0.9)"
+    if options.get("exact") or "error" in options or "audit" in options:
+        raise BindError("option recall does not go with exact, error or audit: it returns a selection whose recall "
+                        "it certifies, and reports its precision")
+    node = inputs[0] if len(inputs) == 1 else None
+    if node is None or not node.atoms:
+        raise BindError(f"option recall selects the frames of one video where model tests hold, {example}: the WHERE "
+                        f"clause has no model test vql can select by (contains(...), object_count(...) compared with "
+                        f"an integer), or the query reads several videos")
+    if node.where is None:
+        raise BindError("option recall: the WHERE clause reads more than each frame (another table, a subquery or a "
+                        "parameter); a recall is certified only over a clause about each frame")
+    if len(node.atoms) > MAX_SELECTION_TESTS:
+        raise BindError(f"option recall: at most {MAX_SELECTION_TESTS} distinct model tests in WHERE, got "
+                        f"{len(node.atoms)}")
+    if select.limit is not None or select.offset is not None or select.group_by or select.having is not None \
+            or select.distinct or any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(select)):
+        raise BindError(f"option recall returns a set of frames, {example}; it does not go with LIMIT, OFFSET, "
+                        f"DISTINCT, GROUP BY or aggregates (a count has WITH (error := e))")
+    return RecallSelect(float(options["recall"]), int(options.get("budget", DEFAULT_BUDGET)),
+                        float(options.get("confidence", 0.95)))

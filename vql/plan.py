@@ -21,6 +21,8 @@ from vql.sqlgen import literal
 
 
 DEFAULT_MIN_SCORE = 0.5  # min_score when neither the call nor SET gives one
+DEFAULT_BUDGET = 2_000  # reference calls of a recall selection
+DEFAULT_MISS = 0.002  # a top-k search's certified share of unlabelled frames that may outrank its last row
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,9 @@ class LimitSearch:
                 f"(a quarter to three quarters drawn uniformly at random, as the proxy pays) until {self.rows} "
                 f"frames satisfy WHERE{spacing}; every row returned is true by the reference")
 
+    def covers(self, node) -> bool:
+        return bool(node.atoms)
+
 
 @dataclass(frozen=True, slots=True)
 class CountEstimate:
@@ -166,6 +171,53 @@ class CountEstimate:
                 f"a pilot sizes the sample for about ±{self.error:g} of the count; the interval is exact "
                 f"(hypergeometric) at {self.confidence:.0%}, frames already labelled counted exactly")
 
+    def covers(self, node) -> bool:
+        return bool(node.atoms)
+
+
+@dataclass(frozen=True, slots=True)
+class TopK:
+    """``ORDER BY object_count(...) DESC LIMIT k`` over one video: the reference labels frames in a
+    proxy's order, and a uniform random sample then bounds the share of the frames it did not
+    label that would outrank the answer's last row (engine/topk.py)."""
+
+    rows: int  # LIMIT + OFFSET
+    column: str  # the per-frame column ordered by (an object_count predicate)
+    descending: bool = True
+    miss: float = DEFAULT_MISS  # the share of unlabelled frames allowed to outrank the answer's last row
+    confidence: float = 0.95
+    by: str = ""  # the predicate ordered by, as the user wrote it
+
+    def explain_line(self) -> str:
+        way = "highest" if self.descending else "lowest"
+        return (f"top-k search: the {self.rows} frames with the {way} {self.by or self.column}; the reference labels "
+                f"frames in a difference-to-background proxy's order (and the neighbours of the best found), then "
+                f"frames drawn uniformly at random from the rest certify, at {self.confidence:.0%}, that at most "
+                f"{self.miss:g} of the frames not labelled would outrank the last row (or every frame is labelled: exact)")
+
+    def covers(self, node) -> bool:
+        return any(p.column == self.column for p in node.predicates)
+
+
+@dataclass(frozen=True, slots=True)
+class RecallSelect:
+    """``WHERE <model tests> WITH (recall := r)``: frames returned so that at least a share ``r``
+    of the frames where WHERE holds are among them, with probability ``confidence``, from
+    ``budget`` reference calls on random frames (engine/recall.py)."""
+
+    recall: float
+    budget: int = DEFAULT_BUDGET
+    confidence: float = 0.95
+
+    def explain_line(self) -> str:
+        return (f"recall selection: the reference labels {self.budget} frames drawn uniformly at random; the frames "
+                f"a difference-to-background proxy ranks highest are returned, as few as exact bounds certify for "
+                f"recall >= {self.recall:g} at {self.confidence:.0%} (fixed-sequence tests, largest set first); "
+                f"precision is reported")
+
+    def covers(self, node) -> bool:
+        return bool(node.atoms)
+
 
 @dataclass(frozen=True, slots=True)
 class SqlQuery:
@@ -175,12 +227,20 @@ class SqlQuery:
     stop_after: int | None = None  # LIMIT (+ OFFSET) rows in frame order: scan only until found
     search: LimitSearch | None = None  # LIMIT without ORDER BY over model tests: a proxy-ordered search
     estimate: CountEstimate | None = None  # COUNT(*) WITH (error := e): a sampled count with its interval
+    top: TopK | None = None  # ORDER BY object_count(...) DESC LIMIT k: a top-k search with a certified miss share
+    selection: RecallSelect | None = None  # WITH (recall := r): a selection with a recall guarantee
 
     @property
     def cascades(self) -> bool:
         """Whether the model tests are answered by cascades (planned per query), not by a LIMIT
-        search or a count estimate."""
-        return self.search is None and self.estimate is None
+        search, a count estimate, a top-k search or a recall selection."""
+        return self.special is None
+
+    @property
+    def special(self):
+        """The LIMIT search, count estimate, top-k search or recall selection answering this
+        query, if any."""
+        return self.search or self.estimate or self.top or self.selection
 
 
 def claim_names(atoms, where: str | None) -> tuple[str, ...]:
@@ -207,7 +267,7 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
     if plan.stop_after is not None:
         lines.append(f"  scan bounded by LIMIT: frames labelled in frame order, in growing chunks, until "
                      f"{plan.stop_after} rows are found (exact)")
-    for special in (plan.search, plan.estimate):
+    for special in (plan.search, plan.estimate, plan.top, plan.selection):
         if special is not None:
             lines.append("  " + special.explain_line())
     for ev in plan.inputs:
@@ -227,10 +287,12 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
                 lines.append("    " + ((planning or {}).get(ev.table) or "cascades planned when the query runs"))
                 lines.append("    targets certified for: " + " and ".join(claim_names(ev.atoms, ev.where))
                              + ("" if ev.where else " (each on its own: WHERE reads more than the frame)"))
+        ranked = plan.top is not None and plan.top.covers(ev)
         for lf in ev.labels:
             lines.append(
-                f"    LabelFrames model={lf.model} version={lf.model_version} strategy={lf.strategy}: "
-                f"reference on every frame of the scan, stored labels reused"
+                f"    LabelFrames model={lf.model} version={lf.model_version} strategy={'top-k' if ranked else lf.strategy}: "
+                + ("frames the top-k search picks" if ranked else "reference on every frame of the scan")
+                + ", stored labels reused"
             )
         s = ev.scan
         lines.append(
