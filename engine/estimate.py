@@ -44,10 +44,12 @@ import pyarrow as pa
 
 from vql.engine.executor import Context, atom_models, judge_frames, label_with, labelled_by_all, where_truth
 from vql.engine.search import BLOCK, block_scores, where_polarity
+from vql.engine.store import arrow_table
 from vql.plan import CountEstimate, EvaluatePredicates
 from vql.planner.stats import count_interval, count_sample_size
 from vql.planner.strata import plan_strata, summed_interval
 from vql.progress import Progress
+from vql.sqlgen import ident
 
 PILOT_HITS = 30  # true frames the pilot wants before it stops
 PILOT_MIN = 100  # frames, at least
@@ -136,47 +138,88 @@ def estimate_count(order: np.ndarray, known_true: int, judge: Callable[[np.ndarr
                     sampled_true, len(rest), n >= len(rest))
 
 
-def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Estimate:
-    """Estimate the count of frames of the scan where WHERE holds; materialise the one-row table
-    (estimate, low, high) the query's SQL reads."""
+def group_codes(ctx: Context, node: EvaluatePredicates, keys: tuple[str, ...], frames: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """The GROUP BY keys (SQL about each frame) of ``frames``: the distinct key rows, and each
+    frame's group (an index into them), by DuckDB."""
+    fps = float(node.scan.info.fps)
+    table = pa.table({"vql_row": np.arange(len(frames)), "frame": frames, "ts": frames / fps})
+    names = [f"k{i}" for i in range(len(keys))]
+    with ctx.store.registered("vql_group_frames", table) as con:
+        rows = arrow_table(con.execute(
+            f"SELECT {', '.join(f'({k}) AS {n}' for k, n in zip(keys, names))}, dense_rank() OVER (ORDER BY "
+            f"{', '.join(names)}) - 1 AS vql_group FROM vql_group_frames AS {ident(node.scan.alias)} ORDER BY vql_row"))
+    code = np.asarray(rows.column("vql_group").to_numpy(), np.int64)
+    first = np.unique(code, return_index=True)[1]
+    return rows.select(names).take(pa.array(first)), code
+
+
+def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Estimate | list[Estimate]:
+    """Estimate the count of frames of the scan where WHERE holds (per group of ``spec.keys``:
+    each group its own pilot and sample, the intervals jointly at the stated confidence, each at
+    1 - (1 - confidence) / groups); materialise the table (keys, estimate, low, high) the
+    query's SQL reads."""
     scan, info = node.scan, node.scan.info
     models = atom_models(ctx, node)
     frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
     stored = labelled_by_all(ctx, scan, models)
     ctx.count("frames_cached", len(stored))
-    known_true = int(np.count_nonzero(judge_frames(ctx, node, stored)[1])) if len(stored) else 0
-    unknown = np.setdiff1d(frames, stored, assume_unique=True)
-    rng = np.random.default_rng([int(info.fingerprint[:8], 16), scan.first, scan.last, ORDER_SALT])
-    order = unknown[rng.permutation(len(unknown))]
+    stored_true = judge_frames(ctx, node, stored)[1] if len(stored) else np.zeros(0, bool)
+    keys_table, code = group_codes(ctx, node, spec.keys, frames) if spec.keys else (None, np.zeros(len(frames), np.int64))
+    groups = int(code.max()) + 1 if len(code) else 0
+    level = 1 - (1 - spec.confidence) / max(groups, 1)
 
     def judge(part: np.ndarray) -> np.ndarray:
         label_with(ctx, info, models, part)
         return judge_frames(ctx, node, part)[1]
 
     polarity = where_polarity(node, where_truth(ctx, node))
-    proxy = {"seconds": 0.0}
+    proxy: dict = {"seconds": 0.0}
 
-    def keys(frames: np.ndarray) -> np.ndarray:  # the LIMIT search's proxy, signed by WHERE's direction
-        t0 = time.perf_counter()
-        n = scan.frame_count
-        scores = np.concatenate([block_scores(info, scan.first + s, min(BLOCK, n - s)) for s in range(0, n, BLOCK)])
-        proxy["seconds"] = time.perf_counter() - t0
-        return polarity * scores[frames - scan.first]
+    def keys(part: np.ndarray) -> np.ndarray:  # the LIMIT search's proxy, signed by WHERE's direction, read once
+        if "scores" not in proxy:
+            t0 = time.perf_counter()
+            n = scan.frame_count
+            proxy["scores"] = np.concatenate([block_scores(info, scan.first + s, min(BLOCK, n - s))
+                                              for s in range(0, n, BLOCK)])
+            proxy["seconds"] = time.perf_counter() - t0
+        return polarity * proxy["scores"][part - scan.first]
 
     tests = ", ".join(a.short_text for a in node.atoms)
     start = time.perf_counter()
+    estimates = []
     with Progress(None, "frames", f"sampling {scan.video} for {tests}", enabled=ctx.progress) as bar:
-        est = estimate_count(order, known_true, judge, spec.error, spec.confidence, len(stored), bar.update,
-                             keys if polarity else None)
-    ctx.store.materialise(node.table, pa.table({"estimate": [est.count], "low": [est.low], "high": [est.high]}))
-    ctx.stats.setdefault("estimate", {})[node.table] = dict(est.row(), seconds=time.perf_counter() - start,
-                                                            proxy_seconds=proxy["seconds"], error=spec.error,
-                                                            frames=scan.frame_count)
-    return est
+        for g in range(groups):
+            members = frames[code == g]
+            known = np.isin(stored, members, assume_unique=True)
+            unknown = np.setdiff1d(members, stored[known], assume_unique=True)
+            seed = [int(info.fingerprint[:8], 16), scan.first, scan.last, ORDER_SALT] + ([g] if spec.keys else [])
+            order = unknown[np.random.default_rng(seed).permutation(len(unknown))]
+            estimates.append(estimate_count(order, int(stored_true[known].sum()), judge, spec.error, level,
+                                            int(known.sum()), bar.update, keys if polarity else None))
+    columns = {"estimate": [e.count for e in estimates], "low": [e.low for e in estimates],
+               "high": [e.high for e in estimates]}
+    if keys_table is not None:
+        columns = {**{name: keys_table.column(name) for name in keys_table.column_names}, **columns}
+    ctx.store.materialise(node.table, pa.table(columns))
+    extra = {"seconds": time.perf_counter() - start, "proxy_seconds": proxy["seconds"], "error": spec.error,
+             "frames": scan.frame_count}
+    if not spec.keys:
+        ctx.stats.setdefault("estimate", {})[node.table] = dict(estimates[0].row(), **extra)
+        return estimates[0]
+    total = {k: sum(getattr(e, k) for e in estimates) for k in ("count", "low", "high", "known", "pilot", "sampled")}
+    ctx.stats.setdefault("estimate", {})[node.table] = dict(
+        total, **extra, groups=[e.row() for e in estimates], confidence=spec.confidence, group_confidence=level,
+        exact=all(e.exact for e in estimates))
+    return estimates
 
 
 def analyze_line(e: dict) -> str:
     """What a count estimate did, for EXPLAIN ANALYZE (``e``: its ``metadata["estimate"]`` entry)."""
+    if "groups" in e:
+        return (f"-- COUNT estimates for {len(e['groups'])} groups, jointly at {e['confidence']:.0%} (each interval "
+                f"exact at {e['group_confidence']:.2%}): {e['known'] - e['pilot']} frames known from the label cache, "
+                f"{e['pilot']} in pilots, {e['sampled']} sampled" + ("; every frame labelled (exact)" if e["exact"] else "")
+                + (f"; the proxy read in {e['proxy_seconds']:.1f} s" if e["proxy_seconds"] else ""))
     return (f"-- COUNT estimate: {e['count']} [{e['low']}, {e['high']}] at {e['confidence']:.0%} (exact: "
             f"hypergeometric); {e['known'] - e['pilot']} frames known from the label cache, a pilot of {e['pilot']} "
             f"random frames ({e['pilot_true']} true), then {e['sampled']} of the {e['unknown']} frames still unknown "

@@ -396,8 +396,13 @@ def check_sql(plan: SqlQuery, ctx: Context, params=None) -> None:
     for node in plan.inputs:
         columns = ["frame BIGINT", "ts DOUBLE"] + [f"{ident(p.column)} {p.sql_type}" for p in node.predicates]
         columns += [f"{ident(a.column)} BOOLEAN" for a in node.atoms]
-        if plan.estimate is not None and node.atoms:  # a count estimate's one row (engine/estimate.py)
-            columns = ["estimate BIGINT", "low BIGINT", "high BIGINT"]
+        if plan.estimate is not None and node.atoms:  # a count estimate's rows (engine/estimate.py): keys, interval
+            keys = "".join(f"({k}) AS k{i}, " for i, k in enumerate(plan.estimate.keys))
+            ctx.store.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT {keys}0::BIGINT AS estimate, "
+                f"0::BIGINT AS low, 0::BIGINT AS high FROM (SELECT 0::BIGINT AS frame, 0.0::DOUBLE AS ts) AS "
+                f"{ident(node.scan.alias)} LIMIT 0")
+            continue
         ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} ({', '.join(columns)})")
     ctx.store.con.execute("EXPLAIN " + plan.sql, params or []).fetchall()
 

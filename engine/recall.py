@@ -67,11 +67,12 @@ class Selection:
 
 
 def select(key: np.ndarray, known_true: int, budget: int, rng: np.random.Generator,
-           judge: Callable[[np.ndarray], np.ndarray], recall: float, confidence: float = 0.95) -> Selection:
+           judge: Callable[[np.ndarray], np.ndarray], recall: float, confidence: float = 0.95,
+           grid: int = GRID) -> Selection:
     """The smallest candidate set (top of ``key``) whose recall passes, with every larger one
     (see the module's docstring). ``key``: one score per unknown frame, higher first;
     ``known_true``: true frames known already; ``judge(indices)``: label those unknown frames,
-    return their truth."""
+    return their truth; ``grid``: candidate set sizes (1: every unknown frame, without a proxy)."""
     u = len(key)
     n = min(budget, u)
     if n >= EXACT_SHARE * u:
@@ -88,7 +89,7 @@ def select(key: np.ndarray, known_true: int, budget: int, rng: np.random.Generat
     rank[np.argsort(-key, kind="stable")] = np.arange(u)  # 0: the highest score
     in_order = np.sort(rank[sample])  # the sampled frames' places in the order
     true_order = np.sort(rank[sample][truth[sample]])  # the sampled true frames'
-    sizes = np.unique(np.ceil(u * np.arange(GRID, 0, -1) / GRID).astype(np.int64))[::-1]  # largest first
+    sizes = np.unique(np.ceil(u * np.arange(grid, 0, -1) / grid).astype(np.int64))[::-1]  # largest first
     chosen_size, bound, passed = u, 1.0, 0
     for size in sizes:
         # the sample's frames inside the set are a uniform sample of it, those outside of the rest
@@ -156,7 +157,8 @@ def run_recall(spec: RecallSelect, node: EvaluatePredicates, ctx: Context) -> di
             return judge_frames(ctx, node, frames)[1]
 
         rng = np.random.default_rng([int(info.fingerprint[:8], 16), scan.first, scan.last, ORDER_SALT])
-        sel = select(key, int(true.sum()), spec.budget, rng, label, spec.recall, spec.confidence)
+        sel = select(key, int(true.sum()), spec.budget, rng, label, spec.recall, spec.confidence,
+                     GRID if polarity else 1)
     sampled = unknown[sel.labelled]
     sampled_values, _ = judge_frames(ctx, node, sampled) if len(sampled) else ({}, None)
     chosen = unknown[sel.chosen]

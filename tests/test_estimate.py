@@ -100,11 +100,44 @@ def test_count_with_error_through_sql(crowd):
     assert again.metadata["estimate"]["vql_frames_cam"]["known"] >= model.calls - again.metadata.get("frames_labelled", 0)
 
 
+def test_counts_per_time_bucket_hold_jointly(crowd):
+    """GROUP BY keys about each frame: one count per group, each with its own sample, the
+    intervals jointly at 95% (each at 1 - 0.05 / groups)."""
+    path, _ = crowd
+    truth, _ = episodes(np.random.default_rng(3), 2_000, 0.3)   # the fixture's truth
+    con, model = session(path)
+    result = con.sql("SELECT floor(ts / 50) AS bucket, COUNT(*) AS n FROM cam WHERE contains('person') "
+                     "GROUP BY bucket ORDER BY bucket WITH (error := 0.2)")
+    assert result.columns == ["bucket", "n", "n_low", "n_high"]
+    rows = result.fetchall()
+    assert [r[0] for r in rows] == [0, 1, 2, 3]  # 2,000 frames at 10 fps: four buckets of 50 s
+    for bucket, n, low, high in rows:
+        true = int(truth[int(bucket) * 500:(int(bucket) + 1) * 500].sum())
+        assert low <= true <= high and low <= n <= high, (bucket, true, low, high)
+    est = result.metadata["estimate"]["vql_frames_cam"]
+    assert len(est["groups"]) == 4 and round(est["group_confidence"], 4) == 0.9875
+    assert model.calls == est["pilot"] + est["sampled"] < 2_000
+    assert sum(r[1] for r in rows) == est["count"]
+    by_n = con.sql("SELECT floor(ts / 50) AS bucket, COUNT(*) AS n FROM cam WHERE contains('person') "
+                   "GROUP BY bucket ORDER BY n DESC WITH (error := 0.2)").fetchall()
+    assert [r[1] for r in by_n] == sorted((r[1] for r in by_n), reverse=True)
+    analyzed = "\n".join(r[0] for r in con.sql("EXPLAIN ANALYZE SELECT floor(ts / 50), COUNT(*) FROM cam WHERE "
+                                               "contains('person') GROUP BY 1 WITH (error := 0.2)").fetchall())
+    assert "COUNT estimate per group of" in analyzed and "-- COUNT estimates for 4 groups" in analyzed
+
+
 def test_count_estimate_refuses_what_it_cannot_bound(crowd):
     con, _ = session(crowd[0])
     for query, message in [
         ("SELECT frame FROM cam WHERE contains('person') WITH (error := 0.1)", "option error estimates"),
-        ("SELECT COUNT(*) FROM cam WHERE contains('person') GROUP BY frame % 2 WITH (error := 0.1)", "option error estimates"),
+        ("SELECT COUNT(*) FROM cam WHERE contains('person') HAVING COUNT(*) > 2 WITH (error := 0.1)",
+         "option error estimates"),
+        ("SELECT COUNT(*) FROM cam WHERE contains('person') GROUP BY object_count('car') WITH (error := 0.1)",
+         "no model test"),
+        ("SELECT frame, COUNT(*) FROM cam WHERE contains('person') GROUP BY floor(ts) WITH (error := 0.1)",
+         "neither COUNT"),
+        ("SELECT floor(ts) AS s, COUNT(*) FROM cam WHERE contains('person') GROUP BY s ORDER BY frame "
+         "WITH (error := 0.1)", "ordered by its columns"),
         ("SELECT COUNT(*) FROM cam WHERE frame < 10 WITH (error := 0.1)", "no model test"),
         ("SELECT COUNT(*) FROM cam WHERE contains('person') WITH (error := 1.5)", "option error must be in (0, 1)"),
         ("SELECT COUNT(*) FROM cam WHERE contains('person') WITH (error := 0.1, confidence := 0.2)",

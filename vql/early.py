@@ -13,22 +13,36 @@ from vql import ast
 from vql.errors import BindError
 from vql.plan import (DEFAULT_BUDGET, DEFAULT_MISS, CountEstimate, EvaluatePredicates, LimitSearch, ModelPredicate,
                       RecallSelect, TopK)
-from vql.sqlgen import ident
+from vql.sqlgen import ident, to_sql
+
+
+def _is_count_star(item) -> bool:
+    return (isinstance(item, ast.SelectItem) and isinstance(item.expr, ast.Call) and item.expr.name.lower() == "count"
+            and item.expr.star and not item.expr.distinct)
 
 
 def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options: dict) -> tuple[CountEstimate, str]:
-    """``SELECT COUNT(*) [AS n] FROM video WHERE <model tests> WITH (error := e)``: the estimate
-    and the SQL reading its one-row table (columns n, n_low, n_high; ``count`` without alias)."""
+    """``SELECT [keys,] COUNT(*) [AS n] FROM video WHERE <model tests> [GROUP BY keys] [ORDER BY ...]
+    WITH (error := e)``, the keys about each frame (``floor(ts / 60)``): the estimate and the SQL
+    reading its table (the keys, then n, n_low, n_high; ``count`` without alias).
+
+    >>> from vql.parser import parse_statement
+    >>> q = parse_statement("SELECT floor(ts / 60) AS m, COUNT(*) FROM cam GROUP BY m ORDER BY m")
+    >>> node = EvaluatePredicates(None, (), (), "vql_frames_cam", atoms=("a",), where="vql_a0")
+    >>> count_estimate(q, [node], {"error": 0.1})[1]
+    'SELECT k0 AS m, estimate AS count, low AS count_low, high AS count_high FROM vql_frames_cam ORDER BY m'
+    """
+    from vql.binder import frame_local_where  # the binder imports this module
+
     node = inputs[0] if len(inputs) == 1 else None
-    items = select.items
-    shape = (len(items) == 1 and isinstance(items[0], ast.SelectItem) and isinstance(items[0].expr, ast.Call)
-             and items[0].expr.name.lower() == "count" and items[0].expr.star and not items[0].expr.distinct
-             and node is not None and not (select.group_by or select.having or select.distinct or select.joins
-                                           or select.order_by or select.limit or select.offset))
+    counts = [i for i in select.items if _is_count_star(i)]
+    shape = (node is not None and len(counts) == 1 and all(isinstance(i, ast.SelectItem) for i in select.items)
+             and not (select.having or select.distinct or select.joins or select.limit or select.offset))
+    usage = ("option error estimates SELECT COUNT(*) FROM video WHERE <model tests> WITH (error := 0.1), or per "
+             "group of keys about each frame: SELECT floor(ts / 60) AS minute, COUNT(*) ... GROUP BY minute WITH (error := "
+             "0.1); one count over one video, without HAVING, DISTINCT or LIMIT (other aggregates are not estimated yet)")
     if not shape:
-        raise BindError("option error estimates SELECT COUNT(*) FROM video WHERE <model tests> WITH (error := 0.1): "
-                        "one count over one video, without GROUP BY, ORDER BY or LIMIT (other aggregates are not "
-                        "estimated yet)")
+        raise BindError(usage)
     if "audit" in options:
         raise BindError("option audit judges a cascade's answers; a count estimate states its own interval")
     if not node.atoms:
@@ -37,10 +51,43 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
     if node.where is None:
         raise BindError("option error: the WHERE clause reads more than each frame (another table, a subquery or a "
                         "parameter); a count is estimated only over a clause about each frame")
-    name = items[0].alias or "count"
-    sql = (f"SELECT estimate AS {ident(name)}, low AS {ident(name + '_low')}, high AS {ident(name + '_high')} "
-           f"FROM {ident(node.table)}")
-    return CountEstimate(float(options["error"]), float(options.get("confidence", 0.95))), sql
+    aliases = {i.alias.lower(): i.expr for i in select.items if i.alias}
+    keys = []
+    for g in select.group_by:  # an alias or a position in the SELECT list stands for its expression
+        key = aliases.get(g.name.lower(), g) if isinstance(g, ast.Column) and g.table is None else g
+        if isinstance(g, ast.Literal) and isinstance(g.value, int) and 1 <= g.value <= len(select.items):
+            key = select.items[g.value - 1].expr
+        sql = frame_local_where(key, node.scan.alias if node.scan else "", set(), True) if node.scan else to_sql(key)
+        if sql is None or any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(key)):
+            raise BindError(f"option error: GROUP BY {to_sql(g)} is not about each frame alone (frame, ts and "
+                            f"constants): counts are estimated per group of frames, e.g. GROUP BY floor(ts / 60)")
+        keys.append(sql)
+    name = counts[0].alias or "count"
+    columns, outputs = [], {}
+    for item in select.items:
+        if item is counts[0]:
+            columns += [f"estimate AS {ident(name)}", f"low AS {ident(name + '_low')}", f"high AS {ident(name + '_high')}"]
+            continue
+        sql = to_sql(item.expr)
+        if sql not in keys:
+            raise BindError(f"option error: {sql} in the SELECT list is neither COUNT(*) nor a GROUP BY key")
+        shown = item.alias or sql
+        columns.append(f"k{keys.index(sql)} AS {ident(shown)}")
+        outputs[sql] = shown
+    names = {n.lower() for n in [name, name + "_low", name + "_high"] + list(outputs.values())}
+    order = []
+    for item in select.order_by:
+        e = item.expr
+        if isinstance(e, ast.Column) and e.table is None and e.name.lower() in names:
+            text = ident(e.name)
+        elif to_sql(e) in keys:
+            text = f"k{keys.index(to_sql(e))}"
+        else:
+            raise BindError(f"option error: ORDER BY {to_sql(e)}: a count estimate's rows are ordered by its columns "
+                            f"({', '.join(sorted(names))})")
+        order.append(text + (" DESC" if item.descending else ""))
+    sql = f"SELECT {', '.join(columns)} FROM {ident(node.table)}" + (f" ORDER BY {', '.join(order)}" if order else "")
+    return CountEstimate(float(options["error"]), float(options.get("confidence", 0.95)), tuple(keys)), sql
 
 
 def check_search_options(options: dict, search: LimitSearch | None, written: set[str]) -> None:

@@ -165,11 +165,15 @@ class CountEstimate:
 
     error: float  # the relative half-width the sample is planned for
     confidence: float = 0.95
+    keys: tuple[str, ...] = ()  # GROUP BY keys, SQL about each frame: one count per group
 
     def explain_line(self) -> str:
-        return (f"COUNT estimate: frames drawn uniformly at random from the scan are labelled by the reference; "
-                f"a pilot sizes the sample for about ±{self.error:g} of the count; the interval is exact "
-                f"(hypergeometric) at {self.confidence:.0%}, frames already labelled counted exactly")
+        groups = (f" per group of {', '.join(self.keys)} (each group its own sample; the intervals hold jointly)"
+                  if self.keys else "")
+        return (f"COUNT estimate{groups}: frames drawn uniformly at random from the scan (within strata of a "
+                f"difference-to-background proxy where that needs fewer) are labelled by the reference; a pilot sizes "
+                f"the sample for about ±{self.error:g} of the count; the interval is exact (hypergeometric) at "
+                f"{self.confidence:.0%}, frames already labelled counted exactly")
 
     def covers(self, node) -> bool:
         return bool(node.atoms)
