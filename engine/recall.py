@@ -138,6 +138,8 @@ def run_recall(spec: RecallSelect, node: EvaluatePredicates, ctx: Context) -> di
     ctx.count("frames_cached", len(stored))
     values, true = judge_frames(ctx, node, stored) if len(stored) else ({}, np.zeros(0, bool))
     unknown = np.setdiff1d(np.arange(first, first + n, dtype=np.int64), stored, assume_unique=True)
+    if len(unknown):  # frames where WHERE cannot hold whatever the tests say (frame < 2000...) are never candidates
+        unknown = unknown[assign(node, judge, unknown)[1]]
     start = time.perf_counter()
     polarity = where_polarity(node, judge) if len(unknown) else 0
     proxy_seconds = 0.0
