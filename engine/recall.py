@@ -190,8 +190,12 @@ def analyze_line(s: dict) -> str:
     if s["exact"]:
         return (f"-- recall selection: every one of the {s['unknown']} unknown frames labelled ({s['from_cache']} from "
                 f"the label cache): the answer is exact")
-    return (f"-- recall selection: {s['labelled']} random frames labelled ({s['labelled_true']} true), "
-            f"{s['from_cache']} from the label cache; proxy: {s['proxy']} ({s['proxy_seconds']:.3f} s); the top "
-            f"{s['set_size']} of {s['unknown']} unknown frames returned unlabelled ({s['sets_passed']} sets passed): "
-            f"recall >= {s['recall_bound']:.3f} >= {s['recall']:g} at {s['confidence']:.0%}; precision "
-            f"{s['precision']:.3f} [{s['precision_low']:.3f}, {s['precision_high']:.3f}]")
+    head = (f"-- recall selection: {s['labelled']} random frames labelled ({s['labelled_true']} true), "
+            f"{s['from_cache']} from the label cache; proxy: {s['proxy']} ({s['proxy_seconds']:.3f} s); ")
+    if not s["sets_passed"]:  # no true frame seen: nothing bounds a smaller set's recall
+        return head + (f"no set smaller than every unknown frame could be certified: the {s['chosen_unlabelled']} "
+                       f"unknown frames not labelled are returned (recall 1)")
+    return head + (f"the answer's set is the top {s['set_size']} of the {s['unknown']} unknown frames "
+                   f"({s['chosen_unlabelled']} of them returned unlabelled; {s['sets_passed']} sets passed, largest "
+                   f"first): recall >= {s['recall_bound']:.3f} >= {s['recall']:g} at {s['confidence']:.0%}; precision "
+                   f"{s['precision']:.3f} [{s['precision_low']:.3f}, {s['precision_high']:.3f}]")

@@ -79,7 +79,7 @@ class TopStats:
     labelled: int = 0  # frames the reference labelled now
     neighbour_picks: int = 0  # of those, as neighbours of high frames
     proxy_picks: int = 0  # for their proxy score
-    sampled: int = 0  # drawn uniformly at random to certify
+    sampled: int = 0  # drawn uniformly at random to certify (not the frames labelled to finish exactly)
     rounds: list = field(default_factory=list)  # per certification round: what was drawn, what was found
     threshold: int | None = None  # the answer's last count (the k-th highest found)
     unlabelled: int = 0  # candidate frames never labelled
@@ -173,7 +173,6 @@ def search_top(rows: int, candidates: np.ndarray, counts: np.ndarray, proxy: Cal
         if not len(open_) or t is None or n >= EXACT_SHARE * len(open_):
             if len(open_):
                 labelled(open_)
-                st.sampled += len(open_)
             st.exact = True
             break
         sample = rng.choice(open_, n, replace=False)
@@ -237,10 +236,11 @@ def run_topk(spec: TopK, node: EvaluatePredicates, ctx: Context) -> TopStats:
 
 def analyze_line(s: dict) -> str:
     """What a top-k search did, for EXPLAIN ANALYZE (``s``: :meth:`TopStats.row`)."""
+    last = "no frame to return" if s["threshold"] is None else f"the last row counts {s['threshold']}"
     head = (f"-- top-k search: {s['from_cache']} frames from the label cache, {s['scored']} scored by the proxy in "
             f"{s['proxy_seconds']:.3f} s, {s['labelled']} labelled by the reference in {s['reference_seconds']:.3f} s "
             f"({s['neighbour_picks']} as neighbours of high frames, {s['proxy_picks']} by the proxy, {s['sampled']} "
-            f"drawn at random to certify); the last row counts {s['threshold']}")
+            f"drawn at random to certify); {last}")
     if s["exact"]:
         return head + "; every candidate frame labelled (exact)"
     way = "above" if s["descending"] else "below"

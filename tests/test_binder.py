@@ -109,7 +109,7 @@ def test_explain_golden(con):
 
 def test_explain_top_k_and_recall_golden(con):
     """A top-k search and a recall selection, as EXPLAIN states them (engine/topk.py, engine/recall.py)."""
-    top = con.sql("EXPLAIN SELECT frame, object_count('person') AS n FROM cam WHERE ts >= 2 ORDER BY n DESC, frame "
+    top = con.sql("EXPLAIN SELECT frame, object_count('person') AS n FROM cam WHERE ts >= 2 ORDER BY n DESC "
                   "LIMIT 5 WITH (miss := 0.01)")
     golden("explain_top_k.txt", "\n".join(r[0] for r in top.fetchall()))
     chosen = con.sql("EXPLAIN SELECT frame FROM cam WHERE contains('person') AND NOT contains('car') "

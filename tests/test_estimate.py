@@ -119,7 +119,7 @@ def test_counts_per_time_bucket_hold_jointly(crowd):
     assert model.calls == est["pilot"] + est["sampled"] < 2_000
     assert sum(r[1] for r in rows) == est["count"]
     by_n = con.sql("SELECT floor(ts / 50) AS bucket, COUNT(*) AS n FROM cam WHERE contains('person') "
-                   "GROUP BY bucket ORDER BY n DESC WITH (error := 0.2)").fetchall()
+                   "GROUP BY bucket ORDER BY 2 DESC WITH (error := 0.2)").fetchall()
     assert [r[1] for r in by_n] == sorted((r[1] for r in by_n), reverse=True)
     analyzed = "\n".join(r[0] for r in con.sql("EXPLAIN ANALYZE SELECT floor(ts / 50), COUNT(*) FROM cam WHERE "
                                                "contains('person') GROUP BY 1 WITH (error := 0.2)").fetchall())
@@ -133,7 +133,9 @@ def test_count_estimate_refuses_what_it_cannot_bound(crowd):
         ("SELECT COUNT(*) FROM cam WHERE contains('person') HAVING COUNT(*) > 2 WITH (error := 0.1)",
          "option error estimates"),
         ("SELECT COUNT(*) FROM cam WHERE contains('person') GROUP BY object_count('car') WITH (error := 0.1)",
-         "no model test"),
+         "outside WHERE"),
+        ("SELECT floor(ts) AS s, COUNT(*) FROM cam WHERE contains('person') GROUP BY 3 WITH (error := 0.1)",
+         "between 1 and 2"),
         ("SELECT frame, COUNT(*) FROM cam WHERE contains('person') GROUP BY floor(ts) WITH (error := 0.1)",
          "neither COUNT"),
         ("SELECT floor(ts) AS s, COUNT(*) FROM cam WHERE contains('person') GROUP BY s ORDER BY frame "

@@ -78,6 +78,8 @@ def test_refusals(video):
         ("SELECT frame FROM cam WHERE contains('person') WITH (recall := 0.9, exact)", "does not go with exact"),
         ("SELECT frame FROM cam WHERE contains('person') WITH (recall := 0.9, fpr := 0.1)", "certifies its recall"),
         ("SELECT frame FROM cam WHERE frame < 10 WITH (recall := 0.9)", "no model test"),
+        ("SELECT frame, object_count('person') AS n FROM cam WHERE contains('person') WITH (recall := 0.9)",
+         "outside WHERE"),
         ("SELECT frame FROM cam WHERE contains('person') WITH (recall := 1)", r"must be in \(0, 1\)"),
         ("SELECT frame FROM cam WHERE contains('person') WITH (recall := 0.9, budget := 0.5)", "number of frames"),
     ]:

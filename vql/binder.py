@@ -211,6 +211,8 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
             out["exact"] = bool(getattr(opt.value, "value", True))
         elif opt.name in ("audit", "gap", "budget"):
             value = getattr(opt.value, "value", None)
+            if isinstance(value, float) and value.is_integer():  # 1e3 frames is 1000 frames
+                value = int(value)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10_000_000:
                 example = {"audit": "audit := 500", "gap": "gap := 300", "budget": "budget := 2000"}[opt.name]
                 raise BindError(f"option {opt.name} must be a number of frames, e.g. {example}")

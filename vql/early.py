@@ -16,6 +16,15 @@ from vql.plan import (DEFAULT_BUDGET, DEFAULT_MISS, CountEstimate, EvaluatePredi
 from vql.sqlgen import ident, to_sql
 
 
+def outside_where(select: ast.Select, node: EvaluatePredicates) -> bool:
+    """Whether a model predicate of ``node`` is read outside the WHERE clause (the SELECT list,
+    GROUP BY, HAVING, ORDER BY): then WHERE's tests are not extracted as atoms."""
+    columns = {p.column for p in node.predicates}
+    parts = (*select.items, *select.group_by, *(o.expr for o in select.order_by),
+             *([select.having] if select.having is not None else []))
+    return any(isinstance(n, ast.Column) and n.name in columns for part in parts for n in ast.walk(part))
+
+
 def _is_count_star(item) -> bool:
     return (isinstance(item, ast.SelectItem) and isinstance(item.expr, ast.Call) and item.expr.name.lower() == "count"
             and item.expr.star and not item.expr.distinct)
@@ -45,6 +54,9 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
         raise BindError(usage)
     if "audit" in options:
         raise BindError("option audit judges a cascade's answers; a count estimate states its own interval")
+    if not node.atoms and outside_where(select, node):
+        raise BindError("option error: model predicates outside WHERE (a GROUP BY key, another aggregate) are not "
+                        "estimated: GROUP BY keys are about each frame alone (frame, ts) and only COUNT(*) is estimated")
     if not node.atoms:
         raise BindError("option error: the WHERE clause has no model test vql can estimate a count of: contains(...) "
                         "or object_count(...) compared with an integer (>= 2, = 0...), under AND, OR, NOT")
@@ -55,7 +67,9 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
     keys = []
     for g in select.group_by:  # an alias or a position in the SELECT list stands for its expression
         key = aliases.get(g.name.lower(), g) if isinstance(g, ast.Column) and g.table is None else g
-        if isinstance(g, ast.Literal) and isinstance(g.value, int) and 1 <= g.value <= len(select.items):
+        if isinstance(g, ast.Literal) and isinstance(g.value, int):
+            if not 1 <= g.value <= len(select.items):
+                raise BindError(f"GROUP BY {g.value}: a position must be between 1 and {len(select.items)}")
             key = select.items[g.value - 1].expr
         sql = frame_local_where(key, node.scan.alias if node.scan else "", set(), True) if node.scan else to_sql(key)
         if sql is None or any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(key)):
@@ -74,10 +88,13 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
         shown = item.alias or sql
         columns.append(f"k{keys.index(sql)} AS {ident(shown)}")
         outputs[sql] = shown
-    names = {n.lower() for n in [name, name + "_low", name + "_high"] + list(outputs.values())}
+    names = {n.lower() for n in [name] + list(outputs.values())}
     order = []
     for item in select.order_by:
         e = item.expr
+        if isinstance(e, ast.Literal) and isinstance(e.value, int) and 1 <= e.value <= len(select.items):
+            chosen = select.items[e.value - 1]  # a position of the SELECT list
+            e = ast.Column(name) if chosen is counts[0] else (ast.Column(chosen.alias) if chosen.alias else chosen.expr)
         if isinstance(e, ast.Column) and e.table is None and e.name.lower() in names:
             text = ident(e.name)
         elif to_sql(e) in keys:
@@ -138,7 +155,9 @@ def stop_after(select: ast.Select) -> int | None:
 def top_k(select: ast.Select, node: EvaluatePredicates, options: dict, alias: str) -> tuple[TopK, str | None] | None:
     """``SELECT ... FROM video [WHERE <about each frame>] ORDER BY object_count(...) [DESC] LIMIT k``
     (``select`` bound: model calls are columns of ``node``): the top-k search and the WHERE
-    clause's SQL (None without one); None for any other shape (then the exact scan runs).
+    clause's SQL (None without one); None for any other shape (then the exact scan runs), a
+    second ORDER BY key included: it orders frames tied on the count, which only the exact scan
+    sees all of.
 
     >>> from vql.plan import VideoScan
     >>> p = ModelPredicate("object_count", "person", 0, 0.5, None, "centernet", "vql_p0")
@@ -160,8 +179,13 @@ def top_k(select: ast.Select, node: EvaluatePredicates, options: dict, alias: st
             if not (isinstance(part, ast.Literal) and isinstance(part.value, int) and not isinstance(part.value, bool)):
                 return None
             rows += part.value
+    if len(select.order_by) != 1:  # a second key orders frames tied on the count: only the exact scan knows them all
+        return None
     item = select.order_by[0]
     expr = item.expr
+    if isinstance(expr, ast.Literal) and isinstance(expr.value, int) and 1 <= expr.value <= len(select.items) \
+            and isinstance(select.items[expr.value - 1], ast.SelectItem):  # ORDER BY a position of the SELECT list
+        expr = select.items[expr.value - 1].expr
     if isinstance(expr, ast.Column) and expr.table is None:  # ORDER BY an alias of the SELECT list
         named = [i.expr for i in select.items if isinstance(i, ast.SelectItem) and i.alias
                  and i.alias.lower() == expr.name.lower()]
@@ -208,6 +232,9 @@ def recall_select(select: ast.Select, inputs: list[EvaluatePredicates], options:
         raise BindError("option recall does not go with exact, error or audit: it returns a selection whose recall "
                         "it certifies, and reports its precision")
     node = inputs[0] if len(inputs) == 1 else None
+    if node is not None and not node.atoms and outside_where(select, node):
+        raise BindError(f"option recall: model tests outside WHERE (in the SELECT list, GROUP BY or ORDER BY) are not "
+                        f"supported in a recall selection, {example}")
     if node is None or not node.atoms:
         raise BindError(f"option recall selects the frames of one video where model tests hold, {example}: the WHERE "
                         f"clause has no model test vql can select by (contains(...), object_count(...) compared with "

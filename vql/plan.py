@@ -214,7 +214,8 @@ class RecallSelect:
     confidence: float = 0.95
 
     def explain_line(self) -> str:
-        return (f"recall selection: the reference labels {self.budget} frames drawn uniformly at random; the frames "
+        return (f"recall selection: the reference labels {self.budget} frames drawn uniformly at random (every frame, "
+                f"for an exact answer, where that is 90% of the scan or more); the frames "
                 f"a difference-to-background proxy ranks highest are returned, as few as exact bounds certify for "
                 f"recall >= {self.recall:g} at {self.confidence:.0%} (fixed-sequence tests, largest set first); "
                 f"precision is reported")
@@ -266,8 +267,10 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
     model tests (per-frame table -> planner.query.QueryPlan) when they are known, ``planning``
     what planning them will take otherwise (per-frame table -> a line)."""
     lines = [f"SqlQuery: {plan.sql}"]
-    if plan.options:
-        lines.append("  options: " + ", ".join(f"{k} = {v}" for k, v in plan.options))
+    # fpr and fnr are a cascade's targets: shown where cascades answer the model tests
+    shown = [(k, v) for k, v in plan.options if plan.cascades or k not in ("fpr", "fnr")]
+    if shown:
+        lines.append("  options: " + ", ".join(f"{k} = {v}" for k, v in shown))
     if plan.stop_after is not None:
         lines.append(f"  scan bounded by LIMIT: frames labelled in frame order, in growing chunks, until "
                      f"{plan.stop_after} rows are found (exact)")
