@@ -19,10 +19,11 @@ The risk ``1 - confidence`` is spent over the rounds (round r: :data:`FIRST_SHAR
 :data:`FIRST_SHARE`)^(r-1) of it), so the chance that *any* round certifies a share above
 ``miss`` is at most ``1 - confidence``, whatever the proxy and the video's temporal correlation:
 each round's ``t`` is fixed before its sample is drawn, and the sample is uniform. What is
-certified: of the candidate frames vql did not label, at most a share ``miss`` have a count above
-the answer's last row (and at most ``bound`` frames, the exact hypergeometric limit), at the
-stated confidence. Frames it labelled are ranked exactly. When a round's sample would be nearly
-every frame left, all are labelled and the answer is exact.
+certified: at most ``bound`` of the candidate frames vql did not label (the exact hypergeometric
+limit) have a count above the answer's last row, a share of at most ``miss`` of the frames that
+were unlabelled when the certifying sample was drawn, at the stated confidence. Frames it
+labelled are ranked exactly. When a round's sample would be nearly every frame left, all are
+labelled and the answer is exact.
 
 >>> counts = np.zeros(20_000, np.int64); counts[5000:5040] = 3; counts[12000:12012] = 5
 >>> proxy = lambda: counts + np.random.default_rng(0).normal(0, 1, len(counts))
@@ -84,7 +85,7 @@ class TopStats:
     threshold: int | None = None  # the answer's last count (the k-th highest found)
     unlabelled: int = 0  # candidate frames never labelled
     bound: int = 0  # of those, at most this many above the threshold (at the confidence)
-    share_bound: float = 0.0  # the same as a share of them
+    share_bound: float = 0.0  # the certified share: of the frames unlabelled when the certifying sample was drawn
     exact: bool = False  # every candidate frame labelled: the answer is exact
     proxy_seconds: float = 0.0
     reference_seconds: float = 0.0
@@ -245,4 +246,5 @@ def analyze_line(s: dict) -> str:
         return head + "; every candidate frame labelled (exact)"
     way = "above" if s["descending"] else "below"
     return head + (f"; certified at {s['confidence']:.0%} after {len(s['rounds'])} round(s): at most {s['bound']} of the "
-                   f"{s['unlabelled']} frames not labelled ({s['share_bound']:.2%}) count {way} it")
+                   f"{s['unlabelled']} frames not labelled count {way} it (a share of at most {s['share_bound']:.2%} of "
+                   f"the frames unlabelled when the certifying sample was drawn)")
