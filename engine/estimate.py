@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 
 from vql.engine.executor import Context, atom_models, judge_frames, label_with, labelled_by_all, where_truth
-from vql.engine.search import BLOCK, block_scores, where_polarity
+from vql.engine.search import scan_rng, scan_scores, where_polarity
 from vql.engine.store import arrow_table
 from vql.plan import CountEstimate, EvaluatePredicates
 from vql.planner.stats import count_interval, count_sample_size
@@ -178,9 +178,7 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
     def keys(part: np.ndarray) -> np.ndarray:  # the LIMIT search's proxy, signed by WHERE's direction, read once
         if "scores" not in proxy:
             t0 = time.perf_counter()
-            n = scan.frame_count
-            proxy["scores"] = np.concatenate([block_scores(info, scan.first + s, min(BLOCK, n - s))
-                                              for s in range(0, n, BLOCK)])
+            proxy["scores"] = scan_scores(scan)
             proxy["seconds"] = time.perf_counter() - t0
         return polarity * proxy["scores"][part - scan.first]
 
@@ -192,8 +190,8 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
             members = frames[code == g]
             known = np.isin(stored, members, assume_unique=True)
             unknown = np.setdiff1d(members, stored[known], assume_unique=True)
-            seed = [int(info.fingerprint[:8], 16), scan.first, scan.last, ORDER_SALT] + ([g] if spec.keys else [])
-            order = unknown[np.random.default_rng(seed).permutation(len(unknown))]
+            rng = scan_rng(scan, ORDER_SALT, *([g] if spec.keys else []))
+            order = unknown[rng.permutation(len(unknown))]
             estimates.append(estimate_count(order, int(stored_true[known].sum()), judge, spec.error, level,
                                             int(known.sum()), bar.update, keys if polarity else None))
     columns = {"estimate": [e.count for e in estimates], "low": [e.low for e in estimates],

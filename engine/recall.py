@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from vql.engine.executor import Context, atom_models, judge_frames, label_with, labelled_by_all, where_truth
-from vql.engine.search import BLOCK, block_scores, where_polarity
+from vql.engine.search import scan_rng, scan_scores, where_polarity
 from vql.plan import EvaluatePredicates, RecallSelect
 from vql.planner.stats import count_interval
 from vql.progress import Progress
@@ -146,23 +146,24 @@ def run_recall(spec: RecallSelect, node: EvaluatePredicates, ctx: Context) -> di
     key = np.zeros(len(unknown))
     if polarity:
         t0 = time.perf_counter()
-        scores = np.concatenate([block_scores(info, first + s, min(BLOCK, n - s)) for s in range(0, n, BLOCK)])
-        key = polarity * scores[unknown - first]
+        key = polarity * scan_scores(scan)[unknown - first]
         proxy_seconds = time.perf_counter() - t0
     tests = ", ".join(a.short_text for a in node.atoms)
     reference = [0.0]
+    judged: dict[str, np.ndarray] = {}  # the sampled frames' atom values, from their labelling
     with Progress(min(spec.budget, len(unknown)), "frames", f"sampling {scan.video} for {tests}",
                   enabled=ctx.progress) as bar:
         def label(idx: np.ndarray) -> np.ndarray:
             frames = unknown[idx]
             reference[0] += label_with(ctx, info, models, frames, bar.update)
-            return judge_frames(ctx, node, frames)[1]
+            atoms, truth = judge_frames(ctx, node, frames)
+            judged.update(atoms)
+            return truth
 
-        rng = np.random.default_rng([int(info.fingerprint[:8], 16), scan.first, scan.last, ORDER_SALT])
-        sel = select(key, int(true.sum()), spec.budget, rng, label, spec.recall, spec.confidence,
+        sel = select(key, int(true.sum()), spec.budget, scan_rng(scan, ORDER_SALT), label, spec.recall, spec.confidence,
                      GRID if polarity else 1)
     sampled = unknown[sel.labelled]
-    sampled_values, _ = judge_frames(ctx, node, sampled) if len(sampled) else ({}, None)
+    sampled_values = judged  # select labels its whole sample in one call, in frame order: ``sampled``
     chosen = unknown[sel.chosen]
     chosen_values, ok = assign(node, judge, chosen) if len(chosen) else ({}, np.zeros(0, bool))
     frames = np.concatenate([stored, sampled, chosen[ok]])

@@ -120,6 +120,20 @@ def block_scores(info, first: int, count: int) -> np.ndarray:
     return block_mse_gain(small, background)
 
 
+def scan_scores(scan) -> np.ndarray:
+    """:func:`block_scores` over every block of a scan (one value per frame, from ``scan.first``):
+    the proxy a top-k search, a count's strata and a recall selection read whole."""
+    n = scan.frame_count
+    parts = [block_scores(scan.info, scan.first + s, min(BLOCK, n - s)) for s in range(0, n, BLOCK)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def scan_rng(scan, *salt: int) -> np.random.Generator:
+    """A random order seeded by the video's content and the scan (and ``salt``, one per use), so
+    that the same query on the same video draws the same frames."""
+    return np.random.default_rng([int(scan.info.fingerprint[:8], 16), scan.first, scan.last, *salt])
+
+
 @dataclass
 class SearchStats:
     """What a search did (``result.metadata["search"]``, EXPLAIN ANALYZE)."""
@@ -163,7 +177,7 @@ class Search:
         self.truth = np.zeros(self.n, bool)
         self.hits: list[int] = []
         self.judge = where_truth(self.ctx, self.node)
-        self.rng = np.random.default_rng([int(scan.info.fingerprint[:8], 16), scan.first, scan.last])
+        self.rng = scan_rng(scan)
         self.stats = SearchStats(self.spec.rows, self.spec.gap)
 
     @property

@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from vql.engine.executor import Context, label_with, labelled_by_all, predicate_counts, where_truth
-from vql.engine.search import BLOCK, block_scores
+from vql.engine.search import scan_rng, scan_scores
 from vql.plan import EvaluatePredicates, TopK
 from vql.planner.stats import count_interval, trials_needed, upper_bound
 from vql.progress import Progress
@@ -217,11 +217,11 @@ def run_topk(spec: TopK, node: EvaluatePredicates, ctx: Context) -> TopStats:
 
         def proxy() -> np.ndarray:
             start = time.perf_counter()
-            scores = np.concatenate([block_scores(info, first + s, min(BLOCK, n - s)) for s in range(0, n, BLOCK)])
+            scores = scan_scores(scan)
             st.scored, st.proxy_seconds = n, time.perf_counter() - start
             return scores
 
-        rng = np.random.default_rng([int(info.fingerprint[:8], 16), scan.first, scan.last, ORDER_SALT])
+        rng = scan_rng(scan, ORDER_SALT)
         search_top(spec.rows, candidates, counts, proxy, label, rng, spec.miss, spec.confidence, spec.descending, st)
 
     idx = np.flatnonzero(counts >= 0)

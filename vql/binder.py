@@ -328,8 +328,7 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
     # for any LIMIT true frames; a cascade is planned over its whole scan, so it keeps the scan.
     rows = stop_after(bound)
     search = None
-    if atoms and rows is not None and not bound.order_by and all(n.where is not None for n in inputs if n.atoms) \
-            and "recall" not in dict(options):
+    if atoms and rows is not None and not bound.order_by and all(n.where is not None for n in inputs if n.atoms):
         search = LimitSearch(rows, int(dict(options).get("gap", 0)))
     # ORDER BY object_count(...) LIMIT k over one video: a top-k search
     top = None

@@ -25,7 +25,8 @@ KEYWORDS = (
     "AND", "OR", "NOT", "BETWEEN", "IN", "IS NULL", "CASE", "WHEN", "THEN", "ELSE", "END", "CAST", "DISTINCT",
     "CREATE VIDEO", "CREATE OR REPLACE VIDEO", "LOAD VIDEO", "SHOW VIDEOS", "DESCRIBE", "DROP VIDEO",
     "DROP RESULTS", "CREATE FUNCTION", "TYPE", "MODEL", "EXPLAIN", "EXPLAIN ANALYZE", "SET", "WITH", "exact",
-    "min_score", "region", "model", "fpr", "fnr", "audit", "gap", "error", "confidence",
+    "min_score", "region", "model", "fpr", "fnr", "audit", "gap", "error", "confidence", "miss",
+    "recall", "budget",
 )
 FUNCTIONS = ("contains(", "object_count(", "count(", "avg(", "min(", "max(", "sum(")
 COLUMNS = ("frame", "ts")
