@@ -24,8 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import cold_query, exact_side, judged_bench, machine  # noqa: E402
-from vql.engine import estimate  # noqa: E402
+from queries import exact_side, judged_bench, machine, seeded_estimate  # noqa: E402
 from vql.udfs.tfjs_detector import centernet  # noqa: E402
 
 QUERIES = (("contains('person')", 0.1), ("object_count('person') >= 2", 0.25))  # (WHERE, relative error)
@@ -34,17 +33,6 @@ QUERIES = (("contains('person')", 0.1), ("object_count('person') >= 2", 0.25))  
 def exact_counts(db: str, video: str) -> dict[str, int]:
     with vql.connect(db, progress=False, read_only=True) as con:
         return {w: con.sql(f"SELECT COUNT(*) FROM {video} WHERE {w} WITH (exact)").fetchall()[0][0] for w, _ in QUERIES}
-
-
-def run_count(db: Path, path: str, where: str, error: float, seed: int) -> dict:
-    """One count from an empty store; ``seed`` shifts vql's random order (a different draw)."""
-    saved, estimate.ORDER_SALT = estimate.ORDER_SALT, estimate.ORDER_SALT + seed
-    try:
-        result, seconds = cold_query(db, path, f"SELECT COUNT(*) FROM cam WHERE {where} WITH (error := {error})")
-    finally:
-        estimate.ORDER_SALT = saved
-    (stats,) = result.metadata["estimate"].values()
-    return {"seconds": seconds, **stats}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); exact counts {truth}")
         for where, error in QUERIES:
             for draw in range(args.draws):
-                r = run_count(args.workdir / "counts_q.duckdb", path, where, error, draw)
+                r = seeded_estimate(args.workdir / "counts_q.duckdb", path,
+                                    f"SELECT COUNT(*) FROM cam WHERE {where} WITH (error := {error})", draw)
                 row = {"video": label, "frames": info.frames, "query": f"COUNT(*) WHERE {where}", "error": error,
                        "draw": draw, "exact_s": exact_s, "exact_plan": how, "true_count": truth[where],
                        "speedup": exact_s / r["seconds"], "covered": r["low"] <= truth[where] <= r["high"],

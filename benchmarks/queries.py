@@ -371,6 +371,20 @@ def cold_query(db: Path, path: str, sql: str):
         return result, time.perf_counter() - t
 
 
+def seeded_estimate(db: Path, path: str, sql: str, seed: int) -> dict:
+    """An estimate (COUNT, AVG...) from an empty store, ``seed`` shifting vql's random order (a
+    different draw): its seconds and ``metadata["estimate"]``."""
+    from vql.engine import estimate
+
+    saved, estimate.ORDER_SALT = estimate.ORDER_SALT, estimate.ORDER_SALT + seed
+    try:
+        result, seconds = cold_query(db, path, sql)
+    finally:
+        estimate.ORDER_SALT = saved
+    (stats,) = result.metadata["estimate"].values()
+    return {"seconds": seconds, **stats}
+
+
 def exact_plan(path: str, frames: int, decode_fps: float, model, db: Path | None = None) -> tuple[float, str]:
     """The exact plan's seconds on this video, and how they were had: run in full through vql into
     a fresh store at ``db`` (every frame labelled there, for exact answers later: ``"run"``), or,

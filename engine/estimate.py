@@ -1,4 +1,6 @@
-"""``SELECT COUNT(*) FROM cam WHERE <model tests> WITH (error := e)``: a count with an exact interval.
+"""``SELECT COUNT(*) FROM cam WHERE <model tests> WITH (error := e)``: a count with an exact interval
+(and :func:`run_count` also answers ``AVG``/``SUM`` of ``object_count(...)``, per group or not,
+with ``engine/mean.py``'s sampler).
 
 The frames whose answer is known already (the label cache) are counted exactly. The rest, the
 *unknown* frames, are put in a random order (seeded by the video's content and the scan), and:
@@ -37,14 +39,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 
-from vql.engine.executor import Context, atom_models, judge_frames, label_with, labelled_by_all, where_truth
+from vql.engine.executor import (Context, atom_models, judge_frames, label_with, labelled_by_all, predicate_counts,
+                                 where_truth)
+from vql.engine.mean import MeanEstimate, estimate_mean
 from vql.engine.search import scan_rng, scan_scores, where_polarity
 from vql.engine.store import arrow_table
+from vql.errors import ExecutionError
 from vql.plan import CountEstimate, EvaluatePredicates
 from vql.planner.stats import count_interval, count_sample_size
 from vql.planner.strata import plan_strata, summed_interval
@@ -153,27 +158,24 @@ def group_codes(ctx: Context, node: EvaluatePredicates, keys: tuple[str, ...], f
     return rows.select(names).take(pa.array(first)), code
 
 
-def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Estimate | list[Estimate]:
-    """Estimate the count of frames of the scan where WHERE holds (per group of ``spec.keys``:
-    each group its own pilot and sample, the intervals jointly at the stated confidence, each at
-    1 - (1 - confidence) / groups); materialise the table (keys, estimate, low, high) the
-    query's SQL reads."""
+FIELDS = {"count": ("count", "low", "high"), "avg": ("mean", "low", "high"), "sum": ("total", "total_low", "total_high")}
+SUMMED = {"count": ("count", "low", "high", "known", "pilot", "sampled"),  # a grouped estimate's totals
+          "avg": ("frames", "total", "total_low", "total_high", "known", "sampled")}
+
+
+def _count_groups(spec: CountEstimate, node: EvaluatePredicates, ctx: Context, level: float):
+    """Per group of frames, the count of those where WHERE holds (``estimate_count``)."""
     scan, info = node.scan, node.scan.info
     models = atom_models(ctx, node)
-    frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
     stored = labelled_by_all(ctx, scan, models)
     ctx.count("frames_cached", len(stored))
     stored_true = judge_frames(ctx, node, stored)[1] if len(stored) else np.zeros(0, bool)
-    keys_table, code = group_codes(ctx, node, spec.keys, frames) if spec.keys else (None, np.zeros(len(frames), np.int64))
-    groups = int(code.max()) + 1 if len(code) else 0
-    level = 1 - (1 - spec.confidence) / max(groups, 1)
 
     def judge(part: np.ndarray) -> np.ndarray:
         label_with(ctx, info, models, part)
         return judge_frames(ctx, node, part)[1]
 
     polarity = where_polarity(node, where_truth(ctx, node))
-    proxy: dict = {"seconds": 0.0}
 
     def keys(part: np.ndarray) -> np.ndarray:  # the LIMIT search's proxy, signed by WHERE's direction, read once
         if "scores" not in proxy:
@@ -182,29 +184,80 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
             proxy["seconds"] = time.perf_counter() - t0
         return polarity * proxy["scores"][part - scan.first]
 
-    tests = ", ".join(a.short_text for a in node.atoms)
+    proxy: dict = {"seconds": 0.0}
+
+    def one(members: np.ndarray, salt: tuple, on_labelled) -> Estimate:
+        known = np.isin(stored, members, assume_unique=True)
+        unknown = np.setdiff1d(members, stored[known], assume_unique=True)
+        order = unknown[scan_rng(scan, ORDER_SALT, *salt).permutation(len(unknown))]
+        return estimate_count(order, int(stored_true[known].sum()), judge, spec.error, level, int(known.sum()),
+                              on_labelled, keys if polarity else None)
+
+    return one, proxy
+
+
+def _mean_groups(spec: CountEstimate, node: EvaluatePredicates, ctx: Context, level: float):
+    """Per group of frames, the sum and average of ``spec.value`` (``engine/mean.py``)."""
+    scan, info = node.scan, node.scan.info
+    model = ctx.model(spec.value.model)
+    cap = spec.max_count or model.max_objects
+    if cap is None:
+        raise ExecutionError(f"model {model.name!r} states no limit on the objects it reports on one frame, and an "
+                             f"interval for an average needs one: state it, e.g. WITH (error := {spec.error:g}, "
+                             f"max_count := 50) (every frame labelled is checked against it)")
+    stored = labelled_by_all(ctx, scan, [model])
+    ctx.count("frames_cached", len(stored))
+    stored_counts = predicate_counts(ctx, info, model.version, spec.value, stored)
+
+    def values(part: np.ndarray) -> np.ndarray:
+        label_with(ctx, info, [model], part)
+        return predicate_counts(ctx, info, model.version, spec.value, part)
+
+    def one(members: np.ndarray, salt: tuple, on_labelled) -> MeanEstimate:
+        known = np.isin(stored, members, assume_unique=True)
+        known_counts = stored_counts[known]
+        if len(known_counts) and known_counts.max() > cap:
+            at = int(stored[known][int(np.argmax(known_counts))])
+            raise ExecutionError(f"frame {at} counts {int(known_counts.max())} objects, more than max_count := {cap}")
+        unknown = np.setdiff1d(members, stored[known], assume_unique=True)
+        order = unknown[scan_rng(scan, ORDER_SALT, *salt).permutation(len(unknown))]
+        return estimate_mean(order, values, int(known_counts.sum()), int(known.sum()), int(cap), spec.error, level,
+                             on_labelled)
+
+    return one, {"seconds": 0.0}
+
+
+def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Estimate | MeanEstimate | list:
+    """Estimate the count of frames of the scan where WHERE holds, or the average or sum of
+    ``spec.value`` over the frames ``spec.filter`` chooses (per group of ``spec.keys``: each group
+    its own sample, the intervals jointly at the stated confidence, each at 1 - (1 - confidence) /
+    groups); materialise the table (keys, estimate, low, high) the query's SQL reads."""
+    scan = node.scan
+    frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
+    if spec.filter is not None:
+        frames = frames[where_truth(ctx, replace(node, where=spec.filter))(frames, {})]
+    keys_table, code = group_codes(ctx, node, spec.keys, frames) if spec.keys else (None, np.zeros(len(frames), np.int64))
+    groups = int(code.max()) + 1 if spec.keys and len(code) else 1
+    level = 1 - (1 - spec.confidence) / groups
+    one, proxy = (_count_groups if spec.value is None else _mean_groups)(spec, node, ctx, level)
+    what = ", ".join(a.short_text for a in node.atoms) if spec.value is None else spec.value.short_text
     start = time.perf_counter()
     estimates = []
-    with Progress(None, "frames", f"sampling {scan.video} for {tests}", enabled=ctx.progress) as bar:
+    with Progress(None, "frames", f"sampling {scan.video} for {what}", enabled=ctx.progress) as bar:
         for g in range(groups):
-            members = frames[code == g]
-            known = np.isin(stored, members, assume_unique=True)
-            unknown = np.setdiff1d(members, stored[known], assume_unique=True)
-            rng = scan_rng(scan, ORDER_SALT, *([g] if spec.keys else []))
-            order = unknown[rng.permutation(len(unknown))]
-            estimates.append(estimate_count(order, int(stored_true[known].sum()), judge, spec.error, level,
-                                            int(known.sum()), bar.update, keys if polarity else None))
-    columns = {"estimate": [e.count for e in estimates], "low": [e.low for e in estimates],
-               "high": [e.high for e in estimates]}
+            estimates.append(one(frames[code == g], (g,) if spec.keys else (), bar.update))
+    point, low, high = FIELDS[spec.aggregate]
+    columns = {"estimate": [getattr(e, point) for e in estimates], "low": [getattr(e, low) for e in estimates],
+               "high": [getattr(e, high) for e in estimates]}
     if keys_table is not None:
         columns = {**{name: keys_table.column(name) for name in keys_table.column_names}, **columns}
     ctx.store.materialise(node.table, pa.table(columns))
     extra = {"seconds": time.perf_counter() - start, "proxy_seconds": proxy["seconds"], "error": spec.error,
-             "frames": scan.frame_count}
+             "frames_in_scan": scan.frame_count, "aggregate": spec.aggregate}
     if not spec.keys:
         ctx.stats.setdefault("estimate", {})[node.table] = dict(estimates[0].row(), **extra)
         return estimates[0]
-    total = {k: sum(getattr(e, k) for e in estimates) for k in ("count", "low", "high", "known", "pilot", "sampled")}
+    total = {k: sum(getattr(e, k) for e in estimates) for k in SUMMED["count" if spec.value is None else "avg"]}
     ctx.stats.setdefault("estimate", {})[node.table] = dict(
         total, **extra, groups=[e.row() for e in estimates], confidence=spec.confidence, group_confidence=level,
         exact=all(e.exact for e in estimates))
@@ -213,6 +266,19 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
 
 def analyze_line(e: dict) -> str:
     """What a count estimate did, for EXPLAIN ANALYZE (``e``: its ``metadata["estimate"]`` entry)."""
+    if e.get("aggregate", "count") != "count":
+        what = e["aggregate"].upper()
+        if "groups" in e:
+            return (f"-- {what} estimates for {len(e['groups'])} groups, jointly at {e['confidence']:.0%} (each at "
+                    f"{e['group_confidence']:.2%}): {e['known']} frames known from the label cache, {e['sampled']} "
+                    f"sampled" + ("; every frame labelled (exact)" if e["exact"] else ""))
+        shown = (f"average {e['mean']:.4g} [{e['low']:.4g}, {e['high']:.4g}]" if e["mean"] is not None
+                 else "no frames")
+        return (f"-- {what} estimate: {shown}, sum {e['total']} [{e['total_low']}, {e['total_high']}] over "
+                f"{e['frames']} frames at {e['confidence']:.0%} (betting confidence sequence, no frame above "
+                f"{e['cap']}); {e['known']} frames known from the label cache, then {e['sampled']} of the "
+                f"{e['unknown']} others sampled ({e['sampled_sum']} objects)"
+                + ("; every frame labelled (exact)" if e["exact"] else ""))
     if "groups" in e:
         return (f"-- COUNT estimates for {len(e['groups'])} groups, jointly at {e['confidence']:.0%} (each interval "
                 f"exact at {e['group_confidence']:.2%}): {e['known'] - e['pilot']} frames known from the label cache, "

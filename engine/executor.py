@@ -347,6 +347,12 @@ def provenance(node: EvaluatePredicates, ctx: Context) -> list[dict]:
         rows = [dict(r, count=e["count"], count_low=e["low"], count_high=e["high"], confidence=e["confidence"])
                 for r in rows]
     shown = [dict(where, predicate=p.text, **plan_summary(None, None)) for p in node.predicates]
+    mean = ctx.stats.get("estimate", {}).get(node.table)
+    if mean is not None and mean.get("aggregate", "count") != "count":  # AVG/SUM of a count: its sum's interval
+        kind = f"{mean['aggregate']}-estimate"
+        shown = [dict(r, strategy=kind, query_strategy=kind, exact=mean["exact"], sum=mean["total"],
+                      sum_low=mean["total_low"], sum_high=mean["total_high"], frames_averaged=mean["frames"],
+                      confidence=mean["confidence"]) for r in shown]
     top = ctx.stats.get("topk", {}).get(node.table)
     if top is not None:  # labelled frames only, ranked by the reference; the share outranking them certified
         shown = [dict(r, strategy="top-k", query_strategy="top-k", exact=top["exact"], miss_target=top["miss"],
@@ -396,11 +402,12 @@ def check_sql(plan: SqlQuery, ctx: Context, params=None) -> None:
     for node in plan.inputs:
         columns = ["frame BIGINT", "ts DOUBLE"] + [f"{ident(p.column)} {p.sql_type}" for p in node.predicates]
         columns += [f"{ident(a.column)} BOOLEAN" for a in node.atoms]
-        if plan.estimate is not None and node.atoms:  # a count estimate's rows (engine/estimate.py): keys, interval
+        if plan.estimate is not None and plan.estimate.covers(node):  # an estimate's rows (engine/estimate.py)
             keys = "".join(f"({k}) AS k{i}, " for i, k in enumerate(plan.estimate.keys))
+            kind = "DOUBLE" if plan.estimate.aggregate == "avg" else "BIGINT"
             ctx.store.con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT {keys}0::BIGINT AS estimate, "
-                f"0::BIGINT AS low, 0::BIGINT AS high FROM (SELECT 0::BIGINT AS frame, 0.0::DOUBLE AS ts) AS "
+                f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} AS SELECT {keys}0::{kind} AS estimate, "
+                f"0::{kind} AS low, 0::{kind} AS high FROM (SELECT 0::BIGINT AS frame, 0.0::DOUBLE AS ts) AS "
                 f"{ident(node.scan.alias)} LIMIT 0")
             continue
         ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} ({', '.join(columns)})")

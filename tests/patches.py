@@ -20,6 +20,7 @@ class Patches(ReferenceModel):
     """Sees a "person" where an 8×8 patch of the top row (at x = 12 i) is bright; nothing else."""
 
     name, classes, device = "centernet", ("person", "car"), "cpu"
+    max_objects = SLOTS  # one patch per slot of the top row
 
     def __init__(self) -> None:
         self.calls = 0

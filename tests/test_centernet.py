@@ -30,6 +30,7 @@ def test_golden_vectors_reproduced_on_cpu(golden):
     images = torch.from_numpy(golden["inputs_rgb_512"])
     rows = model.run(images)  # the exact model inputs: one batch of 4
     assert rows.shape == golden["detections"].shape == (4, 100, 6)
+    assert model.max_objects == rows.shape[1]  # the limit AVG/SUM estimates bound each frame's count by
     checked = 0
     for got, want in zip(rows, golden["detections"]):
         for g, w in match_rows(got, want):
@@ -101,6 +102,13 @@ def test_frames_of_any_size(golden_frames):
     assert len(big_people) >= 3 and len(small_people) >= 3
     for box in small_people:
         assert np.abs(big_people - box * 2).sum(axis=1).min() < 12
+
+
+def test_a_frame_with_more_rows_than_the_declared_limit_is_an_error(golden_frames):
+    model = TfjsDetector(CENTERNET_DIR / "centernet.json", CENTERNET_DIR / "labels.txt", output="tower_0/detections",
+                         max_objects=50)
+    with pytest.raises(ModelError, match="100 detections on one frame, more than the 50"):
+        model.detect([golden_frames[0]])
 
 
 def test_version_is_stable_and_tracks_weights(tmp_path):

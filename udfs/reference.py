@@ -77,6 +77,7 @@ class ReferenceModel(ABC):
     name: str
     classes: tuple[str, ...]
     device: torch.device
+    max_objects: int | None = None  # the most detections it reports on one frame, where its design fixes it
 
     @property
     @abstractmethod

@@ -59,8 +59,10 @@ class TfjsDetector(ReferenceModel):
         device: str | torch.device | None = "cpu",
         precision: str = "fp32",
         max_batch: int | None = None,
+        max_objects: int | None = None,
     ) -> None:
         path = Path(path)
+        self.max_objects = max_objects  # the graph's rows per frame: detect() refuses a frame with more
         if precision not in _DTYPES:
             raise ModelError(f"precision must be one of {sorted(_DTYPES)}, got {precision!r}")
         self.device = resolve_device(device)
@@ -114,6 +116,9 @@ class TfjsDetector(ReferenceModel):
         for chunk in batches(frames, self.max_batch):
             rows = self.run(self.preprocess(chunk))
             for frame, r in zip(chunk, rows):
+                if self.max_objects is not None and len(r) > self.max_objects:
+                    raise ModelError(f"{self.path}: {len(r)} detections on one frame, more than the "
+                                     f"{self.max_objects} the model declares")
                 fh, fw = frame.shape[:2]
                 sx, sy = (fw, fh) if self.normalized_boxes else (fw / w, fh / h)
                 boxes = r[:, :4] * np.array([sx, sy, sx, sy], np.float32)
@@ -128,6 +133,7 @@ def _centernet_cached(device: str, precision: str) -> TfjsDetector:
         CENTERNET_DIR / "labels.txt",
         name="centernet",
         output="tower_0/detections",
+        max_objects=100,  # the graph's TopK keeps 100 peaks
         device=device,
         precision=precision,
     )

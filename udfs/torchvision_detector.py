@@ -101,6 +101,8 @@ class TorchvisionDetector(ReferenceModel):
                 raise ModelError(f"{self.weights_path}: weights do not fit {arch} with {len(self.classes)} classes ({e})") from e
             state_id = [self.weights_path]
         self.model = model.eval().to(self.device)
+        heads = getattr(model, "roi_heads", model)  # Faster/Mask R-CNN keep the limit in their heads
+        self.max_objects = getattr(heads, "detections_per_img", None)
         self._version = fingerprint([ADAPTER_VERSION, arch, *state_id, ",".join(self.classes),
                                      runtime(self.device, "fp32")])  # detect() feeds float32
 

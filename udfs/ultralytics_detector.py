@@ -19,6 +19,7 @@ from vql.udfs.reference import (SCORE_FLOOR, Detections, ReferenceModel, batches
                                 runtime)
 
 ADAPTER_VERSION = "ultralytics-1"
+MAX_DETECTIONS = 300  # predict()'s default max_det, passed explicitly: the most boxes one frame gets
 
 
 class UltralyticsDetector(ReferenceModel):
@@ -55,6 +56,7 @@ class UltralyticsDetector(ReferenceModel):
         self.name = name or self.path.stem
         self.imgsz = imgsz
         self.max_batch = max_batch
+        self.max_objects = MAX_DETECTIONS
         # predict() runs in fp32 (half=False, its default) on this device
         self._version = fingerprint([ADAPTER_VERSION, self.path, str(imgsz), runtime(self.device, "fp32")])
 
@@ -68,7 +70,8 @@ class UltralyticsDetector(ReferenceModel):
         for chunk in batches(frames, self.max_batch):
             try:
                 results = self.yolo.predict(
-                    list(chunk), device=str(self.device), imgsz=self.imgsz, conf=SCORE_FLOOR, verbose=False
+                    list(chunk), device=str(self.device), imgsz=self.imgsz, conf=SCORE_FLOOR, verbose=False,
+                    max_det=MAX_DETECTIONS,
                 )
             except Exception as e:
                 raise ModelError(f"{self.path}: inference failed ({e})") from e

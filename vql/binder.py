@@ -22,7 +22,7 @@ from vql.udfs.reference import SCORE_FLOOR, ReferenceModel
 MODEL_FUNCTIONS = ("contains", "object_count")
 VIDEO_COLUMNS = ("frame", "ts")
 PREDICATE_OPTIONS = ("min_score", "region", "model")
-QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit", "gap", "error", "confidence", "miss", "recall", "budget")
+QUERY_OPTIONS = ("exact", "fpr", "fnr", "audit", "gap", "error", "confidence", "miss", "recall", "budget", "max_count")
 
 
 @dataclass
@@ -209,13 +209,15 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
             raise BindError(f"unknown query option {opt.name!r}; options are {', '.join(QUERY_OPTIONS)}")
         if opt.name == "exact":
             out["exact"] = bool(getattr(opt.value, "value", True))
-        elif opt.name in ("audit", "gap", "budget"):
+        elif opt.name in ("audit", "gap", "budget", "max_count"):
             value = getattr(opt.value, "value", None)
             if isinstance(value, float) and value.is_integer():  # 1e3 frames is 1000 frames
                 value = int(value)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10_000_000:
-                example = {"audit": "audit := 500", "gap": "gap := 300", "budget": "budget := 2000"}[opt.name]
-                raise BindError(f"option {opt.name} must be a number of frames, e.g. {example}")
+                example = {"audit": "audit := 500", "gap": "gap := 300", "budget": "budget := 2000",
+                           "max_count": "max_count := 20"}[opt.name]
+                what = "a number of objects" if opt.name == "max_count" else "a number of frames"
+                raise BindError(f"option {opt.name} must be {what}, e.g. {example}")
             out[opt.name] = value
         elif opt.name in ("error", "confidence", "miss", "recall"):
             value = _number(opt.value, f"option {opt.name}")
@@ -228,6 +230,9 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
     if "confidence" in out and not {"error", "miss", "recall"} & set(out):
         raise BindError("option confidence goes with error (a count's interval), miss (a top-k search's bound) or "
                         "recall (a selection's), e.g. WITH (error := 0.1, confidence := 0.99)")
+    if "max_count" in out and "error" not in out:
+        raise BindError("option max_count bounds each frame's count for an estimate: SELECT AVG(object_count('person')) "
+                        "FROM cam WITH (error := 0.1, max_count := 20)")
     if "error" in out and out.get("exact"):
         raise BindError("options error and exact exclude each other: error estimates a count, exact computes it")
     if "miss" in out and out.get("exact"):

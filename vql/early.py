@@ -30,10 +30,41 @@ def _is_count_star(item) -> bool:
             and item.expr.star and not item.expr.distinct)
 
 
+def _mean_of(item, node: EvaluatePredicates | None):
+    """``AVG(object_count(...))`` or ``SUM(object_count(...))`` as (aggregate, predicate)."""
+    if node is None or not isinstance(item, ast.SelectItem) or not isinstance(item.expr, ast.Call):
+        return None
+    call = item.expr
+    if call.name.lower() not in ("avg", "sum") or call.star or call.distinct or len(call.args) != 1:
+        return None
+    arg = call.args[0]
+    found = [p for p in node.predicates if isinstance(arg, ast.Column) and p.column == arg.name]
+    return (call.name.lower(), found[0]) if found and found[0].function == "object_count" else None
+
+
+def _mean_shape(select: ast.Select, node: EvaluatePredicates) -> str | None:
+    """AVG/SUM of a count: the frame filter (SQL about each frame alone), or a BindError."""
+    from vql.binder import frame_local_where  # the binder imports this module
+
+    if len(node.predicates) > 1:
+        raise BindError("option error: AVG or SUM of one object_count(...) is estimated, over frames WHERE chooses by "
+                        "frame and ts alone; other model predicates (in WHERE, GROUP BY or the SELECT list) are not")
+    where = select.where
+    if where is None:
+        return None
+    sql = frame_local_where(where, node.scan.alias, set(), True) if node.scan else to_sql(where)
+    if sql is None:
+        raise BindError("option error: the WHERE clause reads more than each frame (another table, a subquery or a "
+                        "parameter); an average is estimated only over frames chosen by frame and ts")
+    return sql
+
+
 def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options: dict) -> tuple[CountEstimate, str]:
     """``SELECT [keys,] COUNT(*) [AS n] FROM video WHERE <model tests> [GROUP BY keys] [ORDER BY ...]
     WITH (error := e)``, the keys about each frame (``floor(ts / 60)``): the estimate and the SQL
-    reading its table (the keys, then n, n_low, n_high; ``count`` without alias).
+    reading its table (the keys, then n, n_low, n_high; ``count`` without alias). Or the same with
+    ``AVG(object_count(...))`` or ``SUM(...)`` in place of ``COUNT(*)``, over frames WHERE chooses
+    by frame and ts (``avg``, ``avg_low``, ``avg_high`` without alias).
 
     >>> from vql.parser import parse_statement
     >>> q = parse_statement("SELECT floor(ts / 60) AS m, COUNT(*) FROM cam GROUP BY m ORDER BY m")
@@ -44,23 +75,33 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
     from vql.binder import frame_local_where  # the binder imports this module
 
     node = inputs[0] if len(inputs) == 1 else None
-    counts = [i for i in select.items if _is_count_star(i)]
+    means = [(i, m) for i in select.items if (m := _mean_of(i, node))]
+    counts = [i for i in select.items if _is_count_star(i)] + [i for i, _ in means]
     shape = (node is not None and len(counts) == 1 and all(isinstance(i, ast.SelectItem) for i in select.items)
              and not (select.having or select.distinct or select.joins or select.limit or select.offset))
-    usage = ("option error estimates SELECT COUNT(*) FROM video WHERE <model tests> WITH (error := 0.1), or per "
-             "group of keys about each frame: SELECT floor(ts / 60) AS minute, COUNT(*) ... GROUP BY minute WITH (error := "
-             "0.1); one count over one video, without HAVING, DISTINCT or LIMIT (other aggregates are not estimated yet)")
+    usage = ("option error estimates SELECT COUNT(*) FROM video WHERE <model tests> WITH (error := 0.1), or "
+             "SELECT AVG(object_count('car')) FROM video WITH (error := 0.1) (or SUM), or either per group of keys "
+             "about each frame: SELECT floor(ts / 60) AS minute, COUNT(*) ... GROUP BY minute WITH (error := 0.1); one "
+             "aggregate over one video, without HAVING, DISTINCT or LIMIT")
     if not shape:
         raise BindError(usage)
     if "audit" in options:
         raise BindError("option audit judges a cascade's answers; a count estimate states its own interval")
-    if not node.atoms and outside_where(select, node):
+    aggregate, value, filter_sql = "count", None, None
+    if means:
+        aggregate, value = means[0][1]
+        filter_sql = _mean_shape(select, node)
+    elif "max_count" in options:
+        raise BindError("option max_count bounds each frame's count for AVG or SUM of object_count(...), e.g. SELECT "
+                        "AVG(object_count('person')) FROM cam WITH (error := 0.1, max_count := 20)")
+    elif not node.atoms and outside_where(select, node):
         raise BindError("option error: model predicates outside WHERE (a GROUP BY key, another aggregate) are not "
-                        "estimated: GROUP BY keys are about each frame alone (frame, ts) and only COUNT(*) is estimated")
-    if not node.atoms:
+                        "estimated: GROUP BY keys are about each frame alone (frame, ts); COUNT(*) is estimated, and "
+                        "AVG or SUM of one object_count(...)")
+    elif not node.atoms:
         raise BindError("option error: the WHERE clause has no model test vql can estimate a count of: contains(...) "
                         "or object_count(...) compared with an integer (>= 2, = 0...), under AND, OR, NOT")
-    if node.where is None:
+    elif node.where is None:
         raise BindError("option error: the WHERE clause reads more than each frame (another table, a subquery or a "
                         "parameter); a count is estimated only over a clause about each frame")
     aliases = {i.alias.lower(): i.expr for i in select.items if i.alias}
@@ -76,7 +117,7 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
             raise BindError(f"option error: GROUP BY {to_sql(g)} is not about each frame alone (frame, ts and "
                             f"constants): counts are estimated per group of frames, e.g. GROUP BY floor(ts / 60)")
         keys.append(sql)
-    name = counts[0].alias or "count"
+    name = counts[0].alias or aggregate
     columns, outputs = [], {}
     for item in select.items:
         if item is counts[0]:
@@ -104,7 +145,8 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
                             f"({', '.join(sorted(names))})")
         order.append(text + (" DESC" if item.descending else ""))
     sql = f"SELECT {', '.join(columns)} FROM {ident(node.table)}" + (f" ORDER BY {', '.join(order)}" if order else "")
-    return CountEstimate(float(options["error"]), float(options.get("confidence", 0.95)), tuple(keys)), sql
+    return CountEstimate(float(options["error"]), float(options.get("confidence", 0.95)), tuple(keys), aggregate, value,
+                         options.get("max_count"), filter_sql), sql
 
 
 def check_search_options(options: dict, search: LimitSearch | None, written: set[str]) -> None:

@@ -161,22 +161,35 @@ class LimitSearch:
 @dataclass(frozen=True, slots=True)
 class CountEstimate:
     """``SELECT COUNT(*) ... WITH (error := e)``: the count of frames where WHERE holds, from a
-    uniform random sample the reference labels, with an exact interval (engine/estimate.py)."""
+    uniform random sample the reference labels, with an exact interval (engine/estimate.py); or
+    ``SELECT AVG(object_count(...))`` / ``SUM(...)``: the average or sum of a count over the
+    frames, with a betting interval (engine/mean.py)."""
 
     error: float  # the relative half-width the sample is planned for
     confidence: float = 0.95
     keys: tuple[str, ...] = ()  # GROUP BY keys, SQL about each frame: one count per group
+    aggregate: str = "count"  # "count" (of frames where WHERE holds), "avg" or "sum" (of ``value``)
+    value: ModelPredicate | None = None  # the object_count(...) averaged or summed
+    max_count: int | None = None  # WITH (max_count := m): no frame counts more (else: the model's limit)
+    filter: str | None = None  # AVG/SUM: the WHERE clause (about each frame alone) choosing the frames
 
     def explain_line(self) -> str:
         groups = (f" per group of {', '.join(self.keys)} (each group its own sample; the intervals hold jointly)"
                   if self.keys else "")
+        if self.aggregate != "count":
+            cap = (f"no frame counts more than {self.max_count} (max_count, checked on every frame labelled)"
+                   if self.max_count else "no frame counts more than the model reports on one frame")
+            return (f"{self.aggregate.upper()} estimate of {self.value.short_text}{groups}: frames drawn uniformly at "
+                    f"random from the scan are labelled by the reference until a betting confidence sequence (valid "
+                    f"at every sample size) is within ±{self.error:g} of the estimate, at {self.confidence:.0%}, "
+                    f"given that {cap}; frames already labelled counted exactly")
         return (f"COUNT estimate{groups}: frames drawn uniformly at random from the scan (within strata of a "
                 f"difference-to-background proxy where that needs fewer) are labelled by the reference; a pilot sizes "
                 f"the sample for about ±{self.error:g} of the count; the interval is exact (hypergeometric) at "
                 f"{self.confidence:.0%}, frames already labelled counted exactly")
 
     def covers(self, node) -> bool:
-        return bool(node.atoms)
+        return bool(node.atoms) if self.value is None else self.value in node.predicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,13 +307,12 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
                 lines.append("    " + ((planning or {}).get(ev.table) or "cascades planned when the query runs"))
                 lines.append("    targets certified for: " + " and ".join(claim_names(ev.atoms, ev.where))
                              + ("" if ev.where else " (each on its own: WHERE reads more than the frame)"))
-        ranked = plan.top is not None and plan.top.covers(ev)
+        strategy, which = (("top-k", "frames the top-k search picks") if plan.top is not None and plan.top.covers(ev)
+                           else ("sample", "frames the estimate draws at random")
+                           if plan.estimate is not None and plan.estimate.covers(ev) else (None, None))
         for lf in ev.labels:
-            lines.append(
-                f"    LabelFrames model={lf.model} version={lf.model_version} strategy={'top-k' if ranked else lf.strategy}: "
-                + ("frames the top-k search picks" if ranked else "reference on every frame of the scan")
-                + ", stored labels reused"
-            )
+            lines.append(f"    LabelFrames model={lf.model} version={lf.model_version} strategy={strategy or lf.strategy}: "
+                         f"{which or 'reference on every frame of the scan'}, stored labels reused")
         s = ev.scan
         lines.append(
             f"      VideoScan {s.video} AS {s.alias}: frames {s.first}..{s.last} ({s.frame_count} of "
