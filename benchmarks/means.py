@@ -27,7 +27,7 @@ from queries import exact_side, judged_bench, machine, seeded_estimate  # noqa: 
 from vql.udfs.tfjs_detector import centernet  # noqa: E402
 
 VALUE = "object_count('person')"
-QUERIES = ((0.1, None), (0.1, 20))  # (relative error, max_count)
+QUERIES = ((0.1, 20), (0.1, None))  # (relative error, max_count)
 
 
 def exact_average(db: str, video: str) -> tuple[float, int, int]:

@@ -218,7 +218,8 @@ def _mean_groups(spec: CountEstimate, node: EvaluatePredicates, ctx: Context, le
         known_counts = stored_counts[known]
         if len(known_counts) and known_counts.max() > cap:
             at = int(stored[known][int(np.argmax(known_counts))])
-            raise ExecutionError(f"frame {at} counts {int(known_counts.max())} objects, more than max_count := {cap}")
+            raise ExecutionError(f"frame {at} counts {int(known_counts.max())} objects, more than the {cap} the interval "
+                                 f"assumes no frame counts (max_count)")
         unknown = np.setdiff1d(members, stored[known], assume_unique=True)
         order = unknown[scan_rng(scan, ORDER_SALT, *salt).permutation(len(unknown))]
         return estimate_mean(order, values, int(known_counts.sum()), int(known.sum()), int(cap), spec.error, level,
@@ -237,8 +238,8 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
     if spec.filter is not None:
         frames = frames[where_truth(ctx, replace(node, where=spec.filter))(frames, {})]
     keys_table, code = group_codes(ctx, node, spec.keys, frames) if spec.keys else (None, np.zeros(len(frames), np.int64))
-    groups = int(code.max()) + 1 if spec.keys and len(code) else 1
-    level = 1 - (1 - spec.confidence) / groups
+    groups = int(code.max()) + 1 if len(code) else (0 if spec.keys else 1)  # no frames, no groups
+    level = 1 - (1 - spec.confidence) / max(groups, 1)
     one, proxy = (_count_groups if spec.value is None else _mean_groups)(spec, node, ctx, level)
     what = ", ".join(a.short_text for a in node.atoms) if spec.value is None else spec.value.short_text
     start = time.perf_counter()
@@ -246,9 +247,11 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
     with Progress(None, "frames", f"sampling {scan.video} for {what}", enabled=ctx.progress) as bar:
         for g in range(groups):
             estimates.append(one(frames[code == g], (g,) if spec.keys else (), bar.update))
+    def column(field: str) -> list:  # SQL's SUM and AVG over no frames are NULL
+        return [None if spec.value is not None and not e.frames else getattr(e, field) for e in estimates]
+
     point, low, high = FIELDS[spec.aggregate]
-    columns = {"estimate": [getattr(e, point) for e in estimates], "low": [getattr(e, low) for e in estimates],
-               "high": [getattr(e, high) for e in estimates]}
+    columns = {"estimate": column(point), "low": column(low), "high": column(high)}
     if keys_table is not None:
         columns = {**{name: keys_table.column(name) for name in keys_table.column_names}, **columns}
     ctx.store.materialise(node.table, pa.table(columns))

@@ -65,6 +65,8 @@ class Context:
     plans: dict[str, object] = field(default_factory=dict)  # per-frame table -> the QueryPlan used
     choices: dict[str, object] = field(default_factory=dict)  # atom column -> its CascadeChoice in that plan
     audit: int = 0  # WITH (audit := N): frames to judge the answers on after the run
+    workers: object | None = None  # engine.workers.Workers: SET workers = N, labelling in N processes
+    recipe: Callable[[ReferenceModel], tuple | None] | None = None  # how a worker rebuilds a model, if it can
     text: str = ""  # the statement, for the query log (vql_queries)
 
     def count(self, key: str, value: float) -> None:
@@ -116,12 +118,20 @@ def label_with(ctx: Context, info, models, frames: np.ndarray, on_batch: Callabl
     """Run every one of ``models`` on these frames and store the labels, one transaction per
     batch and model (``on_batch``: told how many frames each batch held); seconds spent."""
     start = time.perf_counter()
-    for indices, batch in read_frames(info, frames, LABEL_BATCH):
-        for model in models:
-            ctx.store.save_labels(info.fingerprint, model.version, model.classes, indices.tolist(), model.detect(batch))
+
+    def store(indices: np.ndarray, dets: list[list]) -> None:
+        for model, found in zip(models, dets):
+            ctx.store.save_labels(info.fingerprint, model.version, model.classes, indices.tolist(), found)
         ctx.count("frames_labelled", len(indices))
         if on_batch:
             on_batch(len(indices))
+
+    recipes = [ctx.recipe(m) if ctx.recipe else None for m in models]
+    if ctx.workers is not None and ctx.workers.fits(info, recipes, frames):
+        ctx.workers.label(info, recipes, [m.version for m in models], frames, store)
+    else:
+        for indices, batch in read_frames(info, frames, LABEL_BATCH):
+            store(indices, [model.detect(batch) for model in models])
     seconds = time.perf_counter() - start
     ctx.count("label_seconds", seconds)
     return seconds

@@ -2,8 +2,9 @@
 
 The frames whose labels are stored already are summed exactly. The rest, the *unknown* frames, are
 put in a random order (seeded by the video's content and the scan) and labelled by the reference,
-:data:`STEP` frames at a time. After each step, the betting confidence sequence of
-``planner/betting.py`` bounds the mean count of the unknown frames. It is valid at every sample
+:data:`STEP` frames at a time. After each step (once the sample passes 3,200 frames, each time
+it grows by 2%), the betting confidence sequence of ``planner/betting.py`` bounds the mean
+count of the unknown frames. It is valid at every sample
 size at once, so sampling stops as soon as the interval of the whole average is within ±``error``
 of its estimate (relative). If the plan reaches :data:`EXACT_SHARE` of the unknown frames, the
 rest are labelled too and the answer is exact.
@@ -37,6 +38,7 @@ from vql.planner.betting import mean_interval, variances
 
 STEP = 64  # frames labelled between two looks at the interval
 EXACT_SHARE = 0.9  # a sample reaching this share of the unknown frames becomes all of them
+LOOK_GROWTH = 1.02  # beyond STEP / 0.02 frames, the interval is looked at each time the sample grows by 2%
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class MeanEstimate:
 def _horizon(x: np.ndarray, need: float, alpha: float, drawn: int, unknown: int) -> float:
     """The sample size the next step's bets are tuned for: what an interval of half-width
     ``need`` (scaled units) takes at the variance seen so far, between the next step's end and
-    every unknown frame."""
+    every unknown frame (a plan, not a promise: the interval's upper end also pays for the cap)."""
     variance = float(variances(x)[-1]) if len(x) else 0.25
     planned = 2 * math.log(2 / alpha) * variance / need ** 2 if need > 0 else math.inf
     return float(min(max(planned, drawn + STEP), unknown))
@@ -84,7 +86,8 @@ def estimate_mean(order: np.ndarray, values: Callable[[np.ndarray], np.ndarray],
     frames = known + unknown
     drawn = np.zeros(0, np.float64)  # the counts drawn, divided by cap
     horizons = np.zeros(0, np.float64)
-    low, high = 0.0, 1.0
+    sampled_sum = 0  # the counts drawn, added up exactly
+    low, high, look = 0.0, 1.0, STEP
     while len(drawn) < unknown:
         point = known_sum + unknown * cap * float(drawn.mean()) if len(drawn) else 0.0
         need = error * point / (unknown * cap)  # the half-width on the unknown frames' mean
@@ -103,19 +106,21 @@ def estimate_mean(order: np.ndarray, values: Callable[[np.ndarray], np.ndarray],
                                  f"model's own limit")
         drawn = np.r_[drawn, counts / cap]
         horizons = np.r_[horizons, np.full(len(counts), horizon)]
-        if len(drawn) >= unknown:
-            break
+        sampled_sum += int(counts.sum())
+        if len(drawn) >= unknown or len(drawn) < look:
+            continue  # the interval is looked at as the sample grows by LOOK_GROWTH (stopping late, never early)
+        look = max(len(drawn) + STEP, math.ceil(LOOK_GROWTH * len(drawn)))
         low, high = mean_interval(drawn, unknown, alpha, horizons)
-        point = known_sum + unknown * cap * float(drawn.mean())
-        if unknown * cap * (high - low) / 2 <= error * point:
+        centre = min(max(float(drawn.mean()), low), high)  # the estimate, inside its interval
+        if unknown * cap * max(high - centre, centre - low) <= error * (known_sum + unknown * cap * centre):
             break
-    sampled_sum = int(round(float(drawn.sum()) * cap))
     exact = len(drawn) >= unknown
-    if exact:
-        low = high = float(drawn.mean()) if unknown else 0.0
-    total = known_sum + (round(unknown * float(drawn.mean()) * cap) if len(drawn) else 0)
-    total_low = known_sum + math.ceil(unknown * cap * low - 1e-9)  # the sum is a whole number
-    total_high = known_sum + math.floor(unknown * cap * high + 1e-9)
+    if exact:  # every frame counted: integers only
+        total = total_low = total_high = known_sum + sampled_sum
+    else:
+        total_low = known_sum + math.ceil(unknown * cap * low * (1 - 1e-12) - 1e-9)  # the sum is a whole number
+        total_high = known_sum + math.floor(unknown * cap * high * (1 + 1e-12) + 1e-9)
+        total = min(max(known_sum + round(unknown * cap * float(drawn.mean())), total_low), total_high)
     mean, mean_low, mean_high = ((total / frames, total_low / frames, total_high / frames) if frames
                                  else (None, None, None))
     return MeanEstimate(mean, mean_low, mean_high, int(total), int(total_low), int(total_high), confidence, frames,

@@ -76,6 +76,8 @@ def where_polarity(node: EvaluatePredicates, judge) -> int:
         if not monotone(a):
             return 0
     first, n = node.scan.first, node.scan.frame_count
+    if n <= 0:  # an empty scan: nothing to order
+        return 0
     frames = np.unique(np.linspace(first, first + n - 1, min(n, 64)).astype(np.int64))
     yes = judge(frames, {c: np.full(len(frames), v) for c, v in busy.items()}).mean()
     no = judge(frames, {c: np.full(len(frames), v) for c, v in empty.items()}).mean()

@@ -22,6 +22,7 @@ from vql.binder import Catalog, bind_select, check_option, video_refs
 from vql.engine.executor import Calibration, Context, drop_tables, plan_summary, run_plan
 from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe, verify
+from vql.engine.workers import Workers
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
 from vql.parser import parse
 from vql.scripts import split_statements
@@ -33,6 +34,7 @@ from vql.udfs.reference import ReferenceModel
 from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": DEFAULT_MIN_SCORE, "fpr": 0.01, "fnr": 0.01}
+MAX_WORKERS = 64  # SET workers = N: labelling processes
 # result.metadata key -> the module whose analyze_line says, for EXPLAIN ANALYZE, what that path did
 ANALYZED = {"search": "vql.engine.search", "estimate": "vql.engine.estimate", "topk": "vql.engine.topk",
             "recall": "vql.engine.recall"}
@@ -111,6 +113,8 @@ class Connection:
         self.progress = progress
         self.settings = dict(SETTINGS)
         self._models: dict[str, ReferenceModel] = {}
+        self._recipes: dict[str, tuple[ReferenceModel, tuple]] = {}  # models built here: how a worker builds them
+        self._workers = None  # engine.workers.Workers, while SET workers > 1
         self._calibration = Calibration(self.store)
         self._plans: dict[str, object] = {}
         self._statement = ""  # the statement running, for the query log and results' metadata
@@ -120,6 +124,8 @@ class Connection:
         return self.store.con
 
     def close(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
         self.store.close()
 
     def __enter__(self) -> Connection:
@@ -135,6 +141,7 @@ class Connection:
         if key not in self._models:
             if key == "centernet":
                 self._models[key] = default_model(self.device)
+                self._recipes[key] = (self._models[key], ("default", self.device))
             else:
                 record = next((r for n, r in self.store.models().items() if n.lower() == key), None)
                 if record is None:
@@ -145,7 +152,12 @@ class Connection:
                 if record.kind != "ultralytics":
                     options.setdefault("device", self.device)
                 self._models[key] = load_model(record.kind, record.path, **options)
+                self._recipes[key] = (self._models[key], ("load", record.kind, record.path, tuple(sorted(options.items()))))
         return self._models[key]
+
+    def _recipe(self, model: ReferenceModel) -> tuple | None:
+        """How a worker process builds this model, if this session built it (not one handed in)."""
+        return next((recipe for built, recipe in self._recipes.values() if built is model), None)
 
     def catalog(self) -> Catalog:
         return Catalog(self.store.videos(), self.model, self.settings)
@@ -310,10 +322,17 @@ class Connection:
         model = load_model(node.kind, node.path, **opts)  # fails here, before anything is stored
         self.store.add_model(record)
         self._models[node.name.lower()] = model
+        self._recipes[node.name.lower()] = (model, ("load", node.kind, node.path, tuple(sorted(opts.items()))))
         return _message(f"model {node.name}: {node.kind}, {len(model.classes)} classes, version {model.version}")
 
     @_run.register
     def _set(self, node: ast.SetOption, params) -> Result:
+        if node.name == "workers":
+            value = getattr(node.value, "value", None)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WORKERS:
+                raise BindError(f"SET workers must be a number of processes from 1 to {MAX_WORKERS}, e.g. SET workers = 2")
+            self.settings["workers"] = value
+            return _message(f"workers = {value}")
         value = check_option(node.name, node.value, node.name)
         self.settings[node.name] = value
         return _message(f"{node.name} = {value:g}")
@@ -342,6 +361,13 @@ class Connection:
     def _context(self, plan) -> Context:
         opts = dict(plan.options)
         ctx = Context(self.store, self.model, self.progress, calibration=self._calibration, text=self._statement)
+        count = int(self.settings.get("workers", 1))
+        if self._workers is not None and self._workers.count != count:
+            self._workers.close()
+            self._workers = None
+        if count > 1 and self._workers is None:
+            self._workers = Workers(count)
+        ctx.workers, ctx.recipe = self._workers, self._recipe
         ctx.plan_query = lambda node: self._plan_query(ctx, node, float(opts["fpr"]), float(opts["fnr"]))
         ctx.audit = int(opts.get("audit", 0))
         return ctx

@@ -52,6 +52,9 @@ def _mean_shape(select: ast.Select, node: EvaluatePredicates) -> str | None:
     where = select.where
     if where is None:
         return None
+    if any(isinstance(n, ast.Column) and n.name == node.predicates[0].column for n in ast.walk(where)):
+        raise BindError("option error: WHERE tests a model: an average over the frames where a test holds is a ratio "
+                        "of two estimates, not estimated yet; WHERE may choose the frames by frame and ts")
     sql = frame_local_where(where, node.scan.alias, set(), True) if node.scan else to_sql(where)
     if sql is None:
         raise BindError("option error: the WHERE clause reads more than each frame (another table, a subquery or a "

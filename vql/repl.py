@@ -26,7 +26,7 @@ KEYWORDS = (
     "CREATE VIDEO", "CREATE OR REPLACE VIDEO", "LOAD VIDEO", "SHOW VIDEOS", "DESCRIBE", "DROP VIDEO",
     "DROP RESULTS", "CREATE FUNCTION", "TYPE", "MODEL", "EXPLAIN", "EXPLAIN ANALYZE", "SET", "WITH", "exact",
     "min_score", "region", "model", "fpr", "fnr", "audit", "gap", "error", "confidence", "miss",
-    "recall", "budget", "max_count",
+    "recall", "budget", "max_count", "workers",
 )
 FUNCTIONS = ("contains(", "object_count(", "count(", "avg(", "min(", "max(", "sum(")
 COLUMNS = ("frame", "ts")

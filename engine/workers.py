@@ -1,0 +1,143 @@
+"""Labelling in worker processes: ``SET workers = N``.
+
+With N > 1, the reference labels frames in N worker processes. Each worker has its own copy of
+every model it is asked for, loaded once and kept for the session, and runs torch on
+cores / N threads.
+
+The wanted frames are cut into tasks of :data:`TASK_FRAMES` consecutive wanted frames, in frame
+order. Each task opens the video, seeks to its first frame (the decoder lands on the keyframe
+before it and decodes forward; an inexact seek falls back to decoding from the start, as in one
+process), and returns the detections of every model asked for. The coordinator stores them in
+frame order, one transaction per task and model, as the single process does per batch.
+
+The labels are the same as in one process: the same frames, the same model files, the same
+preprocessing (tested). A task that fails in a worker fails the query with the worker's error
+(a VideoError, a ModelError). A worker that dies fails it with an ExecutionError. Labels already
+stored stay: each is a complete, content-keyed label.
+
+A worker pool is used where it can pay:
+- every model is one vql can rebuild in a worker (the packaged CenterNet, or a model registered
+  with CREATE FUNCTION; not a model object handed to the connection in Python);
+- the video can be sought;
+- there are at least :data:`MIN_FRAMES` wanted frames per worker.
+
+Otherwise the frames are labelled in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+
+from vql.engine.video import VideoInfo, read_frames
+from vql.errors import ExecutionError
+
+TASK_FRAMES = 64  # wanted frames per task: a seek (~half a keyframe interval of decoding) is small beside them
+IN_FLIGHT = 2  # tasks submitted per worker ahead of the one being stored (the rest wait: memory stays bounded)
+MIN_FRAMES = 256  # wanted frames per worker, at least, for the pool to be used
+BATCH = 16  # frames per model call inside a task (the single process's LABEL_BATCH)
+
+Recipe = tuple  # ("default", device) or ("load", kind, path, options): how a worker builds a model
+
+_models: dict[str, object] = {}  # in a worker: the models built so far, by their recipe's repr
+
+
+def _start(threads: int) -> None:
+    """A worker's start: torch on its share of the cores; Ctrl-C is the coordinator's to handle
+    (a worker sharing the terminal would otherwise die with it and break the pool)."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def build(recipe: Recipe):
+    """The model a recipe describes (in a worker, once)."""
+    key = repr(recipe)
+    if key not in _models:
+        if recipe[0] == "default":
+            from vql.udfs.registry import default_model
+
+            _models[key] = default_model(recipe[1])
+        else:
+            from vql.udfs.registry import load_model
+
+            _, kind, path, options = recipe
+            _models[key] = load_model(kind, path, **dict(options))
+    return _models[key]
+
+
+def _task(info: VideoInfo, recipes: Sequence[Recipe], frames: np.ndarray) -> tuple[list[str], np.ndarray, list[list]]:
+    """In a worker: decode ``frames`` and run every model on them: (the models' versions, the
+    frames, detections per model)."""
+    models = [build(r) for r in recipes]
+    done: list[np.ndarray] = []
+    dets: list[list] = [[] for _ in models]
+    for indices, batch in read_frames(info, frames, BATCH):
+        done.append(indices)
+        for out, model in zip(dets, models):
+            out.extend(model.detect(batch))
+    return [m.version for m in models], np.concatenate(done) if done else np.zeros(0, np.int64), dets
+
+
+class Workers:
+    """A session's worker processes (started on the first labelling that uses them)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._pool: ProcessPoolExecutor | None = None
+
+    def fits(self, info: VideoInfo, recipes: Sequence[Recipe | None], frames: np.ndarray) -> bool:
+        """Whether labelling these frames goes to the workers (see the module's rules)."""
+        return (self.count > 1 and info.seekable and all(r is not None for r in recipes)
+                and len(frames) >= MIN_FRAMES * self.count)
+
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            self.close()  # broken by an earlier failure: start afresh
+        if self._pool is None:
+            threads = max(1, (os.cpu_count() or 1) // self.count)
+            self._pool = ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start, initargs=(threads,))
+        return self._pool
+
+    def label(self, info: VideoInfo, recipes: Sequence[Recipe], versions: Sequence[str], frames: np.ndarray,
+              store: Callable[[np.ndarray, list[list]], None]) -> None:
+        """Label ``frames`` in the workers; ``store(frames, detections per model)`` is called in
+        frame order, once per task, in this process. A worker whose model has another version
+        than ``versions`` (the coordinator's: another file, another runtime) is an error."""
+        frames = np.unique(np.asarray(frames, np.int64))
+        tasks = deque(frames[i:i + TASK_FRAMES] for i in range(0, len(frames), TASK_FRAMES))
+        futures: deque = deque()
+        try:
+            pool = self.pool()
+            while tasks or futures:
+                while tasks and len(futures) < IN_FLIGHT * self.count:
+                    futures.append(pool.submit(_task, info, tuple(recipes), tasks.popleft()))
+                got, indices, dets = futures.popleft().result()
+                if list(got) != list(versions):
+                    raise ExecutionError(f"a worker process built model versions {got}, not {list(versions)} as "
+                                         f"this process did; SET workers = 1 labels in this process")
+                store(indices, dets)
+        except BrokenProcessPool as e:
+            self.close()
+            raise ExecutionError(f"a worker process labelling {info.path} died (out of memory, or killed; a Python "
+                                 f"script using SET workers needs its statements under `if __name__ == '__main__':`, "
+                                 f"as worker processes re-import it); labels stored before it are kept; SET workers = 1 "
+                                 f"labels in this process") from e
+        except BaseException:  # an error or Ctrl-C: what is still queued is dropped
+            for future in futures:
+                future.cancel()
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,76 @@
+"""``SET workers = N``: the reference labels frames in worker processes (engine/workers.py), with
+the same labels as one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from patches import clip, session
+
+import vql
+from vql.engine import workers
+from vql.engine.video import probe
+from vql.errors import BindError, ExecutionError, ModelError
+from vql.udfs.registry import default_model
+
+LABELS = ("SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels ORDER BY frame, class_id, score, x1")
+
+
+def labels_of(con) -> list:
+    return con.duckdb.execute(LABELS).fetchall()
+
+
+def test_workers_label_exactly_what_one_process_labels(shared, monkeypatch):
+    monkeypatch.setattr(workers, "MIN_FRAMES", 16)
+    query = "SELECT frame, object_count('person') AS n FROM cam WHERE frame < 96 ORDER BY frame WITH (exact)"
+    answers, stored = [], []
+    for count in (1, 2):
+        with vql.connect(None, progress=False) as con:
+            con.sql(f"CREATE VIDEO cam FROM '{shared / 'data' / 'vtest.avi'}'")
+            con.sql(f"SET workers = {count}")
+            answers.append(con.sql(query).fetchall())
+            stored.append(labels_of(con))
+            assert (con._workers is not None and con._workers._pool is not None) == (count > 1)
+    assert len(answers[0]) == 96 and answers[0] == answers[1]
+    assert len(stored[0]) > 96 and stored[0] == stored[1]  # every box, class and score
+
+
+def test_a_model_handed_in_labels_in_this_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(workers, "MIN_FRAMES", 4)
+    path = clip(tmp_path / "c.avi", 64, range(10, 20))
+    con, model = session(path)
+    con.sql("SET workers = 2")
+    assert con.sql("SELECT count(*) FROM cam WHERE contains('person') WITH (exact)").fetchall() == [(10,)]
+    assert model.calls == 64 and con._workers._pool is None  # the stand-in cannot be rebuilt in a worker
+
+
+def test_worker_errors_are_the_query_errors(shared):
+    info = probe(shared / "data" / "vtest.avi")
+    pool = workers.Workers(2)
+    try:
+        with pytest.raises(ModelError):
+            pool.label(info, [("load", "tfjs", str(shared / "missing.json"), ())], ["v"], np.arange(8), print)
+        with pytest.raises(ExecutionError, match="versions"):
+            pool.label(info, [("default", "cpu")], ["another version"], np.arange(2), lambda *a: None)
+        for pid in list(pool.pool()._processes):  # a worker that dies: the query fails, clearly
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(ExecutionError, match="died"):
+            pool.label(info, [("default", "cpu")], ["x"], np.arange(64), lambda *a: None)
+        got = []  # the next labelling starts a fresh pool
+        pool.label(info, [("default", "cpu")], [default_model("cpu").version], np.arange(3),
+                   lambda frames, dets: got.append((frames.tolist(), len(dets[0]))))
+        assert got == [([0, 1, 2], 3)]
+    finally:
+        pool.close()
+
+
+def test_set_workers_is_checked():
+    with vql.connect(None, progress=False) as con:
+        for text, message in [("SET workers = 0", "from 1 to"), ("SET workers = 1.5", "from 1 to"),
+                              ("SET workers = 'two'", "from 1 to")]:
+            with pytest.raises(BindError, match=message):
+                con.sql(text)
+        assert con.sql("SET workers = 2").fetchall() == [("workers = 2",)]
