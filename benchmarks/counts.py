@@ -24,8 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import exact_side, judged_bench, machine, seeded_estimate  # noqa: E402
-from vql.udfs.tfjs_detector import centernet  # noqa: E402
+from queries import judged_bench, judged_videos, machine, seeded_estimate  # noqa: E402
 
 QUERIES = (("contains('person')", 0.1), ("object_count('person') >= 2", 0.25))  # (WHERE, relative error)
 
@@ -37,11 +36,8 @@ def exact_counts(db: str, video: str) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args, videos = judged_bench(__doc__, "counts", argv, draws=True)
-    model = centernet()
     rows = []
-    print(f"machine: {machine('cpu')}")
-    for label, path, truth_db in videos:
-        info, exact_s, how, (db, video) = exact_side(args, "counts", path, truth_db, model)
+    for label, path, info, exact_s, how, (db, video) in judged_videos(args, videos, "counts"):
         truth = exact_counts(db, video)
         print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); exact counts {truth}")
         for where, error in QUERIES:

@@ -23,8 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import exact_side, judged_bench, machine, seeded_estimate  # noqa: E402
-from vql.udfs.tfjs_detector import centernet  # noqa: E402
+from queries import judged_bench, judged_videos, machine, seeded_estimate  # noqa: E402
 
 VALUE = "object_count('person')"
 QUERIES = ((0.1, 20), (0.1, None))  # (relative error, max_count)
@@ -39,11 +38,8 @@ def exact_average(db: str, video: str) -> tuple[float, int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args, videos = judged_bench(__doc__, "means", argv, draws=True)
-    model = centernet()
     rows = []
-    print(f"machine: {machine('cpu')}")
-    for label, path, truth_db in videos:
-        info, exact_s, how, (db, video) = exact_side(args, "means", path, truth_db, model)
+    for label, path, info, exact_s, how, (db, video) in judged_videos(args, videos, "means"):
         avg, total, most = exact_average(db, video)
         print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); exact average {avg:.4f}, sum {total}, "
               f"largest count {most}")

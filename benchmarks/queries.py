@@ -434,6 +434,15 @@ def judged_bench(doc: str, name: str, argv: list[str] | None, draws: bool = Fals
     return args, videos
 
 
+def judged_videos(args: argparse.Namespace, videos, name: str):
+    """Per video of a judged benchmark (``judged_bench``'s list), after printing the machine:
+    (label, path, *``exact_side``)."""
+    model = centernet()
+    print(f"machine: {machine('cpu')}")
+    for label, path, truth_db in videos:
+        yield label, path, *exact_side(args, name, path, truth_db, model)
+
+
 def exact_side(args: argparse.Namespace, name: str, path: str, truth_db: str | None, model):
     """The exact plan beside a judged benchmark's queries: (video info, seconds, how they were had,
     (database, video name) where every frame is labelled: ``truth_db``, or, without it, a fresh

@@ -24,8 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import cold_query, exact_side, judged_bench, machine  # noqa: E402
-from vql.udfs.tfjs_detector import centernet  # noqa: E402
+from queries import cold_query, judged_bench, judged_videos, machine  # noqa: E402
 
 QUERIES = (("contains('person')", 0.9), ("object_count('person') >= 2", 0.9))  # (WHERE, recall)
 
@@ -38,11 +37,8 @@ def exact_answers(db: str, video: str) -> dict[str, set[int]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, videos = judged_bench(__doc__, "recall", argv)
-    model = centernet()
     rows = []
-    print(f"machine: {machine('cpu')}")
-    for label, path, truth_db in videos:
-        info, exact_s, how, (db, video) = exact_side(args, "recall", path, truth_db, model)
+    for label, path, info, exact_s, how, (db, video) in judged_videos(args, videos, "recall"):
         truth = exact_answers(db, video)
         print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); true frames "
               f"{ {w: len(t) for w, t in truth.items()} }")

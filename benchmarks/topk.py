@@ -24,8 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import cold_query, exact_side, judged_bench, machine  # noqa: E402
-from vql.udfs.tfjs_detector import centernet  # noqa: E402
+from queries import cold_query, judged_bench, judged_videos, machine  # noqa: E402
 
 K = 10
 BY = "object_count('person')"
@@ -40,11 +39,8 @@ def exact_counts(db: str, video: str) -> dict[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args, videos = judged_bench(__doc__, "topk", argv)
-    model = centernet()
     rows = []
-    print(f"machine: {machine('cpu')}")
-    for label, path, truth_db in videos:
-        info, exact_s, how, (db, video) = exact_side(args, "topk", path, truth_db, model)
+    for label, path, info, exact_s, how, (db, video) in judged_videos(args, videos, "topk"):
         truth = exact_counts(db, video)
         best = sorted(truth.values(), reverse=True)[:K]
         print(f"{label}: {info.frames} frames; exact {exact_s:.1f} s ({how}); exact top {K} counts {best}")

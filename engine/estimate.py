@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from vql.engine.executor import (Context, atom_models, judge_frames, label_with, labelled_by_all, predicate_counts,
                                  where_truth)
-from vql.engine.mean import MeanEstimate, estimate_mean
+from vql.engine.mean import MeanEstimate, check_cap, estimate_mean
 from vql.engine.search import scan_rng, scan_scores, where_polarity
 from vql.engine.store import arrow_table
 from vql.errors import ExecutionError
@@ -163,6 +163,14 @@ SUMMED = {"count": ("count", "low", "high", "known", "pilot", "sampled"),  # a g
           "avg": ("frames", "total", "total_low", "total_high", "known", "sampled")}
 
 
+def _split(stored: np.ndarray, members: np.ndarray, scan, salt: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """A group's frames: which of the ``stored`` (labelled) frames are its members, and its other
+    members in the group's random order."""
+    known = np.isin(stored, members, assume_unique=True)
+    unknown = np.setdiff1d(members, stored[known], assume_unique=True)
+    return known, unknown[scan_rng(scan, ORDER_SALT, *salt).permutation(len(unknown))]
+
+
 def _count_groups(spec: CountEstimate, node: EvaluatePredicates, ctx: Context, level: float):
     """Per group of frames, the count of those where WHERE holds (``estimate_count``)."""
     scan, info = node.scan, node.scan.info
@@ -176,6 +184,7 @@ def _count_groups(spec: CountEstimate, node: EvaluatePredicates, ctx: Context, l
         return judge_frames(ctx, node, part)[1]
 
     polarity = where_polarity(node, where_truth(ctx, node))
+    proxy: dict = {"seconds": 0.0}
 
     def keys(part: np.ndarray) -> np.ndarray:  # the LIMIT search's proxy, signed by WHERE's direction, read once
         if "scores" not in proxy:
@@ -184,12 +193,8 @@ def _count_groups(spec: CountEstimate, node: EvaluatePredicates, ctx: Context, l
             proxy["seconds"] = time.perf_counter() - t0
         return polarity * proxy["scores"][part - scan.first]
 
-    proxy: dict = {"seconds": 0.0}
-
     def one(members: np.ndarray, salt: tuple, on_labelled) -> Estimate:
-        known = np.isin(stored, members, assume_unique=True)
-        unknown = np.setdiff1d(members, stored[known], assume_unique=True)
-        order = unknown[scan_rng(scan, ORDER_SALT, *salt).permutation(len(unknown))]
+        known, order = _split(stored, members, scan, salt)
         return estimate_count(order, int(stored_true[known].sum()), judge, spec.error, level, int(known.sum()),
                               on_labelled, keys if polarity else None)
 
@@ -214,15 +219,9 @@ def _mean_groups(spec: CountEstimate, node: EvaluatePredicates, ctx: Context, le
         return predicate_counts(ctx, info, model.version, spec.value, part)
 
     def one(members: np.ndarray, salt: tuple, on_labelled) -> MeanEstimate:
-        known = np.isin(stored, members, assume_unique=True)
-        known_counts = stored_counts[known]
-        if len(known_counts) and known_counts.max() > cap:
-            at = int(stored[known][int(np.argmax(known_counts))])
-            raise ExecutionError(f"frame {at} counts {int(known_counts.max())} objects, more than the {cap} the interval "
-                                 f"assumes no frame counts (max_count)")
-        unknown = np.setdiff1d(members, stored[known], assume_unique=True)
-        order = unknown[scan_rng(scan, ORDER_SALT, *salt).permutation(len(unknown))]
-        return estimate_mean(order, values, int(known_counts.sum()), int(known.sum()), int(cap), spec.error, level,
+        known, order = _split(stored, members, scan, salt)
+        check_cap(stored[known], stored_counts[known], cap)
+        return estimate_mean(order, values, int(stored_counts[known].sum()), int(known.sum()), int(cap), spec.error, level,
                              on_labelled)
 
     return one, {"seconds": 0.0}
@@ -247,6 +246,7 @@ def run_count(spec: CountEstimate, node: EvaluatePredicates, ctx: Context) -> Es
     with Progress(None, "frames", f"sampling {scan.video} for {what}", enabled=ctx.progress) as bar:
         for g in range(groups):
             estimates.append(one(frames[code == g], (g,) if spec.keys else (), bar.update))
+
     def column(field: str) -> list:  # SQL's SUM and AVG over no frames are NULL
         return [None if spec.value is not None and not e.frames else getattr(e, field) for e in estimates]
 

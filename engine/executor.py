@@ -352,17 +352,15 @@ def provenance(node: EvaluatePredicates, ctx: Context) -> list[dict]:
         rows = [dict(r, recall_target=s["recall"], recall_bound=s["recall_bound"], confidence=s["confidence"],
                      precision=s["precision"], precision_low=s["precision_low"], precision_high=s["precision_high"])
                 for r in rows]
-    if node.table in ctx.stats.get("estimate", {}):
-        e = ctx.stats["estimate"][node.table]
+    shown = [dict(where, predicate=p.text, **plan_summary(None, None)) for p in node.predicates]
+    e = ctx.stats.get("estimate", {}).get(node.table)
+    if e is not None and e.get("aggregate", "count") == "count":  # the model tests' count and its interval
         rows = [dict(r, count=e["count"], count_low=e["low"], count_high=e["high"], confidence=e["confidence"])
                 for r in rows]
-    shown = [dict(where, predicate=p.text, **plan_summary(None, None)) for p in node.predicates]
-    mean = ctx.stats.get("estimate", {}).get(node.table)
-    if mean is not None and mean.get("aggregate", "count") != "count":  # AVG/SUM of a count: its sum's interval
-        kind = f"{mean['aggregate']}-estimate"
-        shown = [dict(r, strategy=kind, query_strategy=kind, exact=mean["exact"], sum=mean["total"],
-                      sum_low=mean["total_low"], sum_high=mean["total_high"], frames_averaged=mean["frames"],
-                      confidence=mean["confidence"]) for r in shown]
+    elif e is not None:  # AVG/SUM of a count: its sum's interval
+        kind = f"{e['aggregate']}-estimate"
+        shown = [dict(r, strategy=kind, query_strategy=kind, exact=e["exact"], sum=e["total"], sum_low=e["total_low"],
+                      sum_high=e["total_high"], frames_averaged=e["frames"], confidence=e["confidence"]) for r in shown]
     top = ctx.stats.get("topk", {}).get(node.table)
     if top is not None:  # labelled frames only, ranked by the reference; the share outranking them certified
         shown = [dict(r, strategy="top-k", query_strategy="top-k", exact=top["exact"], miss_target=top["miss"],

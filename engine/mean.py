@@ -66,13 +66,23 @@ class MeanEstimate:
         return dict(self.__dict__)
 
 
-def _horizon(x: np.ndarray, need: float, alpha: float, drawn: int, unknown: int) -> float:
+def check_cap(frames: np.ndarray, counts: np.ndarray, cap: int) -> None:
+    """An ExecutionError naming the first frame of ``frames`` whose count is above ``cap`` (the
+    interval's premise), if any."""
+    if len(counts) and counts.max() > cap:
+        at = int(frames[int(np.argmax(counts))])
+        raise ExecutionError(f"frame {at} counts {int(counts.max())} objects, more than the {cap} the interval "
+                             f"assumes no frame counts (max_count); state a larger max_count, or drop it to use the "
+                             f"model's own limit")
+
+
+def _horizon(x: np.ndarray, need: float, alpha: float, unknown: int) -> float:
     """The sample size the next step's bets are tuned for: what an interval of half-width
     ``need`` (scaled units) takes at the variance seen so far, between the next step's end and
     every unknown frame (a plan, not a promise: the interval's upper end also pays for the cap)."""
     variance = float(variances(x)[-1]) if len(x) else 0.25
     planned = 2 * math.log(2 / alpha) * variance / need ** 2 if need > 0 else math.inf
-    return float(min(max(planned, drawn + STEP), unknown))
+    return float(min(max(planned, len(x) + STEP), unknown))
 
 
 def estimate_mean(order: np.ndarray, values: Callable[[np.ndarray], np.ndarray], known_sum: int, known: int,
@@ -94,16 +104,12 @@ def estimate_mean(order: np.ndarray, values: Callable[[np.ndarray], np.ndarray],
         step = min(STEP, unknown - len(drawn))
         if len(drawn) + step >= EXACT_SHARE * unknown:
             step = unknown - len(drawn)
-        horizon = _horizon(drawn, need, alpha, len(drawn), unknown)
+        horizon = _horizon(drawn, need, alpha, unknown)
         part = order[len(drawn):len(drawn) + step]
         counts = np.asarray(values(part), np.int64)
         if on_labelled:
             on_labelled(len(part))
-        if len(counts) and counts.max() > cap:
-            at = int(part[int(np.argmax(counts))])
-            raise ExecutionError(f"frame {at} counts {int(counts.max())} objects, more than the {cap} the interval "
-                                 f"assumes no frame counts (max_count); state a larger max_count, or drop it to use the "
-                                 f"model's own limit")
+        check_cap(part, counts, cap)
         drawn = np.r_[drawn, counts / cap]
         horizons = np.r_[horizons, np.full(len(counts), horizon)]
         sampled_sum += int(counts.sum())

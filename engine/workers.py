@@ -36,13 +36,13 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
+from vql.engine.executor import LABEL_BATCH
 from vql.engine.video import VideoInfo, read_frames
 from vql.errors import ExecutionError
 
 TASK_FRAMES = 64  # wanted frames per task: a seek (~half a keyframe interval of decoding) is small beside them
 IN_FLIGHT = 2  # tasks submitted per worker ahead of the one being stored (the rest wait: memory stays bounded)
 MIN_FRAMES = 256  # wanted frames per worker, at least, for the pool to be used
-BATCH = 16  # frames per model call inside a task (the single process's LABEL_BATCH)
 
 Recipe = tuple  # ("default", device) or ("load", kind, path, options): how a worker builds a model
 
@@ -80,7 +80,7 @@ def _task(info: VideoInfo, recipes: Sequence[Recipe], frames: np.ndarray) -> tup
     models = [build(r) for r in recipes]
     done: list[np.ndarray] = []
     dets: list[list] = [[] for _ in models]
-    for indices, batch in read_frames(info, frames, BATCH):
+    for indices, batch in read_frames(info, frames, LABEL_BATCH):
         done.append(indices)
         for out, model in zip(dets, models):
             out.extend(model.detect(batch))

@@ -4,6 +4,7 @@ and small synthetic clips to go with it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -59,6 +60,12 @@ def clip(path: Path, n: int, marked, blobs=(), counts: dict[int, int] | None = N
         writer.write(frame)
     writer.release()
     return str(path)
+
+
+def logged(con: vql.Connection) -> list[dict]:
+    """The last query's rows of the query log (``vql_queries.predicates``): one per model test."""
+    (predicates,) = con.duckdb.execute("SELECT predicates FROM vql_queries ORDER BY query_id DESC LIMIT 1").fetchone()
+    return json.loads(predicates)
 
 
 def session(path: str) -> tuple[vql.Connection, Patches]:

@@ -10,12 +10,11 @@ estimator fed a contiguous stretch of the scan instead of a uniform random order
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
-from patches import clip, session
+from patches import clip, logged, session
 from simulate import episodes
 
 from vql.engine.mean import estimate_mean
@@ -127,8 +126,7 @@ def test_avg_and_sum_through_sql(crowd):
     assert low <= int(counts[0:2000:2].sum()) <= high and low <= total <= high
     est = result.metadata["estimate"]["vql_frames_cam"]
     assert est["frames"] == 1_000 and est["known"] > 0 and model.calls - calls == est["sampled"]
-    (logged,) = con.sql("SELECT predicates FROM vql_queries ORDER BY query_id DESC LIMIT 1").fetchall()[0]
-    (row,) = json.loads(logged)
+    (row,) = logged(con)
     assert row["strategy"] == "sum-estimate" and (row["sum_low"], row["sum_high"]) == (low, high)
     plan = "\n".join(r[0] for r in con.sql("EXPLAIN SELECT AVG(object_count('person')) FROM cam "
                                            "WITH (error := 0.1, max_count := 4)").fetchall())

@@ -7,11 +7,10 @@ bright patch in the top-left corner is a "person", tests/patches.py); the covera
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
-from patches import clip, session
+from patches import clip, logged, session
 
 from vql.engine.recall import select
 from vql.errors import BindError
@@ -42,9 +41,8 @@ def test_the_selection_holds_the_recall_from_the_budget_and_says_its_precision(v
     (st,) = result.metadata["recall"].values()
     assert st["labelled"] == 600 and not st["exact"] and 0.9 <= st["recall_bound"] <= recall
     assert st["precision_low"] <= precision <= st["precision_high"], (precision, st)
-    (predicates,) = con.duckdb.execute("SELECT predicates FROM vql_queries ORDER BY query_id DESC LIMIT 1").fetchone()
-    logged = json.loads(predicates)[0]
-    assert logged["strategy"] == "recall-select" and logged["recall_bound"] == st["recall_bound"]
+    row = logged(con)[0]
+    assert row["strategy"] == "recall-select" and row["recall_bound"] == st["recall_bound"]
     text = "\n".join(r[0] for r in con.sql("EXPLAIN ANALYZE SELECT frame FROM cam WHERE contains('person') "
                                            "WITH (recall := 0.9, budget := 600)").fetchall())
     assert "recall selection: the reference labels 600 frames" in text and "-- recall selection: " in text

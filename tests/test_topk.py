@@ -8,11 +8,10 @@ correlated scans.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
-from patches import clip, session
+from patches import clip, logged, session
 
 from vql.engine.topk import round_risk, search_top
 from vql.errors import BindError
@@ -46,9 +45,8 @@ def test_top_k_matches_the_exact_counts_with_far_fewer_reference_calls(busy):
     assert st["sampled"] >= trials_needed(0.05, 1 - round_risk(1, 0.95))
     # what was certified: at most `bound` frames not labelled count more than the last row
     assert 0 < st["bound"] <= 0.06 * st["unlabelled"] and st["share_bound"] <= 0.05
-    (predicates,) = con.duckdb.execute("SELECT predicates FROM vql_queries ORDER BY query_id DESC LIMIT 1").fetchone()
-    logged = json.loads(predicates)[0]
-    assert logged["strategy"] == "top-k" and logged["outranking_bound"] == st["bound"]
+    row = logged(con)[0]
+    assert row["strategy"] == "top-k" and row["outranking_bound"] == st["bound"]
     analyze = "\n".join(r[0] for r in con.sql("EXPLAIN ANALYZE SELECT frame FROM cam ORDER BY "
                                               "object_count('person') DESC LIMIT 8 WITH (miss := 0.05)").fetchall())
     assert "top-k search:" in analyze and "certified at 95%" in analyze

@@ -147,13 +147,18 @@ class Connection:
                 if record is None:
                     known = ["centernet", *self.store.models()]
                     raise ModelError(f"unknown model {name!r}; registered models: {', '.join(known)}")
-                options = dict(record.options)
-                options.setdefault("name", record.name)
-                if record.kind != "ultralytics":
-                    options.setdefault("device", self.device)
-                self._models[key] = load_model(record.kind, record.path, **options)
-                self._recipes[key] = (self._models[key], ("load", record.kind, record.path, tuple(sorted(options.items()))))
+                model, recipe = self._load(record)
+                self._models[key], self._recipes[key] = model, (model, recipe)
         return self._models[key]
+
+    def _load(self, record: ModelRecord, **forced) -> tuple[ReferenceModel, tuple]:
+        """A registered model, loaded here (``forced``: options over the record's), and the recipe
+        a worker process loads the same model by."""
+        options = {"name": record.name, **record.options, **forced}
+        if record.kind != "ultralytics":
+            options.setdefault("device", self.device)
+        recipe = ("load", record.kind, record.path, tuple(sorted(options.items())))
+        return load_model(record.kind, record.path, **options), recipe
 
     def _recipe(self, model: ReferenceModel) -> tuple | None:
         """How a worker process builds this model, if this session built it (not one handed in)."""
@@ -316,13 +321,9 @@ class Connection:
             else:
                 raise BindError(f"option {opt.name!r} must be a constant")
         record = ModelRecord(node.name, node.kind, node.path, options)
-        opts = dict(options, name=node.name)
-        if node.kind != "ultralytics":
-            opts.setdefault("device", self.device)
-        model = load_model(node.kind, node.path, **opts)  # fails here, before anything is stored
+        model, recipe = self._load(record, name=node.name)  # fails here, before anything is stored
         self.store.add_model(record)
-        self._models[node.name.lower()] = model
-        self._recipes[node.name.lower()] = (model, ("load", node.kind, node.path, tuple(sorted(opts.items()))))
+        self._models[node.name.lower()], self._recipes[node.name.lower()] = model, (model, recipe)
         return _message(f"model {node.name}: {node.kind}, {len(model.classes)} classes, version {model.version}")
 
     @_run.register

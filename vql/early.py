@@ -42,10 +42,15 @@ def _mean_of(item, node: EvaluatePredicates | None):
     return (call.name.lower(), found[0]) if found and found[0].function == "object_count" else None
 
 
-def _mean_shape(select: ast.Select, node: EvaluatePredicates) -> str | None:
-    """AVG/SUM of a count: the frame filter (SQL about each frame alone), or a BindError."""
+def _frame_sql(expr: ast.Node, node: EvaluatePredicates) -> str | None:
+    """``expr`` as SQL over the scan's per-frame table when it depends on each frame alone, else None."""
     from vql.binder import frame_local_where  # the binder imports this module
 
+    return frame_local_where(expr, node.scan.alias, set(), True) if node.scan else to_sql(expr)
+
+
+def _mean_shape(select: ast.Select, node: EvaluatePredicates) -> str | None:
+    """AVG/SUM of a count: the frame filter (SQL about each frame alone), or a BindError."""
     if len(node.predicates) > 1:
         raise BindError("option error: AVG or SUM of one object_count(...) is estimated, over frames WHERE chooses by "
                         "frame and ts alone; other model predicates (in WHERE, GROUP BY or the SELECT list) are not")
@@ -55,7 +60,7 @@ def _mean_shape(select: ast.Select, node: EvaluatePredicates) -> str | None:
     if any(isinstance(n, ast.Column) and n.name == node.predicates[0].column for n in ast.walk(where)):
         raise BindError("option error: WHERE tests a model: an average over the frames where a test holds is a ratio "
                         "of two estimates, not estimated yet; WHERE may choose the frames by frame and ts")
-    sql = frame_local_where(where, node.scan.alias, set(), True) if node.scan else to_sql(where)
+    sql = _frame_sql(where, node)
     if sql is None:
         raise BindError("option error: the WHERE clause reads more than each frame (another table, a subquery or a "
                         "parameter); an average is estimated only over frames chosen by frame and ts")
@@ -75,8 +80,6 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
     >>> count_estimate(q, [node], {"error": 0.1})[1]
     'SELECT k0 AS m, estimate AS count, low AS count_low, high AS count_high FROM vql_frames_cam ORDER BY m'
     """
-    from vql.binder import frame_local_where  # the binder imports this module
-
     node = inputs[0] if len(inputs) == 1 else None
     means = [(i, m) for i in select.items if (m := _mean_of(i, node))]
     counts = [i for i in select.items if _is_count_star(i)] + [i for i, _ in means]
@@ -115,7 +118,7 @@ def count_estimate(select: ast.Select, inputs: list[EvaluatePredicates], options
             if not 1 <= g.value <= len(select.items):
                 raise BindError(f"GROUP BY {g.value}: a position must be between 1 and {len(select.items)}")
             key = select.items[g.value - 1].expr
-        sql = frame_local_where(key, node.scan.alias if node.scan else "", set(), True) if node.scan else to_sql(key)
+        sql = _frame_sql(key, node)
         if sql is None or any(isinstance(n, ast.Call) and n.name in AGGREGATES for n in ast.walk(key)):
             raise BindError(f"option error: GROUP BY {to_sql(g)} is not about each frame alone (frame, ts and "
                             f"constants): counts are estimated per group of frames, e.g. GROUP BY floor(ts / 60)")
