@@ -22,27 +22,28 @@ from vql.engine.video import VideoInfo, decode_costs, read_frames
 from vql.planner.cascade import CascadeChoice
 from vql.planner.cost import Costs
 from vql.planner.skipping import anchors
-from vql.planner.specialized import downscale
+from vql.engine.views import View, downscale
 from vql.progress import Progress
 from vql.udfs.reference import ReferenceModel
 
 
 def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, frames: np.ndarray,
-                sizes=(32, 64), label: str = "") -> tuple[dict[int, dict[int, np.ndarray]], Costs]:
+                views: tuple[View, ...] = ((32, None), (64, None)), label: str = "",
+                ) -> tuple[dict[View, dict[int, np.ndarray]], Costs]:
     """Label the sample (reusing stored labels) and keep it downscaled; measure per-frame costs
     (the reference on the frames it labels; reading and grabbing once per video and machine).
     ``label``: what the progress bar says is being done."""
     done = set(ctx.store.labelled_frames(info.fingerprint, version, int(frames.min()), int(frames.max())).tolist())
-    small: dict[int, dict[int, np.ndarray]] = {s: {} for s in sizes}
+    small: dict[View, dict[int, np.ndarray]] = {v: {} for v in views}
     ref_s = 0.0
     referenced = decoded = 0
     label = label or f"labelling planning frames of {info.path.split('/')[-1]}"
     with Progress(len(frames), "frames", label, enabled=ctx.progress) as bar:
         for indices, batch in read_frames(info, frames, executor.LABEL_BATCH):
             decoded += len(indices)
-            for s in sizes:
-                for f, img in zip(indices, downscale(batch, s)):
-                    small[s][int(f)] = img
+            for v in views:
+                for f, img in zip(indices, downscale(batch, *v)):
+                    small[v][int(f)] = img
             todo = [i for i, f in enumerate(indices) if int(f) not in done]
             if todo:
                 t1 = time.perf_counter()
@@ -146,7 +147,7 @@ class _CascadeRun:
         self.stage_ops = [OperatorStats(f"{st.kind.label} {st.name}") for st in self.chosen.stages]
         self.ref = OperatorStats(f"reference {model.name}")
         gate = self.chosen.gate
-        self.sizes = {st.op.size for st in self.chosen.stages} | ({gate.size} if gate else set())
+        self.views = {st.op.view for st in self.chosen.stages} | ({gate.view} if gate else set())
 
     def answer(self, asked: np.ndarray, answer: np.ndarray, cached: OperatorStats):
         """Frame skipping: the cascade runs on each frame's anchor; stored anchors answer from
@@ -174,7 +175,7 @@ class _CascadeRun:
         with Progress(len(todo), "frames", f"{self.atom.short_text}: cascade", enabled=self.ctx.progress) as bar:
             t0 = time.perf_counter()
             for indices, batch in read_frames(self.info, todo, 64):
-                small = {s: downscale(batch, s) for s in self.sizes}
+                small = {v: downscale(batch, *v) for v in self.views}
                 decode.seconds += time.perf_counter() - t0
                 run = self.route(indices, small)
                 self.stages(indices[run], [img for img, r in zip(batch, run) if r],
@@ -202,11 +203,11 @@ class _CascadeRun:
         own = anchors(indices, self.first, chosen.skip)
         is_anchor = own == indices
         for i in np.flatnonzero(is_anchor):
-            self.anchor_images[int(indices[i])] = small[gate.size][i]
+            self.anchor_images[int(indices[i])] = small[gate.view][i]
         off = np.flatnonzero(~is_anchor)
         through = np.zeros(len(indices), bool)
         if len(off):
-            g = gate.scores(small[gate.size][off], np.stack([self.anchor_images[int(a)] for a in own[off]]))
+            g = gate.scores(small[gate.view][off], np.stack([self.anchor_images[int(a)] for a in own[off]]))
             through[off] = g >= chosen.gate_delta
             for i, passed in zip(off, through[off]):
                 self.inherit[self.position[int(indices[i])]] = not passed
@@ -223,7 +224,7 @@ class _CascadeRun:
         for stage, op in zip(self.chosen.stages, self.stage_ops):
             t1 = time.perf_counter()
             reach = np.flatnonzero(open_)
-            no, yes = stage.band.decide(stage.op.scores(small[stage.op.size][reach]) if len(reach) else np.zeros(0))
+            no, yes = stage.band.decide(stage.op.scores(small[stage.op.view][reach]) if len(reach) else np.zeros(0))
             self.computed[indices[reach[yes]] - self.first] = True
             open_[reach[no | yes]] = False
             op.frames_in += len(reach)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vql.engine.views import Crop, View, crop_text
+
 GRID = 4  # blocks per side
 
 
@@ -73,10 +75,15 @@ class DifferenceDetector:
     metric: str
     size: int
     background: np.ndarray  # [size, size, 3] uint8
+    crop: Crop | None = None  # the part of the frame it reads (a region predicate's region)
 
     @property
     def name(self) -> str:
-        return f"{self.metric}@{self.size} vs background"
+        return f"{self.metric}@{self.size}{crop_text(self.crop)} vs background"
+
+    @property
+    def view(self) -> View:
+        return self.size, self.crop
 
     def scores(self, small: np.ndarray) -> np.ndarray:
         if not len(small):
@@ -102,6 +109,10 @@ class AnchorGate:
     @property
     def name(self) -> str:
         return f"{self.metric}@{self.size} vs anchor (t-Δ)"
+
+    @property
+    def view(self) -> View:
+        return self.size, None
 
     def scores(self, small: np.ndarray, anchor_small: np.ndarray) -> np.ndarray:
         """Per frame of [N, H, W, C] uint8, its difference from its anchor's image (same shape)."""

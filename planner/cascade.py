@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vql.engine.difference import DETECTORS, AnchorGate, DifferenceDetector, background
+from vql.engine.views import Crop, View
 from vql.plan import Atom
 from vql.planner.cost import Costs, cascade_cost, exact_cost
 from vql.planner.specialized import CANDIDATES, Architecture, train
@@ -29,6 +30,8 @@ from vql.planner.stages import Stage, answer, decide
 from vql.planner.thresholds import place
 
 DIFF_SIZE = 32  # the difference detectors' frame size
+TRAINED = 2  # the cheapest CANDIDATES are trained
+CROP_MARGIN = 0.08  # of the frame, around a region (``stage_crop``)
 MAX_ALTERNATIVES = 4
 
 
@@ -114,29 +117,55 @@ class Stages:
     def scored(self, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]) -> list[list[tuple]]:
         """Per group, (operator, scores on ``frames``, measured seconds per frame) of each of its
         operators, led by (None, None, 0.0): the plan without a stage there."""
-        return [[(None, None, 0.0)] + [(op, *_timed(op.scores, _stack(small[op.size], frames))) for op in group]
+        return [[(None, None, 0.0)] + [(op, *_timed(op.scores, _stack(small[op.view], frames))) for op in group]
                 for group in self.groups]
 
     @staticmethod
     def scores(candidate: Candidate, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]) -> list[np.ndarray]:
         """The candidate's stages' scores on ``frames``, in order."""
-        return [st.op.scores(_stack(small[st.op.size], frames)) for st in candidate.stages]
+        return [st.op.scores(_stack(small[st.op.view], frames)) for st in candidate.stages]
 
 
-def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[int, dict[int, np.ndarray]],
-                 max_steps: int = 1500) -> Stages | None:
+def stage_crop(region: Crop | None) -> Crop | None:
+    """What an atom's stages read of the frame: its region widened by CROP_MARGIN of the frame on
+    every side (an object counts when its box centre is inside the region, so the object itself
+    reaches out of it), the whole frame for an atom without a region.
+
+    >>> stage_crop((0.0, 0.5, 1.0, 1.0)), stage_crop(None)
+    ((0.0, 0.42, 1.0, 1.0), None)
+    """
+    if region is None:
+        return None
+    x0, y0, x1, y1 = region
+    m = CROP_MARGIN
+    return (round(max(0.0, x0 - m), 4), round(max(0.0, y0 - m), 4), round(min(1.0, x1 + m), 4), round(min(1.0, y1 + m), 4))
+
+
+def stage_views(crop: Crop | None) -> tuple[View, ...]:
+    """The downscaled frames an atom's stages read: its region's crop (None: the whole frame) at
+    the difference detectors' size and at each trained CNN's.
+
+    >>> stage_views(None), stage_views((0.0, 0.5, 1.0, 1.0))[1]
+    (((32, None), (64, None)), (64, (0.0, 0.5, 1.0, 1.0)))
+    """
+    return tuple(dict.fromkeys([(DIFF_SIZE, crop)] + [(shape[3], crop) for shape in CANDIDATES[:TRAINED]]))
+
+
+def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[View, dict[int, np.ndarray]],
+                 max_steps: int = 1500, crop: Crop | None = None) -> Stages | None:
     """Difference detectors against the background (the median of the training frames without
-    the predicate) and the cheapest specialized CNNs, each trained for a fixed number of steps;
-    None when the training frames hold one class only."""
+    the predicate) and the cheapest specialized CNNs, each trained for a fixed number of steps,
+    all reading the frames cut to ``crop`` (a region predicate's region: what lies outside it
+    cannot change the answer); None when the training frames hold one class only."""
     y = np.array([truth[int(f)] for f in frames], bool)
     if y.all() or not y.any():
         return None
-    train_d = _stack(small[DIFF_SIZE], frames)
+    train_d = _stack(small[(DIFF_SIZE, crop)], frames)
     negatives = train_d[~y]
     bg = background(negatives if len(negatives) >= 10 else train_d)
-    detectors = [DifferenceDetector(metric, DIFF_SIZE, bg) for metric in DETECTORS]
-    models = [train(Architecture(*shape), _stack(small[shape[3]], frames), y,
-                    max_steps=max_steps) for shape in CANDIDATES[:2]]
+    detectors = [DifferenceDetector(metric, DIFF_SIZE, bg, crop) for metric in DETECTORS]
+    models = [train(Architecture(*shape), _stack(small[(shape[3], crop)], frames), y,
+                    max_steps=max_steps, crop=crop) for shape in CANDIDATES[:TRAINED]]
     return Stages([detectors, models])
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from vql.engine.cascade import sample_pass
 from vql.engine.executor import Context, atom_truth, where_truth
-from vql.planner.cascade import Stages, exact_choice, train_stages
+from vql.planner.cascade import Stages, exact_choice, stage_crop, stage_views, train_stages
 from vql.planner.cost import Costs
 from vql.plan import claim_names
 from vql.planner.query import AtomInput, QueryPlan, certification_claims, finish, propose
@@ -52,7 +52,7 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     inputs = []
     for atom in atoms:
         t = truth[atom.column]
-        stages[atom.column] = s = train_stages(sample.train, t, small)
+        stages[atom.column] = s = train_stages(sample.train, t, small, crop=stage_crop(atom.predicate.region))
         y_sel = np.array([t[int(f)] for f in sample.select], bool)
         rate = float(np.mean([t[int(f)] for f in sample.prefix]))
         inputs.append(AtomInput(atom, y_sel, rate, s.scored(sample.select, small) if s is not None else None))
@@ -108,11 +108,12 @@ def _label(ctx: Context, scan, atoms, frames: np.ndarray, small: dict, truth: di
     for name in dict.fromkeys(a.predicate.model for a in atoms):
         model = ctx.model(name)
         tests = ", ".join(a.short_text for a in atoms if a.predicate.model == name)
-        new_small, measured = sample_pass(ctx, scan.info, model, model.version, np.sort(frames),
+        views = tuple(dict.fromkeys(v for a in atoms if a.predicate.model == name for v in stage_views(stage_crop(a.predicate.region))))
+        new_small, measured = sample_pass(ctx, scan.info, model, model.version, np.sort(frames), views,
                                           label=f"labelling {kind} frames for {tests}")
         costs = costs or measured
-        for size, images in new_small.items():
-            small.setdefault(size, {}).update(images)
+        for view, images in new_small.items():
+            small.setdefault(view, {}).update(images)
         for atom in (a for a in atoms if a.predicate.model == name):
             values = atom_truth(ctx, scan.info, model.version, atom, frames)
             truth[atom.column].update(zip((int(f) for f in frames), values.tolist()))

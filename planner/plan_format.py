@@ -272,7 +272,11 @@ def _validate(obj, where: str) -> None:
     if isinstance(obj, Architecture):  # what is built from it must stay small: the planner's own shapes
         need((obj.blocks, obj.filters, obj.dense, obj.size) in CANDIDATES, f"{obj} is not one of the planner's "
              f"architectures (planner/specialized.py: CANDIDATES)")
-    elif isinstance(obj, TrainedModel):
+    if isinstance(obj, (TrainedModel, DifferenceDetector)):
+        c = obj.crop
+        need(c is None or (0 <= c[0] <= c[2] <= 1 and 0 <= c[1] <= c[3] <= 1),
+             f"the crop {c} is not (x0, y0, x1, y1) within the frame")
+    if isinstance(obj, TrainedModel):
         s = obj.arch.size
         need(obj.net.arch == obj.arch, f"the network is {obj.net.arch.name}, the model says {obj.arch.name}")
         need(obj.mean.shape == (s, s, 3) and obj.mean.dtype == np.float32, f"the mean image is {obj.mean.dtype} "

@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
+
+from vql.engine.views import Crop, View, crop_text
 
 CANDIDATES = (
     # (blocks, filters, dense, size): from the cheapest up
@@ -62,29 +63,26 @@ class SpecializedCNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-def downscale(frames, size: int) -> np.ndarray:
-    """BGR frames -> [N, size, size, 3] uint8 (INTER_AREA would be sharper but costs 3-4× more)."""
-    out = np.empty((len(frames), size, size, 3), np.uint8)
-    for i, frame in enumerate(frames):
-        out[i] = cv2.resize(frame, (size, size), interpolation=cv2.INTER_LINEAR)
-    return out
-
-
 @dataclass
 class TrainedModel:
     arch: Architecture
     net: SpecializedCNN
     mean: np.ndarray  # [size, size, 3] float32, the mean training frame
     train_seconds: float
+    crop: Crop | None = None  # the part of the frame it reads (a region predicate's region)
 
     @property
     def name(self) -> str:
-        return self.arch.name
+        return self.arch.name + crop_text(self.crop)
 
     @property
     def size(self) -> int:
         """The frame size the model reads."""
         return self.arch.size
+
+    @property
+    def view(self) -> View:
+        return self.arch.size, self.crop
 
     def to_tensor(self, small: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(small.astype(np.float32) - self.mean).permute(0, 3, 1, 2) / 64.0
@@ -100,19 +98,21 @@ class TrainedModel:
     def state(self) -> dict:
         return {"arch": (self.arch.blocks, self.arch.filters, self.arch.dense, self.arch.size),
                 "weights": {k: v.cpu().numpy() for k, v in self.net.state_dict().items()},
-                "mean": self.mean, "train_seconds": self.train_seconds}
+                "mean": self.mean, "train_seconds": self.train_seconds, "crop": self.crop}
 
     @staticmethod
     def from_state(state: dict) -> TrainedModel:
         arch = Architecture(*state["arch"])
         net = SpecializedCNN(arch)
         net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state["weights"].items()})
-        return TrainedModel(arch, net.eval(), np.asarray(state["mean"], np.float32), float(state["train_seconds"]))
+        crop = state.get("crop")
+        return TrainedModel(arch, net.eval(), np.asarray(state["mean"], np.float32), float(state["train_seconds"]),
+                            None if crop is None else tuple(float(c) for c in crop))
 
 
 def train(arch: Architecture, small: np.ndarray, labels: np.ndarray, min_steps: int = 500, min_epochs: int = 12,
-          max_steps: int = 1500, seed: int = 0) -> TrainedModel:
-    """Train on [N, size, size, 3] uint8 frames with boolean labels (class-balanced loss) for a
+          max_steps: int = 1500, seed: int = 0, crop: Crop | None = None) -> TrainedModel:
+    """Train on [N, size, size, 3] uint8 frames (cut to ``crop``) with boolean labels (class-balanced loss) for a
     fixed number of steps of 64 frames: ``min_epochs`` epochs, at least ``min_steps`` and at most
     ``max_steps`` steps. The budget is counted in steps, not seconds, so the same frames give
     the same model however loaded the machine is."""
@@ -120,7 +120,7 @@ def train(arch: Architecture, small: np.ndarray, labels: np.ndarray, min_steps: 
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     mean = small.astype(np.float32).mean(axis=0)
-    model = TrainedModel(arch, SpecializedCNN(arch), mean, 0.0)
+    model = TrainedModel(arch, SpecializedCNN(arch), mean, 0.0, crop)
     x_all = model.to_tensor(small)
     y_all = torch.from_numpy(np.asarray(labels, np.float32))
     positives = float(y_all.sum())

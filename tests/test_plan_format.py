@@ -26,7 +26,7 @@ from vql.engine.executor import plan_summary
 from vql.planner import cascade, plan_format, query, sampling, specialized
 from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.query import QueryPlan
-from vql.planner.specialized import downscale
+from vql.engine.views import downscale
 
 from test_planner_explain import _chosen_cascade
 
@@ -126,7 +126,7 @@ def test_loaded_stages_score_frames_identically(planned, vtest_path):
     scored, varied = 0, False
     for original, loaded in zip(_stages(planned.plan), _stages(back)):
         for st, back_st in zip(original.stages, loaded.stages):
-            small = downscale(frames, st.op.size)
+            small = downscale(frames, *st.op.view)
             a, b = st.op.scores(small), back_st.op.scores(small)
             assert np.array_equal(a, b)
             scored += 1
@@ -328,6 +328,10 @@ MALFORMED = {
     "weights of another shape": (_head_bias_2, r"the weights do not fit cnn1x16-d32@32"),
     "nested deeply": (lambda b: _nested(b, 600), "reason: a tuple where str belongs"),  # read as the types say
     "nested too deeply for JSON": (lambda b: _nested(b, 100_000), "not valid JSON"),
+    "a crop outside the frame": (lambda b: _repack(b, _set(["@DifferenceDetector", "fields", "crop"], [0.0, 0.5, 1.0, 1.5])),
+                                 r"the crop \(0.0, 0.5, 1.0, 1.5\) is not"),
+    "a crop that is not four numbers": (lambda b: _repack(b, _set(["@TrainedModel", "fields", "crop"], [0.0, 0.5])),
+                                        "crop"),
     "an unknown metric": (lambda b: _repack(b, _set(["@DifferenceDetector", "fields", "metric"], "__import__")),
                           "unknown difference metric"),
 }

@@ -48,14 +48,14 @@ def _squares(n: int, seed: int = 0):
     """Frames with a bright square (the predicate) on a flat noisy background."""
     rng = np.random.default_rng(seed)
     truth = rng.random(n) < 0.3
-    small = {s: {} for s in (32, 64)}
+    small = {(s, None): {} for s in (32, 64)}
     for f in range(n):
         for s in (32, 64):
             img = rng.normal(100, 3, (s, s, 3)).clip(0, 255).astype(np.uint8)
             if truth[f]:
                 x = rng.integers(0, s - s // 4)
                 img[x:x + s // 4, x:x + s // 4] = 220
-            small[s][f] = img
+            small[s, None][f] = img
     return truth, small
 
 
@@ -163,7 +163,7 @@ def test_gated_skipping_runs_the_cascade_where_a_frame_differs_from_its_anchor(c
     from vql.engine.executor import atom_counts
     from vql.engine.difference import AnchorGate
     from vql.engine.executor import Context
-    from vql.planner.specialized import downscale
+    from vql.engine.views import downscale
 
     info = con.store.video("cam")
     model = con.model("centernet")

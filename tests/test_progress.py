@@ -141,7 +141,7 @@ def test_planning_labels_name_the_tests(monkeypatch):
 
     seen = []
 
-    def sample_pass(ctx, info, model, version, frames, sizes=(32, 64), label=""):
+    def sample_pass(ctx, info, model, version, frames, views=(), label=""):
         seen.append(label)
         return {}, None
 
