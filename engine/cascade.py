@@ -193,7 +193,7 @@ class _CascadeRun:
         self.ctx.count("label_seconds", self.ref.seconds)
         return answer, ops
 
-    def route(self, indices: np.ndarray, small: dict[int, np.ndarray]) -> np.ndarray:
+    def route(self, indices: np.ndarray, small: dict[View, np.ndarray]) -> np.ndarray:
         """Which frames of a read batch the stages must answer: unknown anchors, and under a
         gate the frames off an anchor that differ from it by gate_delta or more."""
         chosen, gate = self.chosen, self.chosen.gate
@@ -218,7 +218,7 @@ class _CascadeRun:
         self.skipped.seconds += time.perf_counter() - t1
         return through | (is_anchor & np.isin(indices, self.unknown_anchors))
 
-    def stages(self, indices: np.ndarray, batch: list, small: dict[int, np.ndarray]) -> None:
+    def stages(self, indices: np.ndarray, batch: list, small: dict[View, np.ndarray]) -> None:
         """Each stage in order on the frames still open; what none decides waits for the reference."""
         open_ = np.ones(len(indices), bool)
         for stage, op in zip(self.chosen.stages, self.stage_ops):

@@ -4,7 +4,6 @@ per view (``View``: (size, crop)) its stages read."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 Crop = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the frame
@@ -29,6 +28,8 @@ def downscale(frames, size: int, crop: Crop | None = None) -> np.ndarray:
     >>> int(downscale([f], 32).mean()), int(downscale([f], 32, (0.0, 0.5, 1.0, 1.0)).mean())
     (100, 200)
     """
+    import cv2
+
     out = np.empty((len(frames), size, size, 3), np.uint8)
     for i, frame in enumerate(frames):
         if crop is not None:

@@ -114,14 +114,14 @@ class Stages:
 
     groups: list[list]
 
-    def scored(self, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]) -> list[list[tuple]]:
+    def scored(self, frames: np.ndarray, small: dict[View, dict[int, np.ndarray]]) -> list[list[tuple]]:
         """Per group, (operator, scores on ``frames``, measured seconds per frame) of each of its
         operators, led by (None, None, 0.0): the plan without a stage there."""
         return [[(None, None, 0.0)] + [(op, *_timed(op.scores, _stack(small[op.view], frames))) for op in group]
                 for group in self.groups]
 
     @staticmethod
-    def scores(candidate: Candidate, frames: np.ndarray, small: dict[int, dict[int, np.ndarray]]) -> list[np.ndarray]:
+    def scores(candidate: Candidate, frames: np.ndarray, small: dict[View, dict[int, np.ndarray]]) -> list[np.ndarray]:
         """The candidate's stages' scores on ``frames``, in order."""
         return [st.op.scores(_stack(small[st.op.view], frames)) for st in candidate.stages]
 

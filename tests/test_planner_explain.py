@@ -89,7 +89,7 @@ def test_the_planner_trains_selects_and_certifies_on_disjoint_random_frames():
 def test_one_class_training_falls_back_to_exact():
     n = 3000
     labels = {f: False for f in range(n)}
-    small = {s: {f: np.zeros((s, s, 3), np.uint8) for f in range(n)} for s in (32, 64)}
+    small = {(s, None): {f: np.zeros((s, s, 3), np.uint8) for f in range(n)} for s in (32, 64)}
     assert train_stages(np.arange(600), labels, small) is None
     inp = AtomInput(Atom(PERSON, column="vql_a0"), np.zeros(300, bool), 0.0, None)
     proposal = propose([inp], None, 0.01, 0.01, n, n, Costs(0.001, 0.05))

@@ -34,7 +34,7 @@ def test_stages_of_a_region_read_its_crop_and_separate_it():
     n = 1600
     frames, truth = _frames(n)
     crop = stage_crop(BOTTOM)
-    small = {v: dict(enumerate(downscale(frames, *v))) for v in stage_views(crop) + stage_views(None)}
+    small = {v: dict(enumerate(downscale(frames, *v))) for v in stage_views(crop)}
     sample = Sample(permutation("walkers", 0, n - 1), n)
     labels = {i: bool(t) for i, t in enumerate(truth)}
     stages = train_stages(sample.train, labels, small, max_steps=500, crop=crop)
@@ -58,3 +58,39 @@ def test_stages_of_a_region_read_its_crop_and_separate_it():
     plan = QueryPlan("cascade", "constructed", proposal.choices, 0.05, 0.05)
     back = plan_format.loads(plan_format.dumps(plan))
     assert [st.op.crop for st in back.choices[0].chosen.stages] == [crop] * len(back.choices[0].chosen.stages)
+
+
+def test_a_cascade_run_reads_the_crop_of_each_frame(tmp_path):
+    """Through the engine (``run_cascade``, the stand-in reference): a detector reading the crop
+    of a top-left region sends the frames with a "person" there to the reference and answers
+    "no" to frames that change elsewhere (a dark blob lower down); the same detector reading the
+    whole frame sends the blob's frames too."""
+    import cv2
+
+    from patches import clip, session
+    from vql.engine.cascade import run_cascade
+    from vql.engine.difference import DifferenceDetector
+    from vql.engine.executor import Context
+    from vql.planner.cascade import Candidate, CascadeChoice
+    from vql.planner.stages import Band, Stage
+
+    marked, blobs = set(range(10, 20)), set(range(30, 40))
+    path = clip(tmp_path / "c.avi", 60, marked, blobs)
+    region = (0.0, 0.0, 0.5, 0.1)
+    cap = cv2.VideoCapture(path)
+    first = cap.read()[1]
+    cap.release()
+
+    def sent(crop):
+        con, model = session(path)
+        info = con.store.video("cam")
+        detector = DifferenceDetector("full-mse", 32, downscale([first], 32, crop)[0], crop)
+        chosen = Candidate("test", 0.01, (Stage(detector, Band(1.0, np.inf), 1e-4),))
+        atom = Atom(ModelPredicate("contains", "person", 0, 0.5, region, "centernet", "n"), column="vql_a0")
+        choice = CascadeChoice(atom, "cascade", "test", Costs(0.001, 0.05), 0.051, chosen)
+        answer, _ = run_cascade(Context(con.store, con.model, False), info, model, model.version, choice, 0, 59)
+        assert set(np.flatnonzero(answer).tolist()) == marked
+        return set(con.store.labelled_frames(info.fingerprint, model.version, 0, 59).tolist())
+
+    assert sent(stage_crop(region)) == marked
+    assert sent(None) == marked | blobs
