@@ -28,9 +28,9 @@ from vql.udfs.reference import ReferenceModel
 
 
 def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, frames: np.ndarray,
-                views: tuple[View, ...] = ((32, None), (64, None)), label: str = "",
-                ) -> tuple[dict[View, dict[int, np.ndarray]], Costs]:
-    """Label the sample (reusing stored labels) and keep it downscaled; measure per-frame costs
+                views: tuple[View, ...], label: str = "") -> tuple[dict[View, dict[int, np.ndarray]], Costs]:
+    """Label the sample (reusing stored labels) and keep it downscaled, once per view its stages
+    read (``planner/cascade.py: stage_views``); measure per-frame costs
     (the reference on the frames it labels; reading and grabbing once per video and machine).
     ``label``: what the progress bar says is being done."""
     done = set(ctx.store.labelled_frames(info.fingerprint, version, int(frames.min()), int(frames.max())).tolist())

@@ -40,6 +40,7 @@ from vql.engine.difference import block_mse_gain
 from vql.engine.executor import (LABEL_BATCH, Context, atom_models, judge_frames, label_with, labelled_by_all,
                                  where_truth)
 from vql.engine.video import read_frames
+from vql.engine.views import downscale
 from vql.plan import EvaluatePredicates, LimitSearch
 from vql.progress import Progress
 
@@ -109,15 +110,12 @@ def block_scores(info, first: int, count: int) -> np.ndarray:
     downscaled to :data:`PROXY_SIZE` pixels and scored by its gain-compensated blocked MSE against
     the block's median image (the background with passers-by removed). Higher: more in front of
     the background."""
-    import cv2
-
     frames = np.arange(first, first + count, dtype=np.int64)
     small = np.empty((len(frames), PROXY_SIZE, PROXY_SIZE, 3), np.uint8)
     k = 0
     for _, batch in read_frames(info, frames, 64):
-        for img in batch:
-            small[k] = cv2.resize(img, (PROXY_SIZE, PROXY_SIZE), interpolation=cv2.INTER_LINEAR)
-            k += 1
+        small[k:k + len(batch)] = downscale(batch, PROXY_SIZE)
+        k += len(batch)
     background = np.median(small[::4], axis=0).astype(np.uint8)
     return block_mse_gain(small, background)
 

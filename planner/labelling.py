@@ -108,7 +108,8 @@ def _label(ctx: Context, scan, atoms, frames: np.ndarray, small: dict, truth: di
     for name in dict.fromkeys(a.predicate.model for a in atoms):
         model = ctx.model(name)
         tests = ", ".join(a.short_text for a in atoms if a.predicate.model == name)
-        views = tuple(dict.fromkeys(v for a in atoms if a.predicate.model == name for v in stage_views(stage_crop(a.predicate.region))))
+        views = tuple(dict.fromkeys(v for a in atoms if a.predicate.model == name
+                                    for v in stage_views(stage_crop(a.predicate.region))))
         new_small, measured = sample_pass(ctx, scan.info, model, model.version, np.sort(frames), views,
                                           label=f"labelling {kind} frames for {tests}")
         costs = costs or measured

@@ -95,20 +95,6 @@ class TrainedModel:
         out = [torch.sigmoid(self.net(self.to_tensor(small[i:i + batch]))).numpy() for i in range(0, len(small), batch)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def state(self) -> dict:
-        return {"arch": (self.arch.blocks, self.arch.filters, self.arch.dense, self.arch.size),
-                "weights": {k: v.cpu().numpy() for k, v in self.net.state_dict().items()},
-                "mean": self.mean, "train_seconds": self.train_seconds, "crop": self.crop}
-
-    @staticmethod
-    def from_state(state: dict) -> TrainedModel:
-        arch = Architecture(*state["arch"])
-        net = SpecializedCNN(arch)
-        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state["weights"].items()})
-        crop = state.get("crop")
-        return TrainedModel(arch, net.eval(), np.asarray(state["mean"], np.float32), float(state["train_seconds"]),
-                            None if crop is None else tuple(float(c) for c in crop))
-
 
 def train(arch: Architecture, small: np.ndarray, labels: np.ndarray, min_steps: int = 500, min_epochs: int = 12,
           max_steps: int = 1500, seed: int = 0, crop: Crop | None = None) -> TrainedModel:
