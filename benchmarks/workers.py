@@ -1,22 +1,37 @@
-"""Workers benchmark: the exact plan's labelling with ``SET workers = 1`` and ``= 2``, side by side
-in one run.
+"""Workers benchmark: ``SET workers = 1`` against ``= 2``, side by side in one run.
 
-    python benchmarks/workers.py                      # vtest
+    python benchmarks/workers.py                      # vtest: exact labelling
     python benchmarks/workers.py --video other.mp4
+    python benchmarks/workers.py --warm-db DB --query "SELECT ..." [--query ...]
 
-For each worker count, from an empty store: the exact count over the first half of the video
-(the pool's start and the models' loading in each worker included), then over the second half
-(the pool warm). The labels stored by each count are compared: they must be identical.
+Exact labelling: for each worker count, from an empty store, the exact count over the first
+half of the video (the pool's start and the models' loading in each worker included), then over
+the second half (the pool warm). The labels stored by each count are compared: they must be
+identical.
 
-Writes JSON and prints a markdown table.
+Warm cascades (``--warm-db``: a database whose stored plans and labels answer the queries, e.g.
+one benchmarks/queries.py left): each query runs on a fresh copy of it in a new session, with 1
+and 2 workers alternately, ``--repeats`` times each; the median times, the answers (identical),
+and the cores one process keeps busy (CPU seconds / wall seconds: what a second worker can add
+on this machine is at most cores / that). Beside them, the decoding ceiling: the video's frames
+read by 1 and by 2 processes, each reading its half.
+
+Writes JSON and prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import shutil
+import statistics
 import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,12 +57,94 @@ def run(path: str, count: int) -> tuple[dict, list]:
             con.duckdb.execute(LABELS).fetchall()
 
 
+def _read(path: str, first: int, count: int) -> int:
+    """In a process: read ``count`` frames from ``first`` (decoded and converted, as a cascade reads them)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    cap = cv2.VideoCapture(path)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, first)
+    done = 0
+    while done < count and cap.read()[0]:
+        done += 1
+    cap.release()
+    return done
+
+
+def ceiling(path: str, processes: int) -> float:
+    """Frames/s of reading the whole video in ``processes`` processes, each its share."""
+    n = probe(path).frames
+    share = -(-n // processes)
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+        pool.submit(_read, path, 0, 1).result()  # started before the clock
+        t = time.perf_counter()
+        done = sum(pool.map(_read, [path] * processes, range(0, n, share), [share] * processes))
+        return done / (time.perf_counter() - t)
+
+
+def warm(db: str, query: str, count: int) -> tuple[float, float, list]:
+    """One warm run of ``query`` on a copy of ``db`` with ``count`` workers: (seconds, cores this
+    process kept busy, the answer's rows)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = shutil.copy(db, Path(tmp) / "warm.duckdb")
+        with vql.connect(copy, progress=False) as con:
+            con.sql(f"SET workers = {count}")
+            cpu, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            rows = con.sql(query).fetchall()
+            seconds, end = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+    return seconds, (end.ru_utime + end.ru_stime - cpu.ru_utime - cpu.ru_stime) / seconds, sorted(rows)
+
+
+def warm_rows(db: str, queries: list[str], repeats: int) -> list[dict]:
+    rows = []
+    for query in queries:
+        times: dict[int, list[float]] = {1: [], 2: []}
+        answers, busy = {}, []
+        for _ in range(repeats):
+            for count in (1, 2):
+                seconds, cores, got = warm(db, query, count)
+                times[count].append(seconds)
+                answers.setdefault(count, got)
+                if count == 1:
+                    busy.append(cores)
+                print(f"  warm, workers {count}: {seconds:.1f} s ({query})", flush=True)
+        one, two = statistics.median(times[1]), statistics.median(times[2])
+        rows.append({"query": query, "one_worker_s": one, "two_workers_s": two, "ratio": one / two,
+                     "times": times, "identical_answers": answers[1] == answers[2],
+                     "cores_busy_one_process": statistics.median(busy),
+                     "ratio_bound": (os.cpu_count() or 1) / statistics.median(busy), "answer_rows": len(answers[1])})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", default=str(SHARED / "data" / "vtest.avi"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "workers.json"))
+    parser.add_argument("--warm-db", help="a database whose stored plans and labels answer --query (warm cascades)")
+    parser.add_argument("--query", action="append", default=[], help="a query to run warm (repeatable)")
+    parser.add_argument("--repeats", type=int, default=2, help="warm runs per worker count (alternating)")
     args = parser.parse_args(argv)
     print(f"machine: {machine('cpu')}")
+    if args.warm_db:
+        with vql.connect(args.warm_db, read_only=True, progress=False) as con:
+            (video,) = con.duckdb.execute("SELECT path FROM vql_videos LIMIT 1").fetchone()
+        rows = warm_rows(args.warm_db, args.query, args.repeats)
+        fps = {n: ceiling(video, n) for n in (1, 2)}
+        frames = probe(video).frames
+        for r in rows:
+            r.update(machine=machine("cpu"), video=video, frames=frames, decode_fps_1=fps[1], decode_fps_2=fps[2],
+                     warm_fps_2=frames / r["two_workers_s"], ceiling_fraction=frames / r["two_workers_s"] / fps[2])
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+        print(f"\ndecoding ceiling ({frames} frames of {video}): 1 process {fps[1]:.0f} frames/s, 2 processes "
+              f"{fps[2]:.0f} frames/s ({fps[2] / fps[1]:.2f}x)\n")
+        print("| query | 1 worker s | 2 workers s | × 1 worker | cores one process keeps busy | bound on × | "
+              "2 workers frames/s | × decoding ceiling | answers identical |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| `{r['query']}` | {r['one_worker_s']:.1f} | {r['two_workers_s']:.1f} | {r['ratio']:.2f} | "
+                  f"{r['cores_busy_one_process']:.2f} | {r['ratio_bound']:.2f} | {r['warm_fps_2']:.0f} | "
+                  f"{r['ceiling_fraction']:.2f} | {'yes' if r['identical_answers'] else 'NO'} |")
+        return 0
     rows, labels = [], []
     for count in (1, 2):
         row, stored = run(args.video, count)
@@ -68,5 +165,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # worker processes re-import this module
     sys.exit(main())

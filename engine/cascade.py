@@ -12,14 +12,16 @@ a frame is never sent twice).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from vql.engine import executor
 from vql.engine.executor import Context, atom_counts
 from vql.engine.video import VideoInfo, decode_costs, read_frames
-from vql.planner.cascade import CascadeChoice
+from vql.plan import Atom
+from vql.planner.cascade import Candidate, CascadeChoice
 from vql.planner.cost import Costs
 from vql.planner.skipping import anchors
 from vql.engine.views import View, downscale
@@ -129,69 +131,63 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     return run.answer(todo, answer, cached)
 
 
-class _CascadeRun:
-    """One run of an atom's cascade over the frames the store cannot answer: frames are read in
-    order and downscaled; under frame skipping only anchors (and, with a t−Δ gate, the frames
-    that differ from their anchor) go through the stages; each stage of the candidate decides
-    what reaches it (``planner/stages.py``); what no stage decides goes to the reference in
-    batches, whose labels are stored as they come."""
+@dataclass
+class PassResult:
+    """What one pass of a cascade's stages over some frames found (in this process or a worker):
+    the frames it answered True, the frames off an anchor the t−Δ gate sent through the stages,
+    the reference's labels of the frames no stage decided, and each operator's counts."""
 
-    def __init__(self, ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
-                 first: int, n: int, known: dict[int, int]) -> None:
-        self.ctx, self.info, self.model, self.version = ctx, info, model, version
-        self.atom, self.chosen, self.first = choice.atom, choice.chosen, first
-        self.known = known
-        self.computed = np.zeros(n, bool)  # the cascade's answer per frame it evaluated
+    yes: list[int]
+    through: list[int]
+    labels: list[tuple[list[int], list]]
+    decode: OperatorStats
+    gate: OperatorStats
+    stage_ops: list[OperatorStats]
+    ref: OperatorStats
+
+
+class CascadePass:
+    """The stages of one cascade over frames read in order: frames are downscaled once per view;
+    under a t−Δ gate a frame off its anchor goes through the stages only when it differs from the
+    anchor (read before it) by gate_delta or more; each stage of the candidate decides what reaches
+    it (``planner/stages.py``); what no stage decides goes to ``detect`` (the reference) in
+    batches, and ``on_labels(frames, detections)`` gets each batch's labels as they come.
+
+    It holds no store: the coordinator runs it over the whole scan, or worker processes run it
+    over keyframe-aligned ranges of it (``engine/workers.py``), with the same answers."""
+
+    def __init__(self, info: VideoInfo, atom: Atom, chosen: Candidate, first: int, unknown_anchors: np.ndarray,
+                 detect: Callable[[list], list], on_labels: Callable[[list[int], list], None]) -> None:
+        self.info, self.atom, self.chosen, self.first = info, atom, chosen, first
+        self.unknown_anchors = unknown_anchors
+        self.detect, self.on_labels = detect, on_labels
+        self.result = PassResult([], [], [], OperatorStats("decode"), OperatorStats("gate"),
+                                 [OperatorStats(f"{st.kind.label} {st.name}") for st in chosen.stages],
+                                 OperatorStats("reference"))
         self.pending: list[tuple[int, np.ndarray]] = []
         self.anchor_images: dict[int, np.ndarray] = {}
-        self.stage_ops = [OperatorStats(f"{st.kind.label} {st.name}") for st in self.chosen.stages]
-        self.ref = OperatorStats(f"reference {model.name}")
-        gate = self.chosen.gate
-        self.views = {st.op.view for st in self.chosen.stages} | ({gate.view} if gate else set())
+        gate = chosen.gate
+        self.views = {st.op.view for st in chosen.stages} | ({gate.view} if gate else set())
 
-    def answer(self, asked: np.ndarray, answer: np.ndarray, cached: OperatorStats):
-        """Frame skipping: the cascade runs on each frame's anchor; stored anchors answer from
-        their labels. Under a t−Δ gate every frame is read and a frame off its anchor that
-        differs from it by gate_delta or more goes through the stages itself."""
-        chosen, first = self.chosen, self.first
-        self.asked, self.anchor_of = asked, anchors(asked, first, chosen.skip)
-        self.inherit = self.anchor_of != asked  # refined by the gate as frames are read
-        self.position = {int(f): i for i, f in enumerate(asked)}
-        for a in np.unique(self.anchor_of):
-            if int(a) in self.known:
-                self.computed[a - first] = bool(self.atom.holds(np.array(self.known[int(a)])))
-        self.unknown_anchors = np.array([a for a in np.unique(self.anchor_of) if int(a) not in self.known], np.int64)
-        if chosen.gate is None:
-            self.skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
-                                         frames_in=len(asked), decided=int(self.inherit.sum()),
-                                         passed_on=len(self.unknown_anchors))
-            todo = self.unknown_anchors
-        else:
-            self.skipped = OperatorStats(f"skip {chosen.skip}, t-Δ gate {chosen.gate.name}: frames off an anchor "
-                                         "inheriting its answer", frames_in=int(self.inherit.sum()))
-            todo = np.union1d(asked, self.anchor_of)  # stored anchors are read too: the gate compares with them
-        decode = OperatorStats("decode and downscale (frames not in the store" + (" and their anchors" if chosen.gate
-                               else "") + "; the rest only grabbed)", frames_in=len(todo), passed_on=len(todo))
-        with Progress(len(todo), "frames", f"{self.atom.short_text}: cascade", enabled=self.ctx.progress) as bar:
+    def run(self, frames: np.ndarray, on_batch: Callable[[int], None] | None = None) -> PassResult:
+        """Read ``frames`` (in order; under a gate, every anchor of a frame comes before it) and
+        answer them; ``on_batch``: told how many frames each read batch held."""
+        decode = self.result.decode
+        t0 = time.perf_counter()
+        for indices, batch in read_frames(self.info, frames, 64):
+            small = {v: downscale(batch, *v) for v in self.views}
+            decode.seconds += time.perf_counter() - t0
+            decode.frames_in += len(indices)
+            run = self.route(indices, small)
+            self.stages(indices[run], [img for img, r in zip(batch, run) if r],
+                        {s: images[run] for s, images in small.items()})
+            self.flush()
+            if on_batch:
+                on_batch(len(run))
             t0 = time.perf_counter()
-            for indices, batch in read_frames(self.info, todo, 64):
-                small = {v: downscale(batch, *v) for v in self.views}
-                decode.seconds += time.perf_counter() - t0
-                run = self.route(indices, small)
-                self.stages(indices[run], [img for img, r in zip(batch, run) if r],
-                            {s: images[run] for s, images in small.items()})
-                self.flush()
-                bar.update(len(run))
-                t0 = time.perf_counter()
-            self.flush(final=True)
-        answer[asked - first] = np.where(self.inherit, self.computed[self.anchor_of - first], self.computed[asked - first])
-        ops = ([cached] + ([self.skipped] if chosen.skip > 1 else []) + [decode] + self.stage_ops + [self.ref])
-        for label, key in (("difference", "frames_decided_by_difference"), ("specialized", "frames_decided_by_specialized")):
-            self.ctx.count(key, sum(o.decided for st, o in zip(chosen.stages, self.stage_ops) if st.kind.label == label))
-        self.ctx.count("frames_sent_to_reference", self.ref.frames_in)
-        self.ctx.count("frames_labelled", self.ref.frames_in)
-        self.ctx.count("label_seconds", self.ref.seconds)
-        return answer, ops
+        self.flush(final=True)
+        decode.passed_on = decode.frames_in
+        return self.result
 
     def route(self, indices: np.ndarray, small: dict[View, np.ndarray]) -> np.ndarray:
         """Which frames of a read batch the stages must answer: unknown anchors, and under a
@@ -209,23 +205,22 @@ class _CascadeRun:
         if len(off):
             g = gate.scores(small[gate.view][off], np.stack([self.anchor_images[int(a)] for a in own[off]]))
             through[off] = g >= chosen.gate_delta
-            for i, passed in zip(off, through[off]):
-                self.inherit[self.position[int(indices[i])]] = not passed
-            self.skipped.decided += int((~through[off]).sum())
-            self.skipped.passed_on += int(through[off].sum())
+            self.result.through.extend(int(f) for f in indices[off[through[off]]])
+            self.result.gate.decided += int((~through[off]).sum())
+            self.result.gate.passed_on += int(through[off].sum())
         for a in [a for a in self.anchor_images if a < own[-1]]:
             del self.anchor_images[a]  # frames come in order: no later frame has this anchor
-        self.skipped.seconds += time.perf_counter() - t1
+        self.result.gate.seconds += time.perf_counter() - t1
         return through | (is_anchor & np.isin(indices, self.unknown_anchors))
 
     def stages(self, indices: np.ndarray, batch: list, small: dict[View, np.ndarray]) -> None:
         """Each stage in order on the frames still open; what none decides waits for the reference."""
         open_ = np.ones(len(indices), bool)
-        for stage, op in zip(self.chosen.stages, self.stage_ops):
+        for stage, op in zip(self.chosen.stages, self.result.stage_ops):
             t1 = time.perf_counter()
             reach = np.flatnonzero(open_)
             no, yes = stage.band.decide(stage.op.scores(small[stage.op.view][reach]) if len(reach) else np.zeros(0))
-            self.computed[indices[reach[yes]] - self.first] = True
+            self.result.yes.extend(int(f) for f in indices[reach[yes]])
             open_[reach[no | yes]] = False
             op.frames_in += len(reach)
             op.decided += int((no | yes).sum())
@@ -240,15 +235,92 @@ class _CascadeRun:
             del self.pending[: executor.LABEL_BATCH]
 
     def send(self, part: list[tuple[int, np.ndarray]]) -> None:
-        """One reference batch, one stored transaction."""
+        """One reference batch; its labels go to ``on_labels``."""
         t1 = time.perf_counter()
         ids = [f for f, _ in part]
-        dets = self.model.detect([img for _, img in part])
-        self.ctx.store.save_labels(self.info.fingerprint, self.version, self.model.classes, ids, dets)
+        dets = self.detect([img for _, img in part])
+        self.on_labels(ids, dets)
         pred, size = self.atom.predicate, (self.info.width, self.info.height)
-        for f, d in zip(ids, dets):
-            self.computed[f - self.first] = bool(self.atom.holds(np.array(d.count(pred.class_id, pred.min_score,
-                                                                                   pred.region, size))))
-        self.ref.frames_in += len(ids)
-        self.ref.decided += len(ids)
-        self.ref.seconds += time.perf_counter() - t1
+        self.result.yes.extend(f for f, d in zip(ids, dets)
+                               if self.atom.holds(np.array(d.count(pred.class_id, pred.min_score, pred.region, size))))
+        self.result.ref.frames_in += len(ids)
+        self.result.ref.decided += len(ids)
+        self.result.ref.seconds += time.perf_counter() - t1
+
+
+def ranges(todo: np.ndarray, first: int, chosen: Candidate, size: int) -> list[np.ndarray]:
+    """``todo`` (sorted) cut into runs of about ``size`` frames; under a t−Δ gate each run starts
+    at an anchor, so that every frame's anchor is read in the same run, before it.
+
+    >>> from types import SimpleNamespace as NS
+    >>> [r.tolist() for r in ranges(np.arange(10, 20), 10, NS(gate=object(), skip=4), 3)]
+    [[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]]
+    >>> [r.tolist() for r in ranges(np.arange(10, 20), 10, NS(gate=None, skip=1), 4)]
+    [[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]]
+    """
+    cuts, i = [0], size
+    while i < len(todo):
+        if chosen.gate is not None:
+            while i < len(todo) and anchors(todo[i:i + 1], first, chosen.skip)[0] != todo[i]:
+                i += 1
+        if i < len(todo):
+            cuts.append(i)
+        i += size
+    return [todo[a:b] for a, b in zip(cuts, cuts[1:] + [len(todo)])]
+
+
+class _CascadeRun:
+    """One run of an atom's cascade over the frames the store cannot answer: under frame skipping
+    only anchors (and, with a t−Δ gate, the frames that differ from their anchor) go through the
+    stages (:class:`CascadePass`, in this process or in the session's worker processes); the
+    reference's labels are stored as they come, one transaction per batch."""
+
+    def __init__(self, ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
+                 first: int, n: int, known: dict[int, int]) -> None:
+        self.ctx, self.info, self.model, self.version = ctx, info, model, version
+        self.atom, self.chosen, self.first = choice.atom, choice.chosen, first
+        self.known = known
+        self.computed = np.zeros(n, bool)  # the cascade's answer per frame it evaluated
+
+    def store(self, ids: list[int], dets: list) -> None:
+        self.ctx.store.save_labels(self.info.fingerprint, self.version, self.model.classes, ids, dets)
+
+    def answer(self, asked: np.ndarray, answer: np.ndarray, cached: OperatorStats):
+        """Frame skipping: the cascade runs on each frame's anchor; stored anchors answer from
+        their labels. Under a t−Δ gate every frame is read and a frame off its anchor that
+        differs from it by gate_delta or more goes through the stages itself."""
+        chosen, first = self.chosen, self.first
+        anchor_of = anchors(asked, first, chosen.skip)
+        inherit = anchor_of != asked
+        for a in np.unique(anchor_of):
+            if int(a) in self.known:
+                self.computed[a - first] = bool(self.atom.holds(np.array(self.known[int(a)])))
+        unknown = np.array([a for a in np.unique(anchor_of) if int(a) not in self.known], np.int64)
+        todo = unknown if chosen.gate is None else np.union1d(asked, anchor_of)  # the gate compares with stored anchors too
+        with Progress(len(todo), "frames", f"{self.atom.short_text}: cascade", enabled=self.ctx.progress) as bar:
+            workers, recipe = self.ctx.workers, self.ctx.recipe(self.model) if self.ctx.recipe else None
+            if workers is not None and workers.fits_cascade(self.info, recipe, todo):
+                result = workers.cascade(self.info, recipe, self.version, self.atom, chosen, first, unknown, todo,
+                                         self.store, bar.update)
+            else:
+                result = CascadePass(self.info, self.atom, chosen, first, unknown, self.model.detect,
+                                     self.store).run(todo, bar.update)
+        self.computed[np.asarray(result.yes, np.int64) - first] = True
+        inherit[np.isin(asked, result.through)] = False
+        answer[asked - first] = np.where(inherit, self.computed[anchor_of - first], self.computed[asked - first])
+        if chosen.gate is None:
+            skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
+                                    frames_in=len(asked), decided=int(inherit.sum()), passed_on=len(unknown))
+        else:
+            skipped = replace(result.gate, name=f"skip {chosen.skip}, t-Δ gate {chosen.gate.name}: frames off an "
+                              "anchor inheriting its answer", frames_in=int((anchor_of != asked).sum()))
+        decode = replace(result.decode, name="decode and downscale (frames not in the store" +
+                         (" and their anchors" if chosen.gate else "") + "; the rest only grabbed)")
+        ref = replace(result.ref, name=f"reference {self.model.name}")
+        ops = [cached] + ([skipped] if chosen.skip > 1 else []) + [decode] + result.stage_ops + [ref]
+        for label, key in (("difference", "frames_decided_by_difference"), ("specialized", "frames_decided_by_specialized")):
+            self.ctx.count(key, sum(o.decided for st, o in zip(chosen.stages, result.stage_ops) if st.kind.label == label))
+        self.ctx.count("frames_sent_to_reference", ref.frames_in)
+        self.ctx.count("frames_labelled", ref.frames_in)
+        self.ctx.count("label_seconds", ref.seconds)
+        return answer, ops

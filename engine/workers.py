@@ -1,6 +1,8 @@
-"""Labelling in worker processes: ``SET workers = N``.
+"""Labelling and cascades in worker processes: ``SET workers = N``.
 
-With N > 1, the reference labels frames in N worker processes. Each worker has its own copy of
+With N > 1, the reference labels frames in N worker processes, and a cascade's pass over a
+scan (decoding, difference detectors, specialized models, the reference on what they leave
+open) runs in them over ranges of the scan (see :meth:`Workers.cascade`). Each worker has its own copy of
 every model it is asked for, loaded once and kept for the session, and runs torch on
 cores / N threads.
 
@@ -43,6 +45,8 @@ from vql.errors import ExecutionError
 TASK_FRAMES = 64  # wanted frames per task: a seek (~half a keyframe interval of decoding) is small beside them
 IN_FLIGHT = 2  # tasks submitted per worker ahead of the one being stored (the rest wait: memory stays bounded)
 MIN_FRAMES = 256  # wanted frames per worker, at least, for the pool to be used
+CASCADE_TASK_FRAMES = 2048  # frames per cascade task: ~2 s of decoding, beside a seek of ~0.1 s
+CASCADE_MIN_FRAMES = 4096  # frames per worker, at least, for a cascade's pass to use the pool (starting it takes seconds)
 
 Recipe = tuple  # ("default", device) or ("load", kind, path, options): how a worker builds a model
 
@@ -87,6 +91,36 @@ def _task(info: VideoInfo, recipes: Sequence[Recipe], frames: np.ndarray) -> tup
     return [m.version for m in models], np.concatenate(done) if done else np.zeros(0, np.int64), dets
 
 
+def _cascade_task(info: VideoInfo, recipe: Recipe, atom, chosen, first: int, unknown: np.ndarray,
+                  frames: np.ndarray):
+    """In a worker: one range of a cascade's pass (``engine/cascade.py: CascadePass``); the
+    reference is built only if a frame reaches it. (The model's version or None, the result.)"""
+    from vql.engine.cascade import CascadePass
+
+    labels: list = []
+    built: list = []
+
+    def detect(images: list) -> list:
+        if not built:
+            built.append(build(recipe))
+        return built[0].detect(images)
+
+    result = CascadePass(info, atom, chosen, first, unknown, detect, lambda ids, dets: labels.append((ids, dets))).run(frames)
+    result.labels = labels
+    return (built[0].version if built else None), result
+
+
+def _add(total, part) -> None:
+    """Add one range's pass result to the total (in range order)."""
+    total.yes.extend(part.yes)
+    total.through.extend(part.through)
+    for a, b in zip([total.decode, total.gate, *total.stage_ops, total.ref], [part.decode, part.gate, *part.stage_ops, part.ref]):
+        a.frames_in += b.frames_in
+        a.decided += b.decided
+        a.passed_on += b.passed_on
+        a.seconds += b.seconds
+
+
 class Workers:
     """A session's worker processes (started on the first labelling that uses them)."""
 
@@ -98,6 +132,12 @@ class Workers:
         """Whether labelling these frames goes to the workers (see the module's rules)."""
         return (self.count > 1 and info.seekable and all(r is not None for r in recipes)
                 and len(frames) >= MIN_FRAMES * self.count)
+
+    def fits_cascade(self, info: VideoInfo, recipe: Recipe | None, frames: np.ndarray) -> bool:
+        """Whether a cascade's pass over these frames goes to the workers: as for labelling, with
+        :data:`CASCADE_MIN_FRAMES` frames per worker."""
+        return (self.count > 1 and info.seekable and recipe is not None
+                and len(frames) >= CASCADE_MIN_FRAMES * self.count)
 
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is not None and getattr(self._pool, "_broken", False):
@@ -136,6 +176,44 @@ class Workers:
             for future in futures:
                 future.cancel()
             raise
+
+    def cascade(self, info: VideoInfo, recipe: Recipe, version: str, atom, chosen, first: int, unknown: np.ndarray,
+                frames: np.ndarray, store: Callable[[list[int], list], None], on_batch: Callable[[int], None]):
+        """A cascade's pass (``engine/cascade.py: CascadePass``) over ``frames`` in the workers,
+        cut into ranges of :data:`CASCADE_TASK_FRAMES` that start at an anchor; the reference's
+        labels go to ``store(frames, detections)`` in frame order, in this process. The merged
+        result, as one process would have found it."""
+        from vql.engine.cascade import CascadePass, ranges
+
+        total = CascadePass(info, atom, chosen, first, unknown, None, None).result  # empty: ranges add to it
+        tasks = deque(ranges(frames, first, chosen, CASCADE_TASK_FRAMES))
+        futures: deque = deque()
+        try:
+            pool = self.pool()
+            while tasks or futures:
+                while tasks and len(futures) < IN_FLIGHT * self.count:
+                    run = tasks.popleft()
+                    mine = unknown[(unknown >= run[0]) & (unknown <= run[-1])]
+                    futures.append((len(run), pool.submit(_cascade_task, info, recipe, atom, chosen, first, mine, run)))
+                size, future = futures.popleft()
+                got, part = future.result()
+                if got is not None and got != version:
+                    raise ExecutionError(f"a worker process built model version {got}, not {version} as this process "
+                                         f"did; SET workers = 1 runs the cascade in this process")
+                for ids, dets in part.labels:
+                    store(ids, dets)
+                _add(total, part)
+                on_batch(size)
+        except BrokenProcessPool as e:
+            self.close()
+            raise ExecutionError(f"a worker process running a cascade over {info.path} died (out of memory, or "
+                                 f"killed); labels stored before it are kept; SET workers = 1 runs it in this "
+                                 f"process") from e
+        except BaseException:
+            for _, future in futures:
+                future.cancel()
+            raise
+        return total
 
     def close(self) -> None:
         if self._pool is not None:
