@@ -24,7 +24,7 @@ from vql.errors import ExecutionError
 from vql.plan import (Atom, CountEstimate, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, RecallSelect,
                       SqlQuery, TopK)
 from vql.progress import Progress
-from vql.sqlgen import ident
+from vql.sqlgen import ident, literal
 from vql.udfs.reference import ReferenceModel
 
 LABEL_BATCH = 16
@@ -419,12 +419,22 @@ def check_sql(plan: SqlQuery, ctx: Context, params=None) -> None:
                 f"{ident(node.scan.alias)} LIMIT 0")
             continue
         ctx.store.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(node.table)} ({', '.join(columns)})")
+    create_unions(plan, ctx)
     ctx.store.con.execute("EXPLAIN " + plan.sql, params or []).fetchall()
+
+
+def create_unions(plan: SqlQuery, ctx: Context) -> None:
+    """A video set's per-frame table: the union of its members' tables, with their names in a
+    ``video`` column."""
+    for table, parts in plan.unions:
+        union = " UNION ALL ".join(f"SELECT {literal(member)} AS video, * FROM {ident(part)}" for member, part in parts)
+        ctx.store.con.execute(f"CREATE OR REPLACE TEMP VIEW {ident(table)} AS {union}")
 
 
 def _run_once(plan: SqlQuery, ctx: Context, params, query_id: int) -> pa.Table:
     for node in plan.inputs:
         run_operator(node, ctx)
+    create_unions(plan, ctx)
     return arrow_table(ctx.store.con.execute(plan.sql, params or []))
 
 
@@ -446,6 +456,7 @@ def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
                 answer_atoms(plan.special, node, ctx)
             else:
                 run_operator(node, ctx)
+        create_unions(plan, ctx)
         table = arrow_table(ctx.store.con.execute(plan.sql, params or []))
     elif plan.stop_after is None:
         table = _run_once(plan, ctx, params, query_id)
@@ -469,5 +480,7 @@ def run_plan(plan: SqlQuery, ctx: Context, params=None) -> pa.Table:
 
 
 def drop_tables(plan: SqlQuery, ctx: Context) -> None:
+    for table, _ in plan.unions:
+        ctx.store.con.execute(f"DROP VIEW IF EXISTS {ident(table)}")
     for node in plan.inputs:
         ctx.store.con.execute(f"DROP TABLE IF EXISTS {ident(node.table)}")

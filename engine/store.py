@@ -23,6 +23,8 @@ Tables (``vql_`` prefix; users read them through the documented views):
 - ``vql_queries``: one row per query over a video: its text, when it started and finished (UTC),
   the rows it returned, the frames it labelled and found cached, and per model test (JSON text)
   the video, the strategy and the certified bounds (schema 3).
+- ``vql_video_sets``: video sets (``CREATE VIDEO cams FROM 'footage/*.mp4'``): the set's name,
+  the pattern, and its member videos in order (each a video of ``vql_videos``) (schema 4).
 - ``vql_calibration``: per-frame costs measured on this machine (decoding per video, the
   reference per model version and device), measured once and reused by every later plan.
 
@@ -53,7 +55,7 @@ from vql.errors import ExecutionError
 from vql.sqlgen import ident
 from vql.udfs.reference import Detections
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 WRITE_RETRIES = 5
 
 ACCURACY = """CREATE TABLE vql_query_accuracy (
@@ -119,7 +121,13 @@ CREATE TABLE vql_plans (
     key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, measured TIMESTAMP DEFAULT current_timestamp
 );
 CREATE SEQUENCE vql_query_ids START 1;
-""" + VIEWS + QUERIES
+""" + VIEWS + QUERIES + """
+CREATE TABLE vql_video_sets (
+    name VARCHAR NOT NULL, pattern VARCHAR NOT NULL, member VARCHAR NOT NULL, position INTEGER NOT NULL,
+    PRIMARY KEY (name, position)
+);
+"""
+VIDEO_SETS = SCHEMA[SCHEMA.index("CREATE TABLE vql_video_sets"):]  # schema 3 -> 4
 
 # Schema 1 (vql before 2026-11-29) -> 2: videos keyed by a hash of the whole file (re-hashed
 # here), label tables with primary keys (duplicates from concurrent labelling removed), results
@@ -227,7 +235,9 @@ class Store:
             else:
                 if version == 1:
                     self._migrate_1()
-                self.con.execute(QUERIES)  # 2 -> 3
+                if version <= 2:
+                    self.con.execute(QUERIES)  # 2 -> 3
+                self.con.execute(VIDEO_SETS)  # 3 -> 4
             self.con.execute("INSERT OR REPLACE INTO vql_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def _migrate_1(self) -> None:
@@ -314,7 +324,7 @@ class Store:
         self.check_writable("CREATE VIDEO")
         with self.transaction():
             if replace:
-                self._forget_video(name)
+                self._forget_set_or_video(name)
             self._write_video(name, info)
 
     def update_video(self, name: str, info: VideoInfo) -> None:
@@ -350,6 +360,49 @@ class Store:
         self.check_writable("DROP VIDEO")
         with self.transaction():
             self._forget_video(name)
+
+    def video_sets(self) -> dict[str, tuple[str, ...]]:
+        """Video sets by name: their member videos, in order."""
+        sets: dict[str, list[str]] = {}
+        for name, member in self.con.execute("SELECT name, member FROM vql_video_sets ORDER BY name, position").fetchall():
+            sets.setdefault(name, []).append(member)
+        return {k: tuple(v) for k, v in sets.items()}
+
+    def video_set(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """A set's name as registered and its members, or None."""
+        return next(((k, v) for k, v in self.video_sets().items() if k.lower() == name.lower()), None)
+
+    def set_of(self, video: str) -> str | None:
+        """The set a video belongs to, if any."""
+        row = self.one("SELECT name FROM vql_video_sets WHERE lower(member) = lower(?)", [video])
+        return row[0] if row else None
+
+    def add_video_set(self, name: str, pattern: str, members: Sequence[tuple[str, VideoInfo]],
+                      replace: bool = False) -> None:
+        """Register a video set and its member videos in one transaction; with ``replace``, the
+        name's earlier set (or video) and its members go first."""
+        self.check_writable("CREATE VIDEO")
+        with self.transaction():
+            if replace:
+                self._forget_set_or_video(name)
+            for i, (member, info) in enumerate(members):
+                self._write_video(member, info)
+                self.con.execute("INSERT INTO vql_video_sets VALUES (?, ?, ?, ?)", [name, pattern, member, i])
+
+    def _forget_set_or_video(self, name: str) -> None:
+        found = self.video_set(name)
+        if found is None:
+            self._forget_video(name)
+            return
+        for member in found[1]:
+            self._forget_video(member)
+        self.con.execute("DELETE FROM vql_video_sets WHERE lower(name) = lower(?)", [name])
+
+    def drop_video_set(self, name: str) -> None:
+        """Unregister a set with its member videos, their results and plans (labels stay)."""
+        self.check_writable("DROP VIDEO")
+        with self.transaction():
+            self._forget_set_or_video(name)
 
     def table_exists(self, name: str) -> bool:
         rows = self.con.execute(

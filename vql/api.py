@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import glob
 import importlib
 import time
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ from vql.engine.workers import Workers
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
 from vql.parser import parse
 from vql.scripts import split_statements
-from vql.paths import checked_path
+from vql.paths import checked_path, is_pattern, member_name
 from vql.plan import DEFAULT_MIN_SCORE, PLAN_FORMAT_VERSION, explain
 from vql.sqlgen import ident
 from vql.surface import bind_params, no_video, param_values, unknown_table, user_terms, video_query
@@ -165,7 +166,7 @@ class Connection:
         return next((recipe for built, recipe in self._recipes.values() if built is model), None)
 
     def catalog(self) -> Catalog:
-        return Catalog(self.store.videos(), self.model, self.settings)
+        return Catalog(self.store.videos(), self.model, self.settings, self.store.video_sets())
 
     # --- statements ----------------------------------------------------------------------
 
@@ -259,26 +260,68 @@ class Connection:
 
     @_run.register
     def _create_video(self, node: ast.CreateVideo, params) -> Result:
-        if self.store.video(node.name) is not None and not node.replace:
+        if (self.store.video(node.name) is not None or self.store.video_set(node.name) is not None) and not node.replace:
             raise BindError(f"video {node.name!r} already exists (CREATE OR REPLACE VIDEO {node.name} ... to "
                             "register new content under that name)")
         if self.store.table_exists(node.name):
             raise BindError(f"a table named {node.name!r} already exists")
+        owner = self.store.set_of(node.name)
+        if owner is not None:
+            raise BindError(f"video {node.name!r} belongs to the video set {owner!r}; CREATE OR REPLACE VIDEO {owner} "
+                            "... registers the set anew")
         self.store.check_writable("CREATE VIDEO")
+        if is_pattern(node.path):
+            return self._create_video_set(node)
         info = probe(checked_path(node.path, "video file", VideoError))
         self.store.add_video(node.name, info, replace=node.replace)
         text = f"video {node.name}: {info.frames} frames, {info.width}x{info.height}, {info.fps:g} fps"
         return _message(text + (f"\nwarning: {info.note}" if info.note else ""))
 
+    def _create_video_set(self, node: ast.CreateVideo) -> Result:
+        """``CREATE VIDEO cams FROM 'footage/*.mp4'``: every matching file a member video, named
+        ``cams_<file name>``; every file is probed before anything is registered."""
+        pattern = checked_path(node.path, "video file", VideoError).expanduser()
+        paths = sorted(p for p in glob.glob(str(pattern)) if Path(p).is_file())
+        if not paths:
+            raise VideoError(f"no video file matches {node.path!r}")
+        taken = {n.lower() for n in self.store.videos()} - {m.lower() for m in
+                                                              (self.store.video_set(node.name) or ("", ()))[1]}
+        members = []
+        for path in paths:
+            name = member_name(node.name, path, taken | {m.lower() for m, _ in members})
+            if self.store.table_exists(name):
+                raise BindError(f"the member video {name!r} of {node.name} would shadow a table of that name")
+            try:
+                members.append((name, probe(path)))
+            except VideoError as e:
+                raise VideoError(f"video set {node.name}: {e} (nothing registered)") from e
+        self.store.add_video_set(node.name, node.path, members, replace=node.replace)
+        frames = sum(info.frames for _, info in members)
+        notes = [f"\nwarning: {m}: {info.note}" for m, info in members if info.note]
+        return _message(f"video set {node.name}: {len(members)} videos ({', '.join(m for m, _ in members)}), "
+                        f"{frames} frames" + "".join(notes))
+
     @_run.register
     def _show_videos(self, node: ast.ShowVideos, params) -> Result:
         rows = self.store.con.execute(
-            "SELECT name, frames, fps, frames / fps AS seconds, width, height, path, note FROM vql_videos ORDER BY name"
+            "SELECT name, frames, fps, frames / fps AS seconds, width, height, path, note FROM vql_videos UNION ALL "
+            "SELECT s.name, sum(v.frames)::BIGINT, NULL::DOUBLE, sum(v.frames / v.fps), NULL::INTEGER, NULL::INTEGER, "
+            "any_value(s.pattern), "
+            "'video set of ' || count(*) || ': ' || string_agg(v.name, ', ' ORDER BY s.position) "
+            "FROM vql_video_sets s JOIN vql_videos v ON lower(v.name) = lower(s.member) GROUP BY s.name ORDER BY name"
         )
         return Result(arrow_table(rows))
 
     @_run.register
     def _describe(self, node: ast.Describe, params) -> Result:
+        found = self.store.video_set(node.name)
+        if found is not None:
+            return Result(pa.table({
+                "column_name": ["video", "frame", "ts"],
+                "column_type": ["VARCHAR", "BIGINT", "DOUBLE"],
+                "description": [f"the member video: {', '.join(found[1])}", "frame index within the video",
+                                "seconds within the video, frame / its fps"],
+            }))
         info = self.store.video(node.name)
         if info is None:
             return self._duckdb(f"DESCRIBE {ident(node.name)}", params, select=True)
@@ -288,20 +331,35 @@ class Connection:
             "description": [f"frame index, 0..{info.frames - 1}", f"seconds, frame / {info.fps:g}"],
         }))
 
+    def _known(self) -> list[str]:
+        return list(self.store.videos()) + list(self.store.video_sets())
+
     @_run.register
     def _drop_video(self, node: ast.DropVideo, params) -> Result:
+        found = self.store.video_set(node.name)
+        if found is not None:
+            self.store.drop_video_set(node.name)
+            return _message(f"dropped video set {found[0]} and its {len(found[1])} videos with their results and "
+                            "plans (their labels stay cached, keyed by the files' content)")
         if self.store.video(node.name) is None:
             if node.if_exists:
                 return _message("OK")
-            raise BindError(no_video(node.name, list(self.store.videos())))
+            raise BindError(no_video(node.name, self._known()))
+        owner = self.store.set_of(node.name)
+        if owner is not None:
+            raise BindError(f"video {node.name!r} belongs to the video set {owner!r}; DROP VIDEO {owner} drops the set")
         self.store.drop_video(node.name)
         return _message(f"dropped video {node.name} with its results and plans (its labels stay cached, keyed by "
                         "the file's content)")
 
     @_run.register
     def _drop_results(self, node: ast.DropResults, params) -> Result:
+        found = self.store.video_set(node.name)
+        if found is not None:
+            n = sum(self.store.drop_results(m) for m in found[1])
+            return _message(f"dropped {n} stored results of the video set {found[0]} (labels and plans kept)")
         if self.store.video(node.name) is None:
-            raise BindError(no_video(node.name, list(self.store.videos())))
+            raise BindError(no_video(node.name, self._known()))
         n = self.store.drop_results(node.name)
         return _message(f"dropped {n} stored results of {node.name} (labels and plans kept)")
 
@@ -348,7 +406,8 @@ class Connection:
         query, wrap = found
         values = param_values(select, params)
         query, params = bind_params(query, params, select)
-        checked = {name: self._checked(name, info) for _, name, info in video_refs(query, catalog).values()}
+        checked = {name: self._checked(name, info) for _, _, members in video_refs(query, catalog).values()
+                   for name, info in members}
         return wrap(bind_select(query, replace(catalog, videos={**catalog.videos, **checked}), values)), params
 
     def _checked(self, name: str, info):

@@ -32,12 +32,21 @@ class Catalog:
     videos: dict[str, VideoInfo]
     load_model: Callable[[str], ReferenceModel]
     settings: dict[str, Any] = field(default_factory=dict)
+    sets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # video sets: their member videos
 
-    def video(self, name: str) -> tuple[str, VideoInfo] | None:
+    def video(self, name: str) -> tuple[str, tuple[tuple[str, VideoInfo], ...]] | None:
+        """A video (one member: itself) or a video set (its members), by name: (name as
+        registered, ((member, info), ...)); None if neither."""
         for key, info in self.videos.items():
             if key.lower() == name.lower():
-                return key, info
+                return key, ((key, info),)
+        for key, members in self.sets.items():
+            if key.lower() == name.lower():
+                return key, tuple((m, self.videos[m]) for m in members)
         return None
+
+    def is_set(self, name: str) -> bool:
+        return any(key.lower() == name.lower() for key in self.sets)
 
 
 def _number(node: ast.Node, what: str) -> float:
@@ -240,8 +249,9 @@ def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], 
     return tuple(sorted(out.items()))
 
 
-def video_refs(select: ast.Select, catalog: Catalog) -> dict[str, tuple[ast.TableRef, str, VideoInfo]]:
-    """The FROM entries that are videos, by the name columns are qualified with."""
+def video_refs(select: ast.Select, catalog: Catalog) -> dict[str, tuple[ast.TableRef, str, tuple[tuple[str, VideoInfo], ...]]]:
+    """The FROM entries that are videos or video sets, by the name columns are qualified with:
+    (the entry, the name as registered, its member videos and their infos)."""
     refs = {}
     for ref in select.tables:
         found = catalog.video(ref.name)
@@ -268,12 +278,13 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
         if owner not in videos or node.name in predicate_columns:
             return node
         name = "frame" if node.name.lower() == "frames" else node.name.lower()
-        if name not in VIDEO_COLUMNS:
+        columns = ("video",) * catalog.is_set(videos[owner][1]) + VIDEO_COLUMNS
+        if name not in columns:
             if node.table is None and name in aliases:
                 return node
             video = videos[owner][1]
             where = f" (line {node.pos.line}, column {node.pos.column})" if node.pos else ""
-            raise BindError(f"video {video!r} has no column {node.name!r}{where}; its columns are frame, ts")
+            raise BindError(f"video {video!r} has no column {node.name!r}{where}; its columns are {', '.join(columns)}")
         return replace(node, name=name)
 
     # 2. model predicates -> columns of the per-frame table, one column per distinct predicate.
@@ -308,20 +319,29 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
     predicate_columns = {p.column for p in predicates.values()} | {a.column for a in atoms.values()}
     bound = transform_select(bound, fix_column)
 
-    # 3. one scan and one per-frame table per video; the SQL reads those tables.
-    inputs = []
+    # 3. one scan and one per-frame table per video; the SQL reads those tables. A video set is
+    # one scan per member (each its own plan and certificate), read as their union with a
+    # `video` column.
+    inputs, unions = [], []
     renamed = {}
-    for key, (ref, name, info) in videos.items():
-        first, last = frame_bounds(bound.where, ref.ref, info, single_table, param)
-        scan = VideoScan(name, ref.ref, info, first, min(last, info.frames - 1))
-        preds = tuple(predicates.values()) if key == owner_alias else ()
-        labels = tuple(
-            LabelFrames(scan, m, catalog.load_model(m).version) for m in dict.fromkeys(p.model for p in preds)
-        )
+    for key, (ref, name, members) in videos.items():
         table = f"vql_frames_{ref.ref.lower()}"
-        atom_list = tuple(atoms.values()) if key == owner_alias else ()
-        where = frame_local_where(bound.where, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
-        inputs.append(EvaluatePredicates(scan, labels, preds, table, atom_list, combine if atom_list else None, where))
+        is_set = catalog.is_set(name)
+        parts = []
+        for i, (member, info) in enumerate(members):
+            first, last = frame_bounds(bound.where, ref.ref, info, single_table, param)
+            scan = VideoScan(member, ref.ref, info, first, min(last, info.frames - 1))
+            preds = tuple(predicates.values()) if key == owner_alias else ()
+            labels = tuple(
+                LabelFrames(scan, m, catalog.load_model(m).version) for m in dict.fromkeys(p.model for p in preds)
+            )
+            atom_list = tuple(atoms.values()) if key == owner_alias else ()
+            where = frame_local_where(bound.where, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
+            part = f"{table}_{i}" if is_set else table
+            inputs.append(EvaluatePredicates(scan, labels, preds, part, atom_list, combine if atom_list else None, where))
+            parts.append((member, part))
+        if is_set:
+            unions.append((table, tuple(parts)))
         renamed[ref] = ast.TableRef(table, ref.ref, ref.pos)
     final = replace(
         bound,
@@ -329,15 +349,21 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
         joins=tuple(replace(j, table=renamed.get(j.table, j.table)) for j in bound.joins),
         options=(),
     )
+    if unions:
+        for name in ("error", "recall"):
+            if name in dict(options):
+                raise BindError(f"WITH ({name} := ...) over a video set is not supported yet; query its member "
+                                "videos one by one (SHOW VIDEOS lists them)")
     # A LIMIT bounds exact scans in frame order; without ORDER BY, over model tests, it is a search
     # for any LIMIT true frames; a cascade is planned over its whole scan, so it keeps the scan.
     rows = stop_after(bound)
-    search = None
-    if atoms and rows is not None and not bound.order_by and all(n.where is not None for n in inputs if n.atoms):
+    search = None  # (over a video set, LIMIT applies to the union of the members' answers)
+    if atoms and rows is not None and not bound.order_by and all(n.where is not None for n in inputs if n.atoms) \
+            and not unions:
         search = LimitSearch(rows, int(dict(options).get("gap", 0)))
     # ORDER BY object_count(...) LIMIT k over one video: a top-k search
     top = None
-    if not atoms and len(inputs) == 1 and inputs[0].predicates:
+    if not atoms and len(inputs) == 1 and inputs[0].predicates and not unions:
         found = top_k(bound, inputs[0], dict(options), inputs[0].scan.alias)
         if found is not None:
             top, where = found
@@ -349,7 +375,8 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
     if "error" in dict(options):
         estimate, sql = count_estimate(bound, inputs, dict(options))
     selection = recall_select(bound, inputs, dict(options))
-    return SqlQuery(sql, tuple(inputs), options, None if atoms else rows, search, estimate, top, selection)
+    return SqlQuery(sql, tuple(inputs), options, None if atoms or unions else rows, search, estimate, top, selection,
+                    tuple(unions))
 
 
 _ATOM_OPS = (">=", ">", "<=", "<", "=", "<>")

@@ -54,3 +54,28 @@ def checked_path(text: str, what: str, error: type[VqlError]) -> Path:
         except RuntimeError as e:  # '~nosuchuser/...', or no home folder at all
             raise error(f"{what} path {_shown(text)}: no home folder for {text.split('/')[0]!r}") from e
     return Path(text)
+
+
+def is_pattern(text: str) -> bool:
+    """Whether a video path is a pattern naming a video set (``*``, ``?`` or ``[...]``).
+
+    >>> is_pattern("footage/*.mp4"), is_pattern("street.mp4")
+    (True, False)
+    """
+    return any(c in text for c in "*?[")
+
+
+def member_name(set_name: str, path: str, taken: set[str]) -> str:
+    """A member video's name in a set: the set's name and the file's name without its
+    extension, as an identifier (lower case, other characters ``_``), numbered when taken.
+
+    >>> member_name("cams", "/footage/Gate 1.mp4", set())
+    'cams_gate_1'
+    >>> member_name("cams", "/other/gate-1.avi", {"cams_gate_1"})
+    'cams_gate_1_2'
+    """
+    stem = "".join(c if c.isascii() and c.isalnum() else "_" for c in Path(path).stem.lower())
+    name, i = f"{set_name}_{stem}".lower(), 1
+    while (candidate := name if i == 1 else f"{name}_{i}") in taken:
+        i += 1
+    return candidate

@@ -247,6 +247,7 @@ class SqlQuery:
     estimate: CountEstimate | None = None  # COUNT(*) WITH (error := e): a sampled count with its interval
     top: TopK | None = None  # ORDER BY object_count(...) DESC LIMIT k: a top-k search with a certified miss share
     selection: RecallSelect | None = None  # WITH (recall := r): a selection with a recall guarantee
+    unions: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # a video set's table: (member, its table), ...
 
     @property
     def cascades(self) -> bool:
@@ -290,6 +291,15 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
     for special in (plan.search, plan.estimate, plan.top, plan.selection):
         if special is not None:
             lines.append("  " + special.explain_line())
+    for table, parts in plan.unions:
+        line = (f"  VideoSet -> {table}: the union of {len(parts)} videos' per-frame tables, with a video column; "
+                "each video is scanned, planned and certified on its own")
+        if plan.cascades and any(ev.atoms for ev in plan.inputs) and dict(plan.options).get("exact") is not True:
+            line += (f" (its targets hold for it at the confidence its plan states); the set's pooled fpr and fnr are "
+                     f"weighted means of its videos' rates, so the targets hold for the whole set whenever they hold "
+                     f"for every video: with probability at least 1 - {len(parts)} x (1 - that confidence), by the "
+                     f"union bound")
+        lines.append(line)
     for ev in plan.inputs:
         lines.append(f"  EvaluatePredicates {ev.scan.alias} -> {ev.table}")
         for p in ev.predicates:

@@ -157,8 +157,16 @@ def _relations(con) -> list[str]:
 def schema(con, name: str = "") -> str:
     """``CREATE`` statements of videos, tables and views: all of the user's, or the one named."""
     lines = []
+    sets = con.store.video_sets()
+    for video_set, members in sets.items():
+        if not name or video_set.lower() == name.lower():
+            (pattern,) = con.duckdb.execute("SELECT any_value(pattern) FROM vql_video_sets WHERE name = ?",
+                                            [video_set]).fetchone()
+            lines.append(f"CREATE VIDEO {video_set} FROM '{pattern.replace(chr(39), chr(39) * 2)}';  -- a video set: "
+                         f"{', '.join(members)}; columns video VARCHAR, frame BIGINT, ts DOUBLE")
+    in_sets = {m.lower() for members in sets.values() for m in members}
     for video, info in con.store.videos().items():
-        if not name or video.lower() == name.lower():
+        if (video.lower() == name.lower()) if name else video.lower() not in in_sets:
             quoted = info.path.replace("'", "''")
             lines.append(f"CREATE VIDEO {video} FROM '{quoted}';  -- {info.frames} frames, {info.width}x{info.height}, "
                          f"{info.fps:g} fps; columns frame BIGINT, ts DOUBLE")
@@ -194,7 +202,8 @@ def dot_command(con, line: str, state: ShellState) -> str:
     if command == ".videos":
         return render(con.sql("SHOW VIDEOS").arrow(), state.mode)
     if command == ".tables":
-        names = set(con.store.videos()) | {t for t in _relations(con) if not t.lower().startswith("vql_")}
+        names = set(con.store.videos()) | set(con.store.video_sets())
+        names |= {t for t in _relations(con) if not t.lower().startswith("vql_")}
         return "  ".join(sorted(names, key=str.lower)) or "(no videos or tables)"
     if command == ".schema":
         return schema(con, arg) or "(no videos or tables)"
@@ -261,7 +270,8 @@ class VqlCompleter:
         return self._classes[1]
 
     def relations(self) -> list[str]:
-        return sorted(set(self.con.store.videos()) | set(_relations(self.con)), key=str.lower)
+        return sorted(set(self.con.store.videos()) | set(self.con.store.video_sets()) | set(_relations(self.con)),
+                      key=str.lower)
 
     def columns(self) -> list[str]:
         rows = self.con.duckdb.execute("SELECT DISTINCT column_name FROM information_schema.columns "

@@ -1,0 +1,108 @@
+"""Video sets: ``CREATE VIDEO cams FROM 'footage/*.avi'`` registers every matching file as a member
+video; a query over the set is the union of the per-video queries, with a ``video`` column."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from patches import Patches, clip
+
+import vql
+from vql.errors import BindError, VideoError
+
+MARKED = {"gate-1": range(5, 15), "gate 2": range(0, 3), "yard": range(20, 40)}
+
+
+@pytest.fixture
+def cams(tmp_path):
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    for name, marked in MARKED.items():
+        clip(folder / f"{name}.avi", 48, marked)
+    (folder / "notes.txt").write_text("not a video, not matched")
+    con = vql.connect(str(tmp_path / "v.duckdb"), progress=False)
+    con._models["centernet"] = Patches()  # the stand-in reference
+    con.sql(f"CREATE VIDEO cams FROM '{folder}/*.avi'")
+    yield con, folder
+    con.close()
+
+
+def test_a_set_is_its_member_videos_with_a_video_column(cams):
+    con, _ = cams
+    members = ["cams_gate_1", "cams_gate_2", "cams_yard"]
+    shown = con.sql("SHOW VIDEOS").fetchall()
+    assert [r[0] for r in shown] == ["cams"] + members
+    assert shown[0][1] == 3 * 48 and "video set of 3" in shown[0][7]
+    assert [r[0] for r in con.sql("DESCRIBE cams").fetchall()] == ["video", "frame", "ts"]
+    for query in ("SELECT video, frame FROM cams WHERE contains('person') ORDER BY video, frame WITH (exact)",
+                  "SELECT video, frame FROM cams WHERE contains('person') ORDER BY video, frame"):
+        got = con.sql(query).fetchall()
+        single = [(m, f) for m in members for (f,) in
+                  con.sql(f"SELECT frame FROM {m} WHERE contains('person') ORDER BY frame WITH (exact)").fetchall()]
+        assert got == single
+    assert {m: n for m, n in con.sql("SELECT video, count(*) FROM cams WHERE object_count('person') >= 1 "
+                                     "GROUP BY video").fetchall()} == {"cams_gate_1": 10, "cams_gate_2": 3, "cams_yard": 20}
+    # results are kept per member video, and the query log names them
+    stored = con.sql("SELECT DISTINCT video FROM vql_frame_results ORDER BY video").fetchall()
+    assert [r[0] for r in stored] == members
+    plan = "\n".join(r[0] for r in con.sql("EXPLAIN SELECT count(*) FROM cams WHERE contains('person') "
+                                           "WITH (fpr := 0.05, fnr := 0.05)").fetchall())
+    assert plan.count("EvaluatePredicates cams") == 3 and "union bound" in plan
+
+
+def test_a_set_joins_tables_by_video_name(cams):
+    con, _ = cams
+    con.sql("CREATE TABLE cameras AS SELECT * FROM (VALUES ('cams_gate_1', 'north'), ('cams_gate_2', 'north'), "
+            "('cams_yard', 'south')) t(name, place)")
+    rows = con.sql("SELECT m.place, count(*) AS n FROM cams c JOIN cameras m ON c.video = m.name "
+                   "WHERE contains('person') GROUP BY m.place ORDER BY m.place WITH (exact)").fetchall()
+    assert rows == [("north", 13), ("south", 20)]
+
+
+def test_sets_persist_and_are_dropped_whole(cams, tmp_path):
+    con, folder = cams
+    con.close()
+    with vql.connect(str(tmp_path / "v.duckdb"), progress=False) as again:
+        assert again.store.video_sets() == {"cams": ("cams_gate_2", "cams_gate_1", "cams_yard")}  # in path order
+        with pytest.raises(BindError, match="belongs to the video set 'cams'"):
+            again.sql("DROP VIDEO cams_yard")
+        with pytest.raises(BindError, match="already exists"):
+            again.sql(f"CREATE VIDEO cams FROM '{folder}/*.avi'")
+        clip(folder / "zoo.avi", 8, ())
+        assert "4 videos" in again.sql(f"CREATE OR REPLACE VIDEO cams FROM '{folder}/*.avi'").fetchall()[0][0]
+        assert "its 4 videos" in again.sql("DROP VIDEO cams").fetchall()[0][0]
+        assert again.sql("SHOW VIDEOS").fetchall() == [] and again.store.video_sets() == {}
+
+
+def test_bad_sets_are_clear_errors_and_register_nothing(cams, tmp_path):
+    con, folder = cams
+    with pytest.raises(VideoError, match="no video file matches"):
+        con.sql(f"CREATE VIDEO other FROM '{tmp_path}/nowhere/*.mp4'")
+    (folder / "broken.avi").write_bytes(b"not a video at all" * 100)
+    with pytest.raises(VideoError, match="video set other:.*broken.avi"):
+        con.sql(f"CREATE VIDEO other FROM '{folder}/*.avi'")
+    assert con.store.video_set("other") is None and len(con.store.videos()) == 3
+    with pytest.raises(BindError, match="no column 'place'"):
+        con.sql("SELECT place FROM cams")
+    with pytest.raises(BindError, match="over a video set is not supported yet"):
+        con.sql("SELECT count(*) FROM cams WHERE contains('person') WITH (error := 0.1)")
+
+
+def test_a_schema_3_file_gains_video_sets(tmp_path):
+    path = str(tmp_path / "old.duckdb")
+    vql.connect(path).close()
+    raw = duckdb.connect(path)
+    raw.execute("DROP TABLE vql_video_sets")
+    raw.execute("UPDATE vql_meta SET value = '3' WHERE key = 'schema_version'")
+    raw.close()
+    with vql.connect(path) as con:
+        assert con.store.video_sets() == {}
+
+
+def test_the_shell_lists_sets(cams):
+    from vql.repl import schema
+
+    con, folder = cams
+    text = schema(con)
+    assert text.startswith(f"CREATE VIDEO cams FROM '{folder}/*.avi';") and "cams_yard FROM" not in text
+    assert schema(con, "cams_yard").startswith("CREATE VIDEO cams_yard FROM")
