@@ -82,26 +82,27 @@ def ceiling(path: str, processes: int) -> float:
         return done / (time.perf_counter() - t)
 
 
-def warm(db: str, query: str, count: int) -> tuple[float, float, list]:
-    """One warm run of ``query`` on a copy of ``db`` with ``count`` workers: (seconds, cores this
-    process kept busy, the answer's rows)."""
+def warm(db: str, query: str, count: int | str) -> tuple[float, float, list]:
+    """One warm run of ``query`` on a copy of ``db`` with ``count`` workers (or ``"ray"``: as Ray
+    tasks on the Ray this process started): (seconds, cores this process kept busy, the rows)."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = shutil.copy(db, Path(tmp) / "warm.duckdb")
         with vql.connect(copy, progress=False) as con:
-            con.sql(f"SET workers = {count}")
+            con.sql("SET executor = 'ray'" if count == "ray" else f"SET workers = {count}")
             cpu, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             rows = con.sql(query).fetchall()
             seconds, end = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
     return seconds, (end.ru_utime + end.ru_stime - cpu.ru_utime - cpu.ru_stime) / seconds, sorted(rows)
 
 
-def warm_rows(db: str, queries: list[str], repeats: int) -> list[dict]:
+def warm_rows(db: str, queries: list[str], repeats: int, with_ray: bool) -> list[dict]:
+    counts = (1, 2, "ray") if with_ray else (1, 2)
     rows = []
     for query in queries:
-        times: dict[int, list[float]] = {1: [], 2: []}
+        times: dict = {c: [] for c in counts}
         answers, busy = {}, []
         for _ in range(repeats):
-            for count in (1, 2):
+            for count in counts:
                 seconds, cores, got = warm(db, query, count)
                 times[count].append(seconds)
                 answers.setdefault(count, got)
@@ -109,8 +110,11 @@ def warm_rows(db: str, queries: list[str], repeats: int) -> list[dict]:
                     busy.append(cores)
                 print(f"  warm, workers {count}: {seconds:.1f} s ({query})", flush=True)
         one, two = statistics.median(times[1]), statistics.median(times[2])
+        ray_s = statistics.median(times["ray"]) if with_ray else None
         rows.append({"query": query, "one_worker_s": one, "two_workers_s": two, "ratio": one / two,
-                     "times": times, "identical_answers": answers[1] == answers[2],
+                     "ray_s": ray_s, "ray_vs_two_workers": two / ray_s if ray_s else None,
+                     "times": {str(k): v for k, v in times.items()},
+                     "identical_answers": all(a == answers[1] for a in answers.values()),
                      "cores_busy_one_process": statistics.median(busy),
                      "ratio_bound": (os.cpu_count() or 1) / statistics.median(busy), "answer_rows": len(answers[1])})
     return rows
@@ -123,12 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-db", help="a database whose stored plans and labels answer --query (warm cascades)")
     parser.add_argument("--query", action="append", default=[], help="a query to run warm (repeatable)")
     parser.add_argument("--repeats", type=int, default=2, help="warm runs per worker count (alternating)")
+    parser.add_argument("--ray", action="store_true", help="also run the warm queries as Ray tasks on a local Ray "
+                        "(started first, on this machine's cores; pip install 'vql[ray]')")
     args = parser.parse_args(argv)
     print(f"machine: {machine('cpu')}")
     if args.warm_db:
         with vql.connect(args.warm_db, read_only=True, progress=False) as con:
             (video,) = con.duckdb.execute("SELECT path FROM vql_videos LIMIT 1").fetchone()
-        rows = warm_rows(args.warm_db, args.query, args.repeats)
+        if args.ray:
+            from vql.engine.ray_backend import start
+
+            start("local")
+        rows = warm_rows(args.warm_db, args.query, args.repeats, args.ray)
         fps = {n: ceiling(video, n) for n in (1, 2)}
         frames = probe(video).frames
         for r in rows:
@@ -138,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndecoding ceiling ({frames} frames of {video}): 1 process {fps[1]:.0f} frames/s, 2 processes "
               f"{fps[2]:.0f} frames/s ({fps[2] / fps[1]:.2f}x)\n")
         print("| query | 1 worker s | 2 workers s | × 1 worker | cores one process keeps busy | bound on × | "
-              "2 workers frames/s | × decoding ceiling | answers identical |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "2 workers frames/s | × decoding ceiling | Ray-local s | Ray / 2 workers (throughput) | answers identical |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
+            ray_cols = (f"{r['ray_s']:.1f} | {r['ray_vs_two_workers']:.2f}" if r["ray_s"] else "- | -")
             print(f"| `{r['query']}` | {r['one_worker_s']:.1f} | {r['two_workers_s']:.1f} | {r['ratio']:.2f} | "
                   f"{r['cores_busy_one_process']:.2f} | {r['ratio_bound']:.2f} | {r['warm_fps_2']:.0f} | "
-                  f"{r['ceiling_fraction']:.2f} | {'yes' if r['identical_answers'] else 'NO'} |")
+                  f"{r['ceiling_fraction']:.2f} | {ray_cols} | {'yes' if r['identical_answers'] else 'NO'} |")
         return 0
     rows, labels = [], []
     for count in (1, 2):

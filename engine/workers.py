@@ -31,6 +31,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -40,7 +41,7 @@ import numpy as np
 
 from vql.engine.executor import LABEL_BATCH
 from vql.engine.video import VideoInfo, read_frames
-from vql.errors import ExecutionError
+from vql.errors import ExecutionError, VideoError
 
 TASK_FRAMES = 64  # wanted frames per task: a seek (~half a keyframe interval of decoding) is small beside them
 IN_FLIGHT = 2  # tasks submitted per worker ahead of the one being stored (the rest wait: memory stays bounded)
@@ -78,9 +79,18 @@ def build(recipe: Recipe):
     return _models[key]
 
 
+def _readable(info: VideoInfo) -> None:
+    """In a worker: the video's file is there (on a cluster, every node reads it by its path)."""
+    if not os.path.isfile(info.path):
+        raise VideoError(f"worker {socket.gethostname()} (process {os.getpid()}) cannot read {info.path}: no such "
+                         "file there; every worker reads the video by its path (a shared file system, or the same "
+                         "path on every node)")
+
+
 def _task(info: VideoInfo, recipes: Sequence[Recipe], frames: np.ndarray) -> tuple[list[str], np.ndarray, list[list]]:
     """In a worker: decode ``frames`` and run every model on them: (the models' versions, the
     frames, detections per model)."""
+    _readable(info)
     models = [build(r) for r in recipes]
     done: list[np.ndarray] = []
     dets: list[list] = [[] for _ in models]
@@ -97,6 +107,7 @@ def _cascade_task(info: VideoInfo, recipe: Recipe, atom, chosen, first: int, unk
     reference is built only if a frame reaches it. (The model's version or None, the result.)"""
     from vql.engine.cascade import CascadePass
 
+    _readable(info)
     labels: list = []
     built: list = []
 
@@ -122,11 +133,33 @@ def _add(total, part) -> None:
 
 
 class Workers:
-    """A session's worker processes (started on the first labelling that uses them)."""
+    """A session's worker processes (started on the first labelling that uses them). The
+    labelling and cascade loops submit tasks through :meth:`submit` and :meth:`get`, which a
+    Ray backend replaces (``engine/ray_backend.py``)."""
+
+    name = "worker process"
+    lost: tuple[type[BaseException], ...] = (BrokenProcessPool,)  # a worker died: the query fails
 
     def __init__(self, count: int) -> None:
         self.count = count
         self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, fn, *args):
+        """Start ``fn(*args)`` in a worker: something :meth:`get` and :meth:`cancel` take."""
+        return self.pool().submit(fn, *args)
+
+    def get(self, task):
+        """The task's result (its error raised here)."""
+        return task.result()
+
+    def cancel(self, task) -> None:
+        task.cancel()
+
+    def died(self, what: str) -> str:
+        """The message of a query whose worker died while it was ``what``."""
+        return (f"a worker process {what} died (out of memory, or killed; a Python script using SET workers needs "
+                f"its statements under `if __name__ == '__main__':`, as worker processes re-import it); labels "
+                f"stored before it are kept; SET workers = 1 runs it in this process")
 
     def fits(self, info: VideoInfo, recipes: Sequence[Recipe | None], frames: np.ndarray) -> bool:
         """Whether labelling these frames goes to the workers (see the module's rules)."""
@@ -157,24 +190,20 @@ class Workers:
         tasks = deque(frames[i:i + TASK_FRAMES] for i in range(0, len(frames), TASK_FRAMES))
         futures: deque = deque()
         try:
-            pool = self.pool()
             while tasks or futures:
                 while tasks and len(futures) < IN_FLIGHT * self.count:
-                    futures.append(pool.submit(_task, info, tuple(recipes), tasks.popleft()))
-                got, indices, dets = futures.popleft().result()
+                    futures.append(self.submit(_task, info, tuple(recipes), tasks.popleft()))
+                got, indices, dets = self.get(futures.popleft())
                 if list(got) != list(versions):
-                    raise ExecutionError(f"a worker process built model versions {got}, not {list(versions)} as "
+                    raise ExecutionError(f"a {self.name} built model versions {got}, not {list(versions)} as "
                                          f"this process did; SET workers = 1 labels in this process")
                 store(indices, dets)
-        except BrokenProcessPool as e:
+        except self.lost as e:
             self.close()
-            raise ExecutionError(f"a worker process labelling {info.path} died (out of memory, or killed; a Python "
-                                 f"script using SET workers needs its statements under `if __name__ == '__main__':`, "
-                                 f"as worker processes re-import it); labels stored before it are kept; SET workers = 1 "
-                                 f"labels in this process") from e
+            raise ExecutionError(self.died(f"labelling {info.path}")) from e
         except BaseException:  # an error or Ctrl-C: what is still queued is dropped
             for future in futures:
-                future.cancel()
+                self.cancel(future)
             raise
 
     def cascade(self, info: VideoInfo, recipe: Recipe, version: str, atom, chosen, first: int, unknown: np.ndarray,
@@ -189,29 +218,26 @@ class Workers:
         tasks = deque(ranges(frames, first, chosen, CASCADE_TASK_FRAMES))
         futures: deque = deque()
         try:
-            pool = self.pool()
             while tasks or futures:
                 while tasks and len(futures) < IN_FLIGHT * self.count:
                     run = tasks.popleft()
                     mine = unknown[(unknown >= run[0]) & (unknown <= run[-1])]
-                    futures.append((len(run), pool.submit(_cascade_task, info, recipe, atom, chosen, first, mine, run)))
+                    futures.append((len(run), self.submit(_cascade_task, info, recipe, atom, chosen, first, mine, run)))
                 size, future = futures.popleft()
-                got, part = future.result()
+                got, part = self.get(future)
                 if got is not None and got != version:
-                    raise ExecutionError(f"a worker process built model version {got}, not {version} as this process "
+                    raise ExecutionError(f"a {self.name} built model version {got}, not {version} as this process "
                                          f"did; SET workers = 1 runs the cascade in this process")
                 for ids, dets in part.labels:
                     store(ids, dets)
                 _add(total, part)
                 on_batch(size)
-        except BrokenProcessPool as e:
+        except self.lost as e:
             self.close()
-            raise ExecutionError(f"a worker process running a cascade over {info.path} died (out of memory, or "
-                                 f"killed); labels stored before it are kept; SET workers = 1 runs it in this "
-                                 f"process") from e
+            raise ExecutionError(self.died(f"running a cascade over {info.path}")) from e
         except BaseException:
             for _, future in futures:
-                future.cancel()
+                self.cancel(future)
             raise
         return total
 

@@ -57,6 +57,7 @@ def test_a_schema_2_file_is_migrated_to_the_query_log(tmp_path, vtest_path):
     con = duckdb.connect(str(path))  # what vql with schema 2 wrote: no query log
     con.execute("DROP VIEW vql_query_results")
     con.execute("DROP TABLE vql_queries")
+    con.execute("DROP TABLE vql_video_sets")  # schema 4's
     con.execute("UPDATE vql_meta SET value = '2' WHERE key = 'schema_version'")
     con.close()
     with pytest.raises(vql.ExecutionError, match="schema 2 .*open it once read-write"):

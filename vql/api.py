@@ -36,6 +36,7 @@ from vql.udfs.registry import MODEL_KINDS, default_model, load_model
 
 SETTINGS = {"min_score": DEFAULT_MIN_SCORE, "fpr": 0.01, "fnr": 0.01}
 MAX_WORKERS = 64  # SET workers = N: labelling processes
+EXECUTORS = ("local", "ray")  # SET executor = ...: this machine's processes, or Ray
 # result.metadata key -> the module whose analyze_line says, for EXPLAIN ANALYZE, what that path did
 ANALYZED = {"search": "vql.engine.search", "estimate": "vql.engine.estimate", "topk": "vql.engine.topk",
             "recall": "vql.engine.recall"}
@@ -107,12 +108,17 @@ class Connection:
     """A vql session over one DuckDB database (a file, or in memory when ``path`` is None)."""
 
     def __init__(self, path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, ray: str | None = None) -> None:
+        self._ray = ray  # Ray's address ("local": start one here), for SET executor = 'ray'
+        if ray is not None:
+            from vql.engine.ray_backend import start
+
+            start(ray)  # before the store: a Ray that cannot start opens nothing
         self.store = Store(path, read_only=read_only)
         self.store.drop_plans_of_other_formats(f"{PLAN_FORMAT}|")  # never read: another key
         self.device = device
         self.progress = progress
-        self.settings = dict(SETTINGS)
+        self.settings = dict(SETTINGS, executor="ray" if ray is not None else "local")
         self._models: dict[str, ReferenceModel] = {}
         self._recipes: dict[str, tuple[ReferenceModel, tuple]] = {}  # models built here: how a worker builds them
         self._workers = None  # engine.workers.Workers, while SET workers > 1
@@ -384,8 +390,38 @@ class Connection:
         self._models[node.name.lower()], self._recipes[node.name.lower()] = model, (model, recipe)
         return _message(f"model {node.name}: {node.kind}, {len(model.classes)} classes, version {model.version}")
 
+    def _executor(self):
+        """Where labelling and cascade passes run: Ray (``SET executor = 'ray'``), N local worker
+        processes (``SET workers = N``, N > 1), or None: this process."""
+        if self.settings.get("executor") == "ray":
+            from vql.engine.ray_backend import RayWorkers
+
+            if not isinstance(self._workers, RayWorkers):
+                if self._workers is not None:
+                    self._workers.close()
+                self._workers = RayWorkers(self._ray)
+            return self._workers
+        count = int(self.settings.get("workers", 1))
+        if self._workers is not None and (self._workers.count != count or type(self._workers) is not Workers):
+            self._workers.close()
+            self._workers = None
+        if count > 1 and self._workers is None:
+            self._workers = Workers(count)
+        return self._workers
+
     @_run.register
     def _set(self, node: ast.SetOption, params) -> Result:
+        if node.name == "executor":
+            value = getattr(node.value, "value", None)
+            if value not in EXECUTORS:
+                raise BindError(f"SET executor must be one of {', '.join(repr(e) for e in EXECUTORS)}, e.g. "
+                                "SET executor = 'ray'")
+            if value == "ray":
+                from vql.engine.ray_backend import start
+
+                start(self._ray)  # fails here, clearly, when Ray is missing or unreachable
+            self.settings["executor"] = value
+            return _message(f"executor = {value}" + (f" ({self._ray or 'a local Ray'})" if value == "ray" else ""))
         if node.name == "workers":
             value = getattr(node.value, "value", None)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WORKERS:
@@ -421,13 +457,7 @@ class Connection:
     def _context(self, plan) -> Context:
         opts = dict(plan.options)
         ctx = Context(self.store, self.model, self.progress, calibration=self._calibration, text=self._statement)
-        count = int(self.settings.get("workers", 1))
-        if self._workers is not None and self._workers.count != count:
-            self._workers.close()
-            self._workers = None
-        if count > 1 and self._workers is None:
-            self._workers = Workers(count)
-        ctx.workers, ctx.recipe = self._workers, self._recipe
+        ctx.workers, ctx.recipe = self._executor(), self._recipe
         ctx.plan_query = lambda node: self._plan_query(ctx, node, float(opts["fpr"]), float(opts["fnr"]))
         ctx.audit = int(opts.get("audit", 0))
         return ctx
@@ -569,10 +599,12 @@ class Connection:
 
 
 def connect(path: str | Path | None = None, *, device: str = "cpu", progress: bool | None = None,
-            read_only: bool = False) -> Connection:
+            read_only: bool = False, ray: str | None = None) -> Connection:
     """Open (or create) a vql database; ``None`` gives a transient in-memory one. With
     ``read_only``, an existing file is opened for reading (cached labels, plans and results);
     statements that would write (labelling, storing results, CREATE/DROP) say so. ``progress``:
     a progress bar on stderr while models run (None: only when stderr is a terminal; True:
-    always; False: never); it is cleared when the work ends."""
-    return Connection(path, device=device, progress=progress, read_only=read_only)
+    always; False: never); it is cleared when the work ends. ``ray``: run labelling and cascade
+    passes as Ray tasks (``"local"``: a Ray started on this machine; ``"auto"``: the cluster this
+    machine belongs to; or a Ray address; ``pip install 'vql[ray]'``)."""
+    return Connection(path, device=device, progress=progress, read_only=read_only, ray=ray)

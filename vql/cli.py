@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--readonly", action="store_true",
                         help="open DB_FILE read-only: cached labels, plans and results are read; nothing is written")
+    parser.add_argument("--ray", metavar="ADDRESS", help="run labelling and cascades as Ray tasks: 'local' (a Ray on "
+                        "this machine), 'auto' (this machine's cluster) or a Ray address; pip install 'vql[ray]'")
     parser.add_argument("--version", action="version", version=f"vql {__version__}")
     return parser
 
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         import vql
 
         con = vql.connect(args.db, device=args.device, progress=False if args.no_progress else None,
-                          read_only=args.readonly)
+                          read_only=args.readonly, ray=args.ray)
         if args.command is not None:
             run_text(con, args.command, args.format)
         elif args.file is not None:

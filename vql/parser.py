@@ -33,7 +33,7 @@ from vql.scripts import ends_statement, names_in, split_raw, split_statements, s
 # The statements vql owns, by their first word(s); anything else goes to DuckDB.
 _OWNED = re.compile(
     r"^\s*(?:(?:create(?:\s+or\s+replace)?|drop)\s+video\b|load\s+video\b|show\s+videos\b|drop\s+results\b|"
-    r"create\s+function\s+\S+\s+type\b|explain\b|set\s+(?:min_score|fpr|fnr|workers)\b|select\b|describe\b|desc\b)",
+    r"create\s+function\s+\S+\s+type\b|explain\b|set\s+(?:min_score|fpr|fnr|workers|executor)\b|select\b|describe\b|desc\b)",
     re.IGNORECASE,
 )
 

@@ -1,0 +1,105 @@
+"""Ray as the distributed engine: ``vql.connect(db, ray="local" | "auto" | address)``,
+``vql DB --ray ADDRESS``, ``SET executor = 'ray'``.
+
+The same tasks as the local worker processes (``engine/workers.py``: labelling a run of wanted
+frames; a cascade's pass over a range of the scan) run as Ray tasks, one CPU each. A Ray worker
+process keeps the models it built (the module's cache), so each model is loaded once per worker
+process, not once per task. Workers read the video by its path: on a cluster every node must
+see the file at the same path (a shared file system); a worker that cannot is a VideoError
+naming the worker's host and the path. The results come back to this process, which stores
+them in DuckDB, one transaction per task, in frame order, as with local workers.
+
+A task whose worker dies is retried by Ray (:data:`RETRIES` times; a task only computes, it
+writes nothing, so a retry is safe); if it keeps dying the query fails with an ExecutionError,
+and the labels stored before it are kept. Ray is an optional extra (``pip install 'vql[ray]'``),
+imported only here and only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+
+from vql.engine import workers as local
+from vql.engine.workers import Workers
+from vql.errors import ExecutionError, VqlError
+
+RETRIES = 2  # Ray's retries of a task whose worker died
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise ExecutionError("Ray is not installed; pip install 'vql[ray]' (or SET executor = 'local')") from e
+    return ray
+
+
+def start(address: str | None) -> None:
+    """Connect to Ray: ``"local"`` (or None) starts a local Ray on this machine's cores, anything
+    else is handed to ``ray.init(address=...)`` ("auto": the cluster this machine belongs to;
+    "ray://host:10001": a remote one). Nothing happens if Ray is already connected."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    try:
+        if address in (None, "local"):
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError...
+        raise ExecutionError(f"cannot connect to Ray at {address!r}: {e}") from e
+
+
+class RayWorkers(Workers):
+    """The session's tasks on Ray: :class:`~vql.engine.workers.Workers` with Ray tasks for
+    worker processes; ``count`` is the cluster's CPUs."""
+
+    name = "Ray worker"
+
+    def __init__(self, address: str | None) -> None:
+        start(address)
+        ray = _ray()
+        self.address = address
+        super().__init__(max(1, int(ray.cluster_resources().get("CPU", 1))))
+        self._remote: dict = {}
+        self.lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                     ray.exceptions.RaySystemError)
+
+    def fits(self, info, recipes, frames) -> bool:
+        """As for local workers (``engine/workers.py``), with the cluster's CPUs as the count."""
+        return info.seekable and all(r is not None for r in recipes) and len(frames) >= local.MIN_FRAMES * self.count
+
+    def fits_cascade(self, info, recipe, frames) -> bool:
+        return info.seekable and recipe is not None and len(frames) >= local.CASCADE_MIN_FRAMES * self.count
+
+    def submit(self, fn, *args):
+        ray = _ray()
+        if fn not in self._remote:
+            self._remote[fn] = ray.remote(num_cpus=1, max_retries=RETRIES)(fn)
+        return self._remote[fn].remote(*args)
+
+    def get(self, task):
+        ray = _ray()
+        try:
+            return ray.get(task)
+        except ray.exceptions.RayTaskError as e:  # the task's own error: vql's errors stay vql's
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, VqlError):
+                raise type(cause)(str(cause)) from e
+            raise ExecutionError(f"a Ray task failed: {cause!r}" if cause is not None else str(e)) from e
+
+    def cancel(self, task) -> None:
+        try:
+            _ray().cancel(task)
+        except Exception:  # already finished, or its worker gone: nothing to cancel
+            pass
+
+    def died(self, what: str) -> str:
+        return (f"a Ray worker {what} died {RETRIES + 1} times (out of memory, a node lost, or killed); labels "
+                "stored before it are kept; SET executor = 'local' runs it on this machine")
+
+    def pool(self):  # Ray schedules the tasks: there is no pool to start
+        return None
+
+    def close(self) -> None:
+        self._remote.clear()  # Ray stays up for the session's process (ray.shutdown() ends it)

@@ -1,0 +1,110 @@
+"""Ray as the executor (``engine/ray_backend.py``), on a local Ray of 2 CPUs: the same answers as
+this machine's executor, retried tasks, clear errors. Run where Ray is installed (CI's second
+environment: ``pip install 'vql[ray]'``); every test is bounded by an alarm."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import vql  # noqa: E402
+from vql.engine import workers  # noqa: E402
+from vql.engine.cascade import run_cascade  # noqa: E402
+from vql.engine.executor import Context  # noqa: E402
+from vql.engine.ray_backend import RayWorkers  # noqa: E402
+from vql.engine.video import probe  # noqa: E402
+from vql.errors import ExecutionError, VideoError  # noqa: E402
+
+LABELS = "SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels ORDER BY ALL"
+LIMIT_S = 240  # a local Ray on 2 cores has hung before: no test waits longer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    tests = str(Path(__file__).resolve().parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def bounded():
+    def stop(*_):
+        raise TimeoutError(f"a Ray test ran over {LIMIT_S} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(LIMIT_S)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_ray_labels_what_this_machine_labels(shared, monkeypatch):
+    monkeypatch.setattr(workers, "MIN_FRAMES", 16)
+    query = "SELECT frame, object_count('person') AS n FROM cam WHERE frame < 64 ORDER BY frame WITH (exact)"
+    out = []
+    for executor in ("local", "ray"):
+        with vql.connect(None, progress=False) as con:
+            con.sql(f"CREATE VIDEO cam FROM '{shared / 'data' / 'vtest.avi'}'")
+            assert con.sql(f"SET executor = '{executor}'").fetchall()[0][0].startswith(f"executor = {executor}")
+            out.append((con.sql(query).fetchall(), con.duckdb.execute(LABELS).fetchall()))
+            assert isinstance(con._workers, RayWorkers) == (executor == "ray")
+    assert len(out[0][0]) == 64 and out[0] == out[1]
+
+
+def test_a_cascade_on_ray_answers_as_on_this_machine(shared, monkeypatch):
+    from test_cascade_workers import LAST, _choice
+
+    monkeypatch.setattr(workers, "CASCADE_MIN_FRAMES", 16)
+    monkeypatch.setattr(workers, "CASCADE_TASK_FRAMES", 60)
+    video = str(shared / "data" / "vtest.avi")
+    choice = _choice(video, 3)
+    runs = []
+    for pool in (None, RayWorkers("local")):
+        with vql.connect(None, progress=False) as con:
+            con.sql(f"CREATE VIDEO cam FROM '{video}'")
+            info, model = con.store.video("cam"), con.model("centernet")
+            ctx = Context(con.store, con.model, False, workers=pool, recipe=con._recipe)
+            answer, ops = run_cascade(ctx, info, model, model.version, choice, 0, LAST)
+            runs.append((answer.tolist(), [{k: v for k, v in o.row().items() if k != "seconds"} for o in ops],
+                         con.duckdb.execute(LABELS).fetchall()))
+    assert runs[0] == runs[1] and 0 < runs[0][1][-1]["frames_in"] < 100
+
+
+def test_a_killed_task_is_retried_and_one_that_keeps_dying_fails_clearly(shared, tmp_path, monkeypatch):
+    import ray_helpers
+
+    pool = RayWorkers("local")
+    assert pool.get(pool.submit(ray_helpers.dies_once, str(tmp_path / "died"))) == "ok"  # Ray ran it again
+    assert (tmp_path / "died").exists()
+    stored = []
+    monkeypatch.setattr(workers, "MIN_FRAMES", 1)
+    monkeypatch.setattr(pool, "submit", lambda fn, *args: RayWorkers.submit(pool, ray_helpers.always_dies, *args))
+    info = probe(shared / "data" / "vtest.avi")
+    with pytest.raises(ExecutionError, match="Ray worker labelling .* died 3 times"):
+        pool.label(info, [("default", "cpu")], ["v"], np.arange(8), lambda *a: stored.append(a))
+    assert stored == []  # nothing half-written
+
+
+def test_a_video_a_worker_cannot_read_is_a_clear_error(shared, tmp_path):
+    path = tmp_path / "gone.avi"
+    shutil.copy(shared / "data" / "vtest.avi", path)
+    info = probe(path)
+    path.unlink()
+    pool = RayWorkers("local")
+    with pytest.raises(VideoError, match=f"worker .* cannot read {path}"):
+        pool.label(info, [("default", "cpu")], ["v"], np.arange(8), lambda *a: None)
+
+
+def test_ray_is_asked_for_by_name():
+    with vql.connect(None, progress=False) as con:
+        with pytest.raises(vql.VqlError, match="SET executor must be one of 'local', 'ray'"):
+            con.sql("SET executor = 'spark'")
