@@ -154,7 +154,7 @@ class CascadePass:
     batches, and ``on_labels(frames, detections)`` gets each batch's labels as they come.
 
     It holds no store: the coordinator runs it over the whole scan, or worker processes run it
-    over keyframe-aligned ranges of it (``engine/workers.py``), with the same answers."""
+    over ranges of it (:func:`ranges`; ``engine/workers.py``), with the same answers."""
 
     def __init__(self, info: VideoInfo, atom: Atom, chosen: Candidate, first: int, unknown_anchors: np.ndarray,
                  detect: Callable[[list], list], on_labels: Callable[[list[int], list], None]) -> None:

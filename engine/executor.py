@@ -245,7 +245,7 @@ def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
         start = time.perf_counter()
         answer, ops = run_cascade(ctx, info, model, model.version, ctx.choices[atom.column], scan.first, scan.last,
                                   open_frames.copy())
-        operators[atom.column] = {"ops": [o.row() for o in ops], "seconds": time.perf_counter() - start,
+        operators[node.key(atom.column)] = {"ops": [o.row() for o in ops], "seconds": time.perf_counter() - start,
                                   "frames": int(open_frames.sum())}
         columns[atom.column] = pa.array(answer, mask=~open_frames)
         if node.combine == "and":
@@ -257,7 +257,7 @@ def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
     if ctx.audit:
         from vql.engine.audit import audit
 
-        ctx.stats.setdefault("audit", {}).update(audit(node, ctx, ctx.audit))
+        ctx.stats.setdefault("audit", {}).update({node.key(k): v for k, v in audit(node, ctx, ctx.audit).items()})
 
 
 @run_operator.register
@@ -342,7 +342,7 @@ def provenance(node: EvaluatePredicates, ctx: Context) -> list[dict]:
     """Per model test of one scan: how it was answered and what was certified (``vql_queries``)."""
     where = {"video": node.scan.video, "frames": [node.scan.first, node.scan.last]}
     plan = ctx.plans.get(node.table)
-    rows = [dict(where, predicate=atom.text, **plan_summary(plan, ctx.choices.get(atom.column)))
+    rows = [dict(where, predicate=atom.text, **plan_summary(plan, plan.choice(atom.column) if plan else None))
             for atom in node.atoms]
     for kind, strategy in (("search", "limit-search"), ("estimate", "count-estimate"), ("recall", "recall-select")):
         if node.table in ctx.stats.get(kind, {}):  # no cascade, nothing certified: how it was answered

@@ -50,6 +50,12 @@ def start(address: str | None) -> None:
         raise ExecutionError(f"cannot connect to Ray at {address!r}: {e}") from e
 
 
+def _on_gpu(recipe: tuple) -> bool:
+    """Whether a model recipe (``engine/workers.py``) runs its model on a GPU."""
+    device = recipe[1] if recipe[0] == "default" else dict(recipe[3]).get("device", "cpu")
+    return str(device) not in ("cpu", "None")
+
+
 class RayWorkers(Workers):
     """The session's tasks on Ray: :class:`~vql.engine.workers.Workers` with Ray tasks for
     worker processes; ``count`` is the cluster's CPUs."""
@@ -66,11 +72,14 @@ class RayWorkers(Workers):
                      ray.exceptions.RaySystemError)
 
     def fits(self, info, recipes, frames) -> bool:
-        """As for local workers (``engine/workers.py``), with the cluster's CPUs as the count."""
-        return info.seekable and all(r is not None for r in recipes) and len(frames) >= local.MIN_FRAMES * self.count
+        """As for local workers (``engine/workers.py``), with enough frames for two tasks' worth
+        (Ray was asked for: a bigger cluster does not need more frames before it is used). A
+        model on a GPU stays in this process: tasks ask Ray for one CPU and no GPU."""
+        return (info.seekable and all(r is not None and not _on_gpu(r) for r in recipes)
+                and len(frames) >= local.MIN_FRAMES * 2)
 
     def fits_cascade(self, info, recipe, frames) -> bool:
-        return info.seekable and recipe is not None and len(frames) >= local.CASCADE_MIN_FRAMES * self.count
+        return info.seekable and recipe is not None and not _on_gpu(recipe) and len(frames) >= local.CASCADE_MIN_FRAMES * 2
 
     def submit(self, fn, *args):
         ray = _ray()
@@ -87,6 +96,11 @@ class RayWorkers(Workers):
             if isinstance(cause, VqlError):
                 raise type(cause)(str(cause)) from e
             raise ExecutionError(f"a Ray task failed: {cause!r}" if cause is not None else str(e)) from e
+        except self.lost:
+            raise
+        except ray.exceptions.RayError as e:  # out of memory, an object or its owner lost, an unschedulable task...
+            raise ExecutionError(f"Ray could not run a task ({type(e).__name__}: {e}); labels stored before it are "
+                                 "kept; SET executor = 'local' runs it on this machine") from e
 
     def cancel(self, task) -> None:
         try:

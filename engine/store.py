@@ -356,8 +356,12 @@ class Store:
                              "(SELECT 1 FROM vql_videos WHERE fingerprint = ?)", [row[0], row[0]])
 
     def drop_video(self, name: str) -> None:
-        """Unregister a video with its results and plans; its labels stay, keyed by content."""
+        """Unregister a video with its results and plans; its labels stay, keyed by content. A
+        member of a video set goes only with its set (:meth:`drop_video_set`)."""
         self.check_writable("DROP VIDEO")
+        owner = self.set_of(name)
+        if owner is not None:
+            raise ExecutionError(f"video {name!r} belongs to the video set {owner!r}; DROP VIDEO {owner} drops the set")
         with self.transaction():
             self._forget_video(name)
 

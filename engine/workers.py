@@ -199,6 +199,8 @@ class Workers:
                                          f"this process did; SET workers = 1 labels in this process")
                 store(indices, dets)
         except self.lost as e:
+            for future in futures:
+                self.cancel(future)
             self.close()
             raise ExecutionError(self.died(f"labelling {info.path}")) from e
         except BaseException:  # an error or Ctrl-C: what is still queued is dropped
@@ -209,7 +211,7 @@ class Workers:
     def cascade(self, info: VideoInfo, recipe: Recipe, version: str, atom, chosen, first: int, unknown: np.ndarray,
                 frames: np.ndarray, store: Callable[[list[int], list], None], on_batch: Callable[[int], None]):
         """A cascade's pass (``engine/cascade.py: CascadePass``) over ``frames`` in the workers,
-        cut into ranges of :data:`CASCADE_TASK_FRAMES` that start at an anchor; the reference's
+        cut into ranges of :data:`CASCADE_TASK_FRAMES` (under a t−Δ gate, each starting at an anchor); the reference's
         labels go to ``store(frames, detections)`` in frame order, in this process. The merged
         result, as one process would have found it."""
         from vql.engine.cascade import CascadePass, ranges
@@ -233,6 +235,8 @@ class Workers:
                 _add(total, part)
                 on_batch(size)
         except self.lost as e:
+            for _, future in futures:
+                self.cancel(future)
             self.close()
             raise ExecutionError(self.died(f"running a cascade over {info.path}")) from e
         except BaseException:

@@ -3,6 +3,8 @@ video; a query over the set is the union of the per-video queries, with a ``vide
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pytest
 from patches import Patches, clip
@@ -106,3 +108,30 @@ def test_the_shell_lists_sets(cams):
     text = schema(con)
     assert text.startswith(f"CREATE VIDEO cams FROM '{folder}/*.avi';") and "cams_yard FROM" not in text
     assert schema(con, "cams_yard").startswith("CREATE VIDEO cams_yard FROM")
+
+
+def test_each_member_reports_its_own_plan(cams):
+    con, _ = cams
+    r = con.sql("SELECT count(*) FROM cams WHERE contains('person') WITH (fpr := 0.05, fnr := 0.05, audit := 8)")
+    assert r.fetchall() == [(33,)]
+    members = ("cams_gate_2", "cams_gate_1", "cams_yard")
+    assert sorted(r.metadata["cascades"]) == sorted(f"{m}:vql_a0" for m in members)
+    assert sorted(r.metadata["operators"]) == sorted(f"{m}:vql_a0" for m in members)
+    assert len(r.metadata["audit"]) == 3
+    logged = json.loads(con.duckdb.execute("SELECT predicates FROM vql_queries ORDER BY query_id DESC LIMIT 1").fetchone()[0])
+    assert sorted(row["video"] for row in logged) == sorted(members)
+
+
+def test_names_that_look_like_patterns_and_names_taken(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    clip(folder / "a[1].avi", 8, ())
+    clip(folder / "north.avi", 8, ())
+    with vql.connect(None, progress=False) as con:
+        con._models["centernet"] = Patches()
+        assert con.sql(f"CREATE VIDEO one FROM '{folder}/a[1].avi'").fetchall()[0][0].startswith("video one:")
+        con.sql(f"CREATE VIDEO cams_north FROM '{folder}/north.avi'")  # a video named like a member
+        con.sql(f"CREATE VIDEO cams FROM '{folder}/n*.avi'")
+        assert con.store.video_sets() == {"cams": ("cams_north_2",)}
+        with pytest.raises(vql.ExecutionError, match="belongs to the video set"):
+            con.store.drop_video("cams_north_2")

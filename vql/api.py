@@ -196,7 +196,7 @@ class Connection:
     def _parse(self, statement: str) -> ast.Node:
         """Parse one statement; text DuckDB cannot take (a lone surrogate: not UTF-8) is refused
         here, after a path's own check so that a bad path is the VideoError/ModelError it is."""
-        node = parse(statement, frozenset(self.store.videos()))
+        node = parse(statement, frozenset(self._known()))
         if isinstance(node, ast.CreateVideo):
             checked_path(node.path, "video file", VideoError)
         elif isinstance(node, ast.CreateFunction):
@@ -245,7 +245,7 @@ class Connection:
 
     def _unknown_table(self, e: duckdb.Error) -> str:
         """DuckDB's 'Table with name x does not exist' as vql says it (videos suggested too)."""
-        return unknown_table(str(e), list(self.store.videos()), self._tables()) or str(e)
+        return unknown_table(str(e), self._known(), self._tables()) or str(e)
 
     def _duckdb(self, sql: str, params, our_error: str | None = None, select: bool = False) -> Result:
         """Run a statement on DuckDB as written; its errors become vql's (for a SELECT, an unknown
@@ -276,7 +276,7 @@ class Connection:
             raise BindError(f"video {node.name!r} belongs to the video set {owner!r}; CREATE OR REPLACE VIDEO {owner} "
                             "... registers the set anew")
         self.store.check_writable("CREATE VIDEO")
-        if is_pattern(node.path):
+        if is_pattern(node.path) and not Path(node.path).expanduser().is_file():  # a file named 'a[1].mp4' is a file
             return self._create_video_set(node)
         info = probe(checked_path(node.path, "video file", VideoError))
         self.store.add_video(node.name, info, replace=node.replace)
@@ -286,12 +286,13 @@ class Connection:
     def _create_video_set(self, node: ast.CreateVideo) -> Result:
         """``CREATE VIDEO cams FROM 'footage/*.mp4'``: every matching file a member video, named
         ``cams_<file name>``; every file is probed before anything is registered."""
-        pattern = checked_path(node.path, "video file", VideoError).expanduser()
+        pattern = checked_path(node.path, "video file", VideoError).expanduser().absolute()
         paths = sorted(p for p in glob.glob(str(pattern)) if Path(p).is_file())
         if not paths:
             raise VideoError(f"no video file matches {node.path!r}")
-        taken = {n.lower() for n in self.store.videos()} - {m.lower() for m in
-                                                              (self.store.video_set(node.name) or ("", ()))[1]}
+        taken = ({n.lower() for n in self.store.videos()} - {m.lower() for m in
+                                                               (self.store.video_set(node.name) or ("", ()))[1]})
+        taken |= {n.lower() for n in self.store.video_sets()} | {node.name.lower()}
         members = []
         for path in paths:
             name = member_name(node.name, path, taken | {m.lower() for m, _ in members})
@@ -301,7 +302,7 @@ class Connection:
                 members.append((name, probe(path)))
             except VideoError as e:
                 raise VideoError(f"video set {node.name}: {e} (nothing registered)") from e
-        self.store.add_video_set(node.name, node.path, members, replace=node.replace)
+        self.store.add_video_set(node.name, str(pattern), members, replace=node.replace)
         frames = sum(info.frames for _, info in members)
         notes = [f"\nwarning: {m}: {info.note}" for m, info in members if info.note]
         return _message(f"video set {node.name}: {len(members)} videos ({', '.join(m for m, _ in members)}), "
@@ -523,7 +524,7 @@ class Connection:
             table = run_plan(plan, ctx, params)
             if ctx.plans:
                 ctx.stats["cascades"] = {
-                    a.column: plan_summary(ctx.plans[ev.table], ctx.choices[a.column])
+                    ev.key(a.column): plan_summary(ctx.plans[ev.table], ctx.plans[ev.table].choice(a.column))
                     for ev in plan.inputs if ev.table in ctx.plans for a in ev.atoms
                 }
                 ctx.stats["plan_text"] = explain(plan, ctx.plans)

@@ -337,12 +337,17 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
             )
             atom_list = tuple(atoms.values()) if key == owner_alias else ()
             where = frame_local_where(bound.where, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
-            part = f"{table}_{i}" if is_set else table
-            inputs.append(EvaluatePredicates(scan, labels, preds, part, atom_list, combine if atom_list else None, where))
+            part = f"{table}__member{i}" if is_set else table
+            inputs.append(EvaluatePredicates(scan, labels, preds, part, atom_list, combine if atom_list else None, where,
+                                             is_set))
             parts.append((member, part))
         if is_set:
             unions.append((table, tuple(parts)))
         renamed[ref] = ast.TableRef(table, ref.ref, ref.pos)
+    tables = [n.table for n in inputs] + [t for t, _ in unions]
+    if len(set(tables)) < len(tables):
+        raise BindError("two videos of the query would share a per-frame table; give them other aliases "
+                        "(FROM cams AS c, other AS o)")
     final = replace(
         bound,
         from_=renamed.get(bound.from_, bound.from_),

@@ -74,8 +74,8 @@ def member_name(set_name: str, path: str, taken: set[str]) -> str:
     >>> member_name("cams", "/other/gate-1.avi", {"cams_gate_1"})
     'cams_gate_1_2'
     """
-    stem = "".join(c if c.isascii() and c.isalnum() else "_" for c in Path(path).stem.lower())
-    name, i = f"{set_name}_{stem}".lower(), 1
+    name = "".join(c if c.isascii() and c.isalnum() else "_" for c in f"{set_name}_{Path(path).stem}".lower())
+    i = 1
     while (candidate := name if i == 1 else f"{name}_{i}") in taken:
         i += 1
     return candidate

@@ -137,6 +137,12 @@ class EvaluatePredicates:
     atoms: tuple = ()  # planner.cascade.Atom: boolean tests answered by cascades
     combine: str | None = None  # "and" / "or": atoms short-circuit (see binder.short_circuit)
     where: str | None = None  # the WHERE clause as SQL when it depends on each frame alone: what is certified
+    in_set: bool = False  # one member video of a video set (its results are reported under its name)
+
+    def key(self, column: str) -> str:
+        """How results and statistics name an atom of this scan: its column, prefixed with the
+        member's name in a video set (whose members share the columns)."""
+        return f"{self.scan.video}:{column}" if self.in_set else column
 
 
 @dataclass(frozen=True, slots=True)
