@@ -13,8 +13,8 @@ Warm cascades (``--warm-db``: a database whose stored plans and labels answer th
 one benchmarks/queries.py left): each query runs on a fresh copy of it in a new session, with 1
 and 2 workers alternately, ``--repeats`` times each; the median times, the answers (identical),
 and the cores one process keeps busy (CPU seconds / wall seconds: what a second worker can add
-on this machine is at most cores / that). Beside them, the decoding ceiling: the video's frames
-read by 1 and by 2 processes, each reading its half.
+on this machine is at most cores / that). Beside them, the decoding ceiling
+(``queries.decode_ceiling``): the video's frames read by 1 and by 2 processes, each its half.
 
 Writes JSON and prints markdown tables.
 """
@@ -30,14 +30,12 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
-from queries import ROOT, SHARED, machine  # noqa: E402
+from queries import ROOT, SHARED, decode_ceiling, machine  # noqa: E402
 from vql.engine.video import probe  # noqa: E402
 
 LABELS = "SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels ORDER BY frame, class_id, score, x1"
@@ -55,31 +53,6 @@ def run(path: str, count: int) -> tuple[dict, list]:
             times[name] = time.perf_counter() - t
         return {"workers": count, "cold_s": times["cold"], "warm_s": times["warm"], "frames": 2 * half}, \
             con.duckdb.execute(LABELS).fetchall()
-
-
-def _read(path: str, first: int, count: int) -> int:
-    """In a process: read ``count`` frames from ``first`` (decoded and converted, as a cascade reads them)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    cap = cv2.VideoCapture(path)
-    cap.set(cv2.CAP_PROP_POS_FRAMES, first)
-    done = 0
-    while done < count and cap.read()[0]:
-        done += 1
-    cap.release()
-    return done
-
-
-def ceiling(path: str, processes: int) -> float:
-    """Frames/s of reading the whole video in ``processes`` processes, each its share."""
-    n = probe(path).frames
-    share = -(-n // processes)
-    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-        pool.submit(_read, path, 0, 1).result()  # started before the clock
-        t = time.perf_counter()
-        done = sum(pool.map(_read, [path] * processes, range(0, n, share), [share] * processes))
-        return done / (time.perf_counter() - t)
 
 
 def warm(db: str, query: str, count: int | str) -> tuple[float, float, list]:
@@ -139,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
             start("local")
         rows = warm_rows(args.warm_db, args.query, args.repeats, args.ray)
-        fps = {n: ceiling(video, n) for n in (1, 2)}
         frames = probe(video).frames
+        measured = decode_ceiling(video, frames, 2)
+        fps = {1: measured["decode_fps"], 2: measured["decode_fps_parallel"]}
         for r in rows:
             r.update(machine=machine("cpu"), video=video, frames=frames, decode_fps_1=fps[1], decode_fps_2=fps[2],
                      warm_fps_2=frames / r["two_workers_s"], ceiling_fraction=frames / r["two_workers_s"] / fps[2])

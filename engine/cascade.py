@@ -127,8 +127,7 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                 answer[f - first] = bool(atom.holds(np.array(c)))
         ctx.count("frames_sent_to_reference", len(todo))
         return answer, [cached, ref]
-    run = _CascadeRun(ctx, info, model, version, choice, first, n, known)
-    return run.answer(todo, answer, cached)
+    return _run_stages(ctx, info, model, version, choice, first, known, todo, answer, cached)
 
 
 @dataclass
@@ -144,6 +143,23 @@ class PassResult:
     gate: OperatorStats
     stage_ops: list[OperatorStats]
     ref: OperatorStats
+
+    @classmethod
+    def empty(cls, chosen: Candidate) -> PassResult:
+        """Nothing found yet, with one operator per stage of ``chosen``."""
+        return cls([], [], [], OperatorStats("decode"), OperatorStats("gate"),
+                   [OperatorStats(f"{st.kind.label} {st.name}") for st in chosen.stages], OperatorStats("reference"))
+
+    def add(self, part: PassResult) -> None:
+        """Add a later range's result to this one (ranges in frame order; labels stay with the part)."""
+        self.yes.extend(part.yes)
+        self.through.extend(part.through)
+        for a, b in zip([self.decode, self.gate, *self.stage_ops, self.ref],
+                        [part.decode, part.gate, *part.stage_ops, part.ref]):
+            a.frames_in += b.frames_in
+            a.decided += b.decided
+            a.passed_on += b.passed_on
+            a.seconds += b.seconds
 
 
 class CascadePass:
@@ -161,9 +177,7 @@ class CascadePass:
         self.info, self.atom, self.chosen, self.first = info, atom, chosen, first
         self.unknown_anchors = unknown_anchors
         self.detect, self.on_labels = detect, on_labels
-        self.result = PassResult([], [], [], OperatorStats("decode"), OperatorStats("gate"),
-                                 [OperatorStats(f"{st.kind.label} {st.name}") for st in chosen.stages],
-                                 OperatorStats("reference"))
+        self.result = PassResult.empty(chosen)
         self.pending: list[tuple[int, np.ndarray]] = []
         self.anchor_images: dict[int, np.ndarray] = {}
         gate = chosen.gate
@@ -258,69 +272,57 @@ def ranges(todo: np.ndarray, first: int, chosen: Candidate, size: int) -> list[n
     >>> [r.tolist() for r in ranges(np.arange(10, 20), 10, NS(gate=None, skip=1), 4)]
     [[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]]
     """
-    cuts, i = [0], size
-    while i < len(todo):
-        if chosen.gate is not None:
-            while i < len(todo) and anchors(todo[i:i + 1], first, chosen.skip)[0] != todo[i]:
-                i += 1
-        if i < len(todo):
-            cuts.append(i)
-        i += size
+    starts = np.flatnonzero(anchors(todo, first, chosen.skip) == todo) if chosen.gate is not None else range(len(todo))
+    cuts = [0]
+    for i in starts:  # the first allowed start at least ``size`` frames after the last cut
+        if i >= cuts[-1] + size:
+            cuts.append(int(i))
     return [todo[a:b] for a, b in zip(cuts, cuts[1:] + [len(todo)])]
 
 
-class _CascadeRun:
-    """One run of an atom's cascade over the frames the store cannot answer: under frame skipping
-    only anchors (and, with a t−Δ gate, the frames that differ from their anchor) go through the
-    stages (:class:`CascadePass`, in this process or in the session's worker processes); the
-    reference's labels are stored as they come, one transaction per batch."""
+def _run_stages(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
+                first: int, known: dict[int, int], asked: np.ndarray, answer: np.ndarray,
+                cached: OperatorStats) -> tuple[np.ndarray, list[OperatorStats]]:
+    """The cascade over the ``asked`` frames the store cannot answer. Under frame skipping the
+    stages run on each frame's anchor (a stored anchor answers from its labels); under a t−Δ gate
+    every frame is read and a frame off its anchor that differs from it by gate_delta or more
+    goes through the stages itself (:class:`CascadePass`, in this process or in the session's
+    workers). The reference's labels are stored as they come, one transaction per batch."""
+    atom, chosen = choice.atom, choice.chosen
+    computed = np.zeros(len(answer), bool)  # the cascade's answer per frame it evaluated
+    anchor_of = anchors(asked, first, chosen.skip)
+    inherit = anchor_of != asked
+    for a in np.unique(anchor_of):
+        if int(a) in known:
+            computed[a - first] = bool(atom.holds(np.array(known[int(a)])))
+    unknown = np.array([a for a in np.unique(anchor_of) if int(a) not in known], np.int64)
+    todo = unknown if chosen.gate is None else np.union1d(asked, anchor_of)  # the gate compares with stored anchors too
 
-    def __init__(self, ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
-                 first: int, n: int, known: dict[int, int]) -> None:
-        self.ctx, self.info, self.model, self.version = ctx, info, model, version
-        self.atom, self.chosen, self.first = choice.atom, choice.chosen, first
-        self.known = known
-        self.computed = np.zeros(n, bool)  # the cascade's answer per frame it evaluated
+    def store(ids: list[int], dets: list) -> None:
+        ctx.store.save_labels(info.fingerprint, version, model.classes, ids, dets)
 
-    def store(self, ids: list[int], dets: list) -> None:
-        self.ctx.store.save_labels(self.info.fingerprint, self.version, self.model.classes, ids, dets)
-
-    def answer(self, asked: np.ndarray, answer: np.ndarray, cached: OperatorStats):
-        """Frame skipping: the cascade runs on each frame's anchor; stored anchors answer from
-        their labels. Under a t−Δ gate every frame is read and a frame off its anchor that
-        differs from it by gate_delta or more goes through the stages itself."""
-        chosen, first = self.chosen, self.first
-        anchor_of = anchors(asked, first, chosen.skip)
-        inherit = anchor_of != asked
-        for a in np.unique(anchor_of):
-            if int(a) in self.known:
-                self.computed[a - first] = bool(self.atom.holds(np.array(self.known[int(a)])))
-        unknown = np.array([a for a in np.unique(anchor_of) if int(a) not in self.known], np.int64)
-        todo = unknown if chosen.gate is None else np.union1d(asked, anchor_of)  # the gate compares with stored anchors too
-        with Progress(len(todo), "frames", f"{self.atom.short_text}: cascade", enabled=self.ctx.progress) as bar:
-            workers, recipe = self.ctx.workers, self.ctx.recipe(self.model) if self.ctx.recipe else None
-            if workers is not None and workers.fits_cascade(self.info, recipe, todo):
-                result = workers.cascade(self.info, recipe, self.version, self.atom, chosen, first, unknown, todo,
-                                         self.store, bar.update)
-            else:
-                result = CascadePass(self.info, self.atom, chosen, first, unknown, self.model.detect,
-                                     self.store).run(todo, bar.update)
-        self.computed[np.asarray(result.yes, np.int64) - first] = True
-        inherit[np.isin(asked, result.through)] = False
-        answer[asked - first] = np.where(inherit, self.computed[anchor_of - first], self.computed[asked - first])
-        if chosen.gate is None:
-            skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
-                                    frames_in=len(asked), decided=int(inherit.sum()), passed_on=len(unknown))
+    with Progress(len(todo), "frames", f"{atom.short_text}: cascade", enabled=ctx.progress) as bar:
+        workers, recipe = ctx.workers, ctx.recipe(model) if ctx.recipe else None
+        if workers is not None and workers.fits(info, [recipe], todo, cascade=True):
+            result = workers.cascade(info, recipe, version, atom, chosen, first, unknown, todo, store, bar.update)
         else:
-            skipped = replace(result.gate, name=f"skip {chosen.skip}, t-Δ gate {chosen.gate.name}: frames off an "
-                              "anchor inheriting its answer", frames_in=int((anchor_of != asked).sum()))
-        decode = replace(result.decode, name="decode and downscale (frames not in the store" +
-                         (" and their anchors" if chosen.gate else "") + "; the rest only grabbed)")
-        ref = replace(result.ref, name=f"reference {self.model.name}")
-        ops = [cached] + ([skipped] if chosen.skip > 1 else []) + [decode] + result.stage_ops + [ref]
-        for label, key in (("difference", "frames_decided_by_difference"), ("specialized", "frames_decided_by_specialized")):
-            self.ctx.count(key, sum(o.decided for st, o in zip(chosen.stages, result.stage_ops) if st.kind.label == label))
-        self.ctx.count("frames_sent_to_reference", ref.frames_in)
-        self.ctx.count("frames_labelled", ref.frames_in)
-        self.ctx.count("label_seconds", ref.seconds)
-        return answer, ops
+            result = CascadePass(info, atom, chosen, first, unknown, model.detect, store).run(todo, bar.update)
+    computed[np.asarray(result.yes, np.int64) - first] = True
+    inherit[np.isin(asked, result.through)] = False
+    answer[asked - first] = np.where(inherit, computed[anchor_of - first], computed[asked - first])
+    if chosen.gate is None:
+        skipped = OperatorStats(f"skip {chosen.skip}: frames inheriting their anchor's answer (only grabbed)",
+                                frames_in=len(asked), decided=int(inherit.sum()), passed_on=len(unknown))
+    else:
+        skipped = replace(result.gate, name=f"skip {chosen.skip}, t-Δ gate {chosen.gate.name}: frames off an "
+                          "anchor inheriting its answer", frames_in=int((anchor_of != asked).sum()))
+    decode = replace(result.decode, name="decode and downscale (frames not in the store" +
+                     (" and their anchors" if chosen.gate else "") + "; the rest only grabbed)")
+    ref = replace(result.ref, name=f"reference {model.name}")
+    ops = [cached] + ([skipped] if chosen.skip > 1 else []) + [decode] + result.stage_ops + [ref]
+    for label, key in (("difference", "frames_decided_by_difference"), ("specialized", "frames_decided_by_specialized")):
+        ctx.count(key, sum(o.decided for st, o in zip(chosen.stages, result.stage_ops) if st.kind.label == label))
+    ctx.count("frames_sent_to_reference", ref.frames_in)
+    ctx.count("frames_labelled", ref.frames_in)
+    ctx.count("label_seconds", ref.seconds)
+    return answer, ops

@@ -65,21 +65,18 @@ class RayWorkers(Workers):
     def __init__(self, address: str | None) -> None:
         start(address)
         ray = _ray()
-        self.address = address
         super().__init__(max(1, int(ray.cluster_resources().get("CPU", 1))))
         self._remote: dict = {}
         self.lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                      ray.exceptions.RaySystemError)
 
-    def fits(self, info, recipes, frames) -> bool:
-        """As for local workers (``engine/workers.py``), with enough frames for two tasks' worth
+    def fits(self, info, recipes, frames, cascade: bool = False) -> bool:
+        """As for local workers (``engine/workers.py``), with enough frames for two workers' worth
         (Ray was asked for: a bigger cluster does not need more frames before it is used). A
         model on a GPU stays in this process: tasks ask Ray for one CPU and no GPU."""
+        least = local.CASCADE_MIN_FRAMES if cascade else local.MIN_FRAMES
         return (info.seekable and all(r is not None and not _on_gpu(r) for r in recipes)
-                and len(frames) >= local.MIN_FRAMES * 2)
-
-    def fits_cascade(self, info, recipe, frames) -> bool:
-        return info.seekable and recipe is not None and not _on_gpu(recipe) and len(frames) >= local.CASCADE_MIN_FRAMES * 2
+                and len(frames) >= least * 2)
 
     def submit(self, fn, *args):
         ray = _ray()
@@ -111,9 +108,6 @@ class RayWorkers(Workers):
     def died(self, what: str) -> str:
         return (f"a Ray worker {what} died {RETRIES + 1} times (out of memory, a node lost, or killed); labels "
                 "stored before it are kept; SET executor = 'local' runs it on this machine")
-
-    def pool(self):  # Ray schedules the tasks: there is no pool to start
-        return None
 
     def close(self) -> None:
         self._remote.clear()  # Ray stays up for the session's process (ray.shutdown() ends it)

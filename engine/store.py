@@ -376,6 +376,15 @@ class Store:
         """A set's name as registered and its members, or None."""
         return next(((k, v) for k, v in self.video_sets().items() if k.lower() == name.lower()), None)
 
+    def set_pattern(self, name: str) -> str | None:
+        """The pattern a set was registered from."""
+        row = self.one("SELECT any_value(pattern) FROM vql_video_sets WHERE lower(name) = lower(?)", [name])
+        return row[0] if row else None
+
+    def video_names(self) -> list[str]:
+        """The names a query can read: videos and video sets."""
+        return list(self.videos()) + list(self.video_sets())
+
     def set_of(self, video: str) -> str | None:
         """The set a video belongs to, if any."""
         row = self.one("SELECT name FROM vql_video_sets WHERE lower(member) = lower(?)", [video])

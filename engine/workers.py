@@ -121,17 +121,6 @@ def _cascade_task(info: VideoInfo, recipe: Recipe, atom, chosen, first: int, unk
     return (built[0].version if built else None), result
 
 
-def _add(total, part) -> None:
-    """Add one range's pass result to the total (in range order)."""
-    total.yes.extend(part.yes)
-    total.through.extend(part.through)
-    for a, b in zip([total.decode, total.gate, *total.stage_ops, total.ref], [part.decode, part.gate, *part.stage_ops, part.ref]):
-        a.frames_in += b.frames_in
-        a.decided += b.decided
-        a.passed_on += b.passed_on
-        a.seconds += b.seconds
-
-
 class Workers:
     """A session's worker processes (started on the first labelling that uses them). The
     labelling and cascade loops submit tasks through :meth:`submit` and :meth:`get`, which a
@@ -161,16 +150,12 @@ class Workers:
                 f"its statements under `if __name__ == '__main__':`, as worker processes re-import it); labels "
                 f"stored before it are kept; SET workers = 1 runs it in this process")
 
-    def fits(self, info: VideoInfo, recipes: Sequence[Recipe | None], frames: np.ndarray) -> bool:
-        """Whether labelling these frames goes to the workers (see the module's rules)."""
+    def fits(self, info: VideoInfo, recipes: Sequence[Recipe | None], frames: np.ndarray, cascade: bool = False) -> bool:
+        """Whether labelling these frames (``cascade``: a cascade's pass over them) goes to the
+        workers (see the module's rules; :data:`CASCADE_MIN_FRAMES` per worker for a cascade)."""
+        least = CASCADE_MIN_FRAMES if cascade else MIN_FRAMES
         return (self.count > 1 and info.seekable and all(r is not None for r in recipes)
-                and len(frames) >= MIN_FRAMES * self.count)
-
-    def fits_cascade(self, info: VideoInfo, recipe: Recipe | None, frames: np.ndarray) -> bool:
-        """Whether a cascade's pass over these frames goes to the workers: as for labelling, with
-        :data:`CASCADE_MIN_FRAMES` frames per worker."""
-        return (self.count > 1 and info.seekable and recipe is not None
-                and len(frames) >= CASCADE_MIN_FRAMES * self.count)
+                and len(frames) >= least * self.count)
 
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is not None and getattr(self._pool, "_broken", False):
@@ -187,26 +172,17 @@ class Workers:
         frame order, once per task, in this process. A worker whose model has another version
         than ``versions`` (the coordinator's: another file, another runtime) is an error."""
         frames = np.unique(np.asarray(frames, np.int64))
-        tasks = deque(frames[i:i + TASK_FRAMES] for i in range(0, len(frames), TASK_FRAMES))
-        futures: deque = deque()
-        try:
-            while tasks or futures:
-                while tasks and len(futures) < IN_FLIGHT * self.count:
-                    futures.append(self.submit(_task, info, tuple(recipes), tasks.popleft()))
-                got, indices, dets = self.get(futures.popleft())
-                if list(got) != list(versions):
-                    raise ExecutionError(f"a {self.name} built model versions {got}, not {list(versions)} as "
-                                         f"this process did; SET workers = 1 labels in this process")
-                store(indices, dets)
-        except self.lost as e:
-            for future in futures:
-                self.cancel(future)
-            self.close()
-            raise ExecutionError(self.died(f"labelling {info.path}")) from e
-        except BaseException:  # an error or Ctrl-C: what is still queued is dropped
-            for future in futures:
-                self.cancel(future)
-            raise
+        calls = deque((_task, info, tuple(recipes), frames[i:i + TASK_FRAMES])
+                      for i in range(0, len(frames), TASK_FRAMES))
+
+        def stored(result) -> None:
+            got, indices, dets = result
+            if list(got) != list(versions):
+                raise ExecutionError(f"a {self.name} built model versions {got}, not {list(versions)} as "
+                                     f"this process did; SET workers = 1 labels in this process")
+            store(indices, dets)
+
+        self.run(calls, stored, f"labelling {info.path}")
 
     def cascade(self, info: VideoInfo, recipe: Recipe, version: str, atom, chosen, first: int, unknown: np.ndarray,
                 frames: np.ndarray, store: Callable[[list[int], list], None], on_batch: Callable[[int], None]):
@@ -214,36 +190,47 @@ class Workers:
         cut into ranges of :data:`CASCADE_TASK_FRAMES` (under a t−Δ gate, each starting at an anchor); the reference's
         labels go to ``store(frames, detections)`` in frame order, in this process. The merged
         result, as one process would have found it."""
-        from vql.engine.cascade import CascadePass, ranges
+        from vql.engine.cascade import PassResult, ranges
 
-        total = CascadePass(info, atom, chosen, first, unknown, None, None).result  # empty: ranges add to it
-        tasks = deque(ranges(frames, first, chosen, CASCADE_TASK_FRAMES))
+        total = PassResult.empty(chosen)
+        calls = deque((_cascade_task, info, recipe, atom, chosen, first,
+                       unknown[(unknown >= run[0]) & (unknown <= run[-1])], run)
+                      for run in ranges(frames, first, chosen, CASCADE_TASK_FRAMES))
+
+        def merged(result) -> None:
+            got, part = result
+            if got is not None and got != version:
+                raise ExecutionError(f"a {self.name} built model version {got}, not {version} as this process "
+                                     f"did; SET workers = 1 runs the cascade in this process")
+            for ids, dets in part.labels:
+                store(ids, dets)
+            total.add(part)
+            on_batch(part.decode.frames_in)  # every frame of the range was read
+
+        self.run(calls, merged, f"running a cascade over {info.path}")
+        return total
+
+    def run(self, calls: deque, take: Callable[[object], None], what: str) -> None:
+        """Run ``calls`` ((function, *args) each) in the workers, :data:`IN_FLIGHT` per worker
+        ahead of the one being taken; ``take`` gets each result in order, in this process. A
+        worker that dies is an ExecutionError (``what`` it was doing); on any error or Ctrl-C,
+        what is still queued is dropped."""
         futures: deque = deque()
         try:
-            while tasks or futures:
-                while tasks and len(futures) < IN_FLIGHT * self.count:
-                    run = tasks.popleft()
-                    mine = unknown[(unknown >= run[0]) & (unknown <= run[-1])]
-                    futures.append((len(run), self.submit(_cascade_task, info, recipe, atom, chosen, first, mine, run)))
-                size, future = futures.popleft()
-                got, part = self.get(future)
-                if got is not None and got != version:
-                    raise ExecutionError(f"a {self.name} built model version {got}, not {version} as this process "
-                                         f"did; SET workers = 1 runs the cascade in this process")
-                for ids, dets in part.labels:
-                    store(ids, dets)
-                _add(total, part)
-                on_batch(size)
+            while calls or futures:
+                while calls and len(futures) < IN_FLIGHT * self.count:
+                    fn, *args = calls.popleft()
+                    futures.append(self.submit(fn, *args))
+                take(self.get(futures.popleft()))
         except self.lost as e:
-            for _, future in futures:
+            for future in futures:
                 self.cancel(future)
             self.close()
-            raise ExecutionError(self.died(f"running a cascade over {info.path}")) from e
+            raise ExecutionError(self.died(what)) from e
         except BaseException:
-            for _, future in futures:
+            for future in futures:
                 self.cancel(future)
             raise
-        return total
 
     def close(self) -> None:
         if self._pool is not None:

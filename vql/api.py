@@ -196,7 +196,7 @@ class Connection:
     def _parse(self, statement: str) -> ast.Node:
         """Parse one statement; text DuckDB cannot take (a lone surrogate: not UTF-8) is refused
         here, after a path's own check so that a bad path is the VideoError/ModelError it is."""
-        node = parse(statement, frozenset(self._known()))
+        node = parse(statement, frozenset(self.store.video_names()))
         if isinstance(node, ast.CreateVideo):
             checked_path(node.path, "video file", VideoError)
         elif isinstance(node, ast.CreateFunction):
@@ -245,7 +245,7 @@ class Connection:
 
     def _unknown_table(self, e: duckdb.Error) -> str:
         """DuckDB's 'Table with name x does not exist' as vql says it (videos suggested too)."""
-        return unknown_table(str(e), self._known(), self._tables()) or str(e)
+        return unknown_table(str(e), self.store.video_names(), self._tables()) or str(e)
 
     def _duckdb(self, sql: str, params, our_error: str | None = None, select: bool = False) -> Result:
         """Run a statement on DuckDB as written; its errors become vql's (for a SELECT, an unknown
@@ -266,7 +266,7 @@ class Connection:
 
     @_run.register
     def _create_video(self, node: ast.CreateVideo, params) -> Result:
-        if (self.store.video(node.name) is not None or self.store.video_set(node.name) is not None) and not node.replace:
+        if node.name.lower() in {n.lower() for n in self.store.video_names()} and not node.replace:
             raise BindError(f"video {node.name!r} already exists (CREATE OR REPLACE VIDEO {node.name} ... to "
                             "register new content under that name)")
         if self.store.table_exists(node.name):
@@ -290,9 +290,8 @@ class Connection:
         paths = sorted(p for p in glob.glob(str(pattern)) if Path(p).is_file())
         if not paths:
             raise VideoError(f"no video file matches {node.path!r}")
-        taken = ({n.lower() for n in self.store.videos()} - {m.lower() for m in
-                                                               (self.store.video_set(node.name) or ("", ()))[1]})
-        taken |= {n.lower() for n in self.store.video_sets()} | {node.name.lower()}
+        replaced = {m.lower() for m in (self.store.video_set(node.name) or ("", ()))[1]}  # freed by REPLACE
+        taken = {n.lower() for n in self.store.video_names()} - replaced | {node.name.lower()}
         members = []
         for path in paths:
             name = member_name(node.name, path, taken | {m.lower() for m, _ in members})
@@ -338,9 +337,6 @@ class Connection:
             "description": [f"frame index, 0..{info.frames - 1}", f"seconds, frame / {info.fps:g}"],
         }))
 
-    def _known(self) -> list[str]:
-        return list(self.store.videos()) + list(self.store.video_sets())
-
     @_run.register
     def _drop_video(self, node: ast.DropVideo, params) -> Result:
         found = self.store.video_set(node.name)
@@ -351,7 +347,7 @@ class Connection:
         if self.store.video(node.name) is None:
             if node.if_exists:
                 return _message("OK")
-            raise BindError(no_video(node.name, self._known()))
+            raise BindError(no_video(node.name, self.store.video_names()))
         owner = self.store.set_of(node.name)
         if owner is not None:
             raise BindError(f"video {node.name!r} belongs to the video set {owner!r}; DROP VIDEO {owner} drops the set")
@@ -366,7 +362,7 @@ class Connection:
             n = sum(self.store.drop_results(m) for m in found[1])
             return _message(f"dropped {n} stored results of the video set {found[0]} (labels and plans kept)")
         if self.store.video(node.name) is None:
-            raise BindError(no_video(node.name, self._known()))
+            raise BindError(no_video(node.name, self.store.video_names()))
         n = self.store.drop_results(node.name)
         return _message(f"dropped {n} stored results of {node.name} (labels and plans kept)")
 

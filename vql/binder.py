@@ -327,16 +327,16 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
     for key, (ref, name, members) in videos.items():
         table = f"vql_frames_{ref.ref.lower()}"
         is_set = catalog.is_set(name)
+        preds = tuple(predicates.values()) if key == owner_alias else ()
+        atom_list = tuple(atoms.values()) if key == owner_alias else ()
+        where = frame_local_where(bound.where, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
         parts = []
         for i, (member, info) in enumerate(members):
             first, last = frame_bounds(bound.where, ref.ref, info, single_table, param)
             scan = VideoScan(member, ref.ref, info, first, min(last, info.frames - 1))
-            preds = tuple(predicates.values()) if key == owner_alias else ()
             labels = tuple(
                 LabelFrames(scan, m, catalog.load_model(m).version) for m in dict.fromkeys(p.model for p in preds)
             )
-            atom_list = tuple(atoms.values()) if key == owner_alias else ()
-            where = frame_local_where(bound.where, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
             part = f"{table}__member{i}" if is_set else table
             inputs.append(EvaluatePredicates(scan, labels, preds, part, atom_list, combine if atom_list else None, where,
                                              is_set))

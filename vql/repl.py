@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from vql.errors import VqlError, internal_error
 from vql.formatting import FORMATS, render
 from vql.scripts import ends_statement, split_statements
+from vql.sqlgen import literal
 
 KEYWORDS = (
     "SELECT", "FROM", "WHERE", "GROUP BY", "GROUP BY ALL", "HAVING", "ORDER BY", "ORDER BY ALL", "LIMIT", "OFFSET",
@@ -160,10 +161,8 @@ def schema(con, name: str = "") -> str:
     sets = con.store.video_sets()
     for video_set, members in sets.items():
         if not name or video_set.lower() == name.lower():
-            (pattern,) = con.duckdb.execute("SELECT any_value(pattern) FROM vql_video_sets WHERE name = ?",
-                                            [video_set]).fetchone()
-            lines.append(f"CREATE VIDEO {video_set} FROM '{pattern.replace(chr(39), chr(39) * 2)}';  -- a video set: "
-                         f"{', '.join(members)}; columns video VARCHAR, frame BIGINT, ts DOUBLE")
+            lines.append(f"CREATE VIDEO {video_set} FROM {literal(con.store.set_pattern(video_set))};  -- a video "
+                         f"set: {', '.join(members)}; columns video VARCHAR, frame BIGINT, ts DOUBLE")
     in_sets = {m.lower() for members in sets.values() for m in members}
     for video, info in con.store.videos().items():
         if (video.lower() == name.lower()) if name else video.lower() not in in_sets:
@@ -202,8 +201,7 @@ def dot_command(con, line: str, state: ShellState) -> str:
     if command == ".videos":
         return render(con.sql("SHOW VIDEOS").arrow(), state.mode)
     if command == ".tables":
-        names = set(con.store.videos()) | set(con.store.video_sets())
-        names |= {t for t in _relations(con) if not t.lower().startswith("vql_")}
+        names = set(con.store.video_names()) | {t for t in _relations(con) if not t.lower().startswith("vql_")}
         return "  ".join(sorted(names, key=str.lower)) or "(no videos or tables)"
     if command == ".schema":
         return schema(con, arg) or "(no videos or tables)"
@@ -270,8 +268,7 @@ class VqlCompleter:
         return self._classes[1]
 
     def relations(self) -> list[str]:
-        return sorted(set(self.con.store.videos()) | set(self.con.store.video_sets()) | set(_relations(self.con)),
-                      key=str.lower)
+        return sorted(set(self.con.store.video_names()) | set(_relations(self.con)), key=str.lower)
 
     def columns(self) -> list[str]:
         rows = self.con.duckdb.execute("SELECT DISTINCT column_name FROM information_schema.columns "
