@@ -270,7 +270,7 @@ def _validate(obj, where: str) -> None:
             raise PlanFormatError(f"stored plan: {where}: {what}")
 
     if isinstance(obj, Architecture):  # what is built from it must stay small: the planner's own shapes
-        need((obj.blocks, obj.filters, obj.dense, obj.size) in CANDIDATES, f"{obj} is not one of the planner's "
+        need(obj.shape in CANDIDATES, f"{obj} is not one of the planner's "
              f"architectures (planner/specialized.py: CANDIDATES)")
     if isinstance(obj, (TrainedModel, DifferenceDetector)):
         c = obj.crop

@@ -69,7 +69,7 @@ class ModelPredicate:
         return "BOOLEAN" if self.function == "contains" else "INTEGER"
 
 
-PLAN_FORMAT_VERSION = 4  # of stored plans (planner/plan_format.py); here, where reading it needs no torch
+PLAN_FORMAT_VERSION = 5  # of stored plans (planner/plan_format.py); here, where reading it needs no torch
 
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "=": operator.eq,
             "<>": operator.ne}

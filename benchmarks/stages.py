@@ -1,0 +1,126 @@
+"""How well do the specialized CNNs separate? Each candidate architecture trained as the planner
+trains it, judged on frames no choice looked at.
+
+    python benchmarks/stages.py --db DB [--video v] [--class person] [--min-score 0.5]
+
+``DB`` is a vql database in which a cold ``contains(...)`` query on the video labelled its
+training prefix and its certification frames (e.g. the one ``benchmarks/queries.py`` leaves).
+Frames follow the planner's own seeded random order (``planner/sampling.py``): each candidate is
+trained (``planner/specialized.py: train``, the planner's step budget) on the first half of the
+training prefix, and scored on the frames of the order after the prefix that are labelled (the
+certification frames: a uniform random sample of the rest of the scan). For each, the share of
+those frames whose score lies below the k-th lowest positive's (what a "no" threshold could settle
+while missing k positives), and above the k-th highest negative's (what "yes" could settle while
+accepting k negatives). Prints a markdown table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import vql  # noqa: E402
+from queries import ROOT, machine  # noqa: E402
+from vql.engine.video import read_frames  # noqa: E402
+from vql.engine.views import downscale  # noqa: E402
+from vql.planner.sampling import permutation, training_size  # noqa: E402
+from vql.planner.specialized import CANDIDATES, Architecture, train  # noqa: E402
+
+MISSES = (0, 2, 5)
+ACCEPTED = (0, 10)
+
+
+def frames_and_truth(con, video: str, cls: str, min_score: float, target: float, training_frames: int = 0):
+    """(training frames, held-out frames, each frame's truth) from the stored labels."""
+    info = con.store.video(video)
+    if info is None:
+        raise SystemExit(f"no video {video!r} in the database")
+    version = con.store.one("SELECT DISTINCT model_version FROM vql_labelled_frames WHERE video_fp = ?",
+                            [info.fingerprint])[0]
+    labelled = set(con.store.labelled_frames(info.fingerprint, version).tolist())
+    order = permutation(info.fingerprint, 0, info.frames - 1)
+    n_train = training_frames or training_size(info.frames, target)[0]
+    if not all(int(f) in labelled for f in order[:n_train]):
+        raise SystemExit("the training prefix is not labelled: run a cold contains(...) query on this video first")
+    held = []
+    for f in order[n_train:]:
+        if int(f) not in labelled:
+            break
+        held.append(int(f))
+    positive = {int(f) for (f,) in con.store.con.execute(
+        "SELECT DISTINCT frame FROM vql_labels WHERE video_fp = ? AND model_version = ? AND class = ? AND score >= ?",
+        [info.fingerprint, version, cls, min_score]).fetchall()}
+    return info, order[: n_train // 2], np.array(held, np.int64), positive
+
+
+def small_frames(info, frames: np.ndarray, sizes) -> dict[int, dict[int, np.ndarray]]:
+    out = {s: {} for s in sizes}
+    for indices, batch in read_frames(info, np.sort(frames), 32):
+        for s in sizes:
+            for f, img in zip(indices, downscale(batch, s)):
+                out[s][int(f)] = img
+    return out
+
+
+def separation(scores: np.ndarray, truth: np.ndarray) -> dict:
+    pos, neg = np.sort(scores[truth]), np.sort(scores[~truth])[::-1]
+    row = {f"no_missing_{k}": float((scores < pos[k]).mean()) if k < len(pos) else 1.0 for k in MISSES}
+    row.update({f"yes_accepting_{k}": float((scores > neg[k]).mean()) if k < len(neg) else 1.0 for k in ACCEPTED})
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--video", default="v")
+    parser.add_argument("--class", dest="cls", default="person")
+    parser.add_argument("--min-score", type=float, default=0.5)
+    parser.add_argument("--target", type=float, default=0.01, help="the target the cold query ran at")
+    parser.add_argument("--train-frames", type=int, default=0,
+                        help="the training prefix's length, where the planner grew it (default: planner/sampling.py's)")
+    parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stages.json"))
+    args = parser.parse_args(argv)
+    with vql.connect(args.db, read_only=True, progress=False) as con:
+        info, train_f, held, positive = frames_and_truth(con, args.video, args.cls, args.min_score, args.target,
+                                                           args.train_frames)
+    sizes = sorted({shape[3] for shape in CANDIDATES})
+    small = small_frames(info, np.concatenate([train_f, held]), sizes)
+    y_train = np.array([int(f) in positive for f in train_f])
+    y_held = np.array([int(f) in positive for f in held])
+    rows = []
+    for shape in CANDIDATES:
+        arch = Architecture(*shape)
+        for seed in (int(s) for s in args.seeds.split(",")):
+            model = train(arch, np.stack([small[arch.size][int(f)] for f in train_f]), y_train, seed=seed)
+            x = np.stack([small[arch.size][int(f)] for f in held])
+            t = time.perf_counter()
+            scores = model.scores(x)
+            per_frame = (time.perf_counter() - t) / len(x)
+            rows.append({"model": arch.name, "seed": seed, "train_s": model.train_seconds, "score_ms": per_frame * 1e3,
+                         **separation(scores, y_held)})
+            print(json.dumps(rows[-1]), flush=True)
+    head = (["model", "seed", "train s", "ms/frame"] + [f"settled 'no', {k} missed" for k in MISSES]
+            + [f"settled 'yes', {k} accepted" for k in ACCEPTED])
+    print(f"\n{info.path}: trained on {len(train_f)} frames ({int(y_train.sum())} positive), judged on {len(held)} "
+          f"held-out frames ({int(y_held.sum())} positive); {machine('cpu')}\n")
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for r in rows:
+        cells = [r["model"], str(r["seed"]), f"{r['train_s']:.0f}", f"{r['score_ms']:.2f}"]
+        cells += [f"{r[f'no_missing_{k}']:.1%}" for k in MISSES] + [f"{r[f'yes_accepting_{k}']:.1%}" for k in ACCEPTED]
+        print("| " + " | ".join(cells) + " |")
+    Path(args.out).write_text(json.dumps({"machine": machine("cpu"), "video": info.path, "train_frames": len(train_f),
+                                          "held_out": len(held), "held_out_positives": int(y_held.sum()),
+                                          "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
