@@ -85,18 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.01, help="the target the cold query ran at")
     parser.add_argument("--train-frames", type=int, default=0,
                         help="the training prefix's length, where the planner grew it (default: planner/sampling.py's)")
+    parser.add_argument("--models", type=int, default=len(CANDIDATES), help="the first N of CANDIDATES")
     parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stages.json"))
     args = parser.parse_args(argv)
     with vql.connect(args.db, read_only=True, progress=False) as con:
         info, train_f, held, positive = frames_and_truth(con, args.video, args.cls, args.min_score, args.target,
                                                            args.train_frames)
-    sizes = sorted({shape[3] for shape in CANDIDATES})
+    sizes = sorted({shape[3] for shape in CANDIDATES[:args.models]})
     small = small_frames(info, np.concatenate([train_f, held]), sizes)
     y_train = np.array([int(f) in positive for f in train_f])
     y_held = np.array([int(f) in positive for f in held])
     rows = []
-    for shape in CANDIDATES:
+    for shape in CANDIDATES[:args.models]:
         arch = Architecture(*shape)
         for seed in (int(s) for s in args.seeds.split(",")):
             model = train(arch, np.stack([small[arch.size][int(f)] for f in train_f]), y_train, seed=seed)

@@ -2,7 +2,8 @@
 one atom's plan is.
 
 - ``train_stages``: difference detectors against the background (the median of training frames
-  without the predicate) and the cheapest specialized CNNs, fitted on the training frames;
+  without the predicate) and the first ``TRAINED`` specialized CNNs (the cheapest dense one and
+  the pooled one, ``planner/specialized.py``), fitted on the training frames;
 - ``search``: every combination of one stage (or none) from each group of alternatives (a
   detector per metric, a model per architecture), their bands placed on the selection frames
   within an error allowance (``planner/thresholds.py: place``), costed by ``cascade_cost`` with
@@ -30,7 +31,7 @@ from vql.planner.stages import Stage, answer, decide
 from vql.planner.thresholds import place
 
 DIFF_SIZE = 32  # the difference detectors' frame size
-TRAINED = 2  # the cheapest CANDIDATES are trained
+TRAINED = 2  # the first CANDIDATES are trained: the cheapest dense model and the pooled one
 CROP_MARGIN = 0.08  # of the frame, around a region (``stage_crop``)
 MAX_ALTERNATIVES = 4
 
@@ -154,7 +155,7 @@ def stage_views(crop: Crop | None) -> tuple[View, ...]:
 def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[View, dict[int, np.ndarray]],
                  max_steps: int = 1500, crop: Crop | None = None) -> Stages | None:
     """Difference detectors against the background (the median of the training frames without
-    the predicate) and the cheapest specialized CNNs, each trained for a fixed number of steps,
+    the predicate) and the first TRAINED specialized CNNs, each trained for a fixed number of steps,
     all reading the frames cut to ``crop`` (a region predicate's region: what lies outside it
     cannot change the answer); None when the training frames hold one class only."""
     y = np.array([truth[int(f)] for f in frames], bool)
