@@ -8,10 +8,11 @@ training prefix and its certification frames (e.g. the one ``benchmarks/queries.
 Frames follow the planner's own seeded random order (``planner/sampling.py``): each candidate is
 trained (``planner/specialized.py: train``, the planner's step budget) on the first half of the
 training prefix, and scored on the frames of the order after the prefix that are labelled (the
-certification frames: a uniform random sample of the rest of the scan). For each, the share of
-those frames whose score lies below the k-th lowest positive's (what a "no" threshold could settle
-while missing k positives), and above the k-th highest negative's (what "yes" could settle while
-accepting k negatives). Prints a markdown table and writes JSON.
+certification frames: a uniform random sample of the rest of the scan; with ``--train-frames``
+shorter than the planner's prefix, the selection frames are among them). For each, the share of
+those frames whose score lies below the (k+1)-th lowest positive's (what a "no" threshold could
+settle while missing k positives), and above the (k+1)-th highest negative's (what "yes" could
+settle while accepting k negatives). Prints a markdown table and writes JSON.
 """
 
 from __future__ import annotations
