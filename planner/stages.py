@@ -107,6 +107,18 @@ class NoOnlyKind(StageKind):
                 f"{stage.passes:.1%} of frames")
 
 
+def _probability(p: float) -> str:
+    """A threshold on a probability as EXPLAIN prints it: 4 significant digits, and near 1 as
+    many as tell it from 1.
+
+    >>> _probability(0.02), _probability(4.3691e-05), _probability(0.9999990463), _probability(1.0)
+    ('0.02', '4.369e-05', '0.999999', '1')
+    """
+    if 0.999 < p < 1:
+        return f"{p:.{max(4, -math.floor(math.log10(1 - p)))}g}"
+    return f"{p:.4g}"
+
+
 class ProbabilityKind(StageKind):
     """A specialized model: P(the predicate holds); below c_low "no", above c_high "yes"."""
 
@@ -121,7 +133,8 @@ class ProbabilityKind(StageKind):
         return np.log(p) - np.log1p(-p)
 
     def describe(self, stage: Stage) -> str:
-        return (f"{self.label} {stage.op.name}: c_low = {stage.band.low:.4g}, c_high = {stage.band.high:.4g}; "
+        return (f"{self.label} {stage.op.name}: c_low = {_probability(stage.band.low)}, "
+                f"c_high = {_probability(stage.band.high)}; "
                 f"leaves {stage.passes:.1%} of what reaches it to the reference")
 
 
