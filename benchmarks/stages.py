@@ -100,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for shape in CANDIDATES[:args.models]:
         arch = Architecture(*shape)
+        x_train = np.stack([small[arch.size][int(f)] for f in train_f])
+        x = np.stack([small[arch.size][int(f)] for f in held])
         for seed in (int(s) for s in args.seeds.split(",")):
-            model = train(arch, np.stack([small[arch.size][int(f)] for f in train_f]), y_train, seed=seed)
-            x = np.stack([small[arch.size][int(f)] for f in held])
+            model = train(arch, x_train, y_train, seed=seed)
             t = time.perf_counter()
             scores = model.scores(x)
             per_frame = (time.perf_counter() - t) / len(x)

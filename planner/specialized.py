@@ -56,7 +56,7 @@ class Architecture:
 
     @property
     def name(self) -> str:
-        return f"cnn{self.blocks}x{self.filters}-{'d' if self.head == 'dense' else 'p'}{self.dense}@{self.size}"
+        return f"cnn{self.blocks}x{self.filters}-{self.head[0]}{self.dense}@{self.size}"
 
     @property
     def shape(self) -> tuple:
@@ -78,7 +78,7 @@ class SpecializedCNN(nn.Module):
             channels = width
         side = arch.size // (2 ** arch.blocks)
         if arch.head == "pool":
-            layers += [nn.Conv2d(channels, arch.dense, 3, padding=1), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(channels, arch.dense, 3, padding=1), nn.ReLU(inplace=True), _MaxAndMean()]
             self.head = nn.Linear(2 * arch.dense, 1)
         else:
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, arch.dense), nn.ReLU(inplace=True),
@@ -87,10 +87,14 @@ class SpecializedCNN(nn.Module):
         self.arch = arch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)
-        if self.arch.head == "pool":
-            h = torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3))], 1)
-        return self.head(h).squeeze(1)
+        return self.head(self.features(x)).squeeze(1)
+
+
+class _MaxAndMean(nn.Module):
+    """[N, C, H, W] -> [N, 2C]: each channel's maximum and mean over all positions."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3))], 1)
 
 
 @dataclass
