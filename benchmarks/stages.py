@@ -87,27 +87,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-frames", type=int, default=0,
                         help="the training prefix's length, where the planner grew it (default: planner/sampling.py's)")
     parser.add_argument("--models", type=int, default=len(CANDIDATES), help="the first N of CANDIDATES")
+    parser.add_argument("--only", default="", help="only the candidate of this name, e.g. cnn2x16-p32@64")
+    parser.add_argument("--min-steps", type=int, default=0, help="the training's least number of steps "
+                        "(default: planner/specialized.py's)")
     parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stages.json"))
     args = parser.parse_args(argv)
     with vql.connect(args.db, read_only=True, progress=False) as con:
         info, train_f, held, positive = frames_and_truth(con, args.video, args.cls, args.min_score, args.target,
                                                            args.train_frames)
-    sizes = sorted({shape[3] for shape in CANDIDATES[:args.models]})
+    shapes = [s for s in CANDIDATES[:args.models] if not args.only or Architecture(*s).name == args.only]
+    if not shapes:
+        raise SystemExit(f"no candidate named {args.only!r}")
+    sizes = sorted({shape[3] for shape in shapes})
     small = small_frames(info, np.concatenate([train_f, held]), sizes)
     y_train = np.array([int(f) in positive for f in train_f])
     y_held = np.array([int(f) in positive for f in held])
     rows = []
-    for shape in CANDIDATES[:args.models]:
+    steps = {"min_steps": args.min_steps} if args.min_steps else {}
+    for shape in shapes:
         arch = Architecture(*shape)
         x_train = np.stack([small[arch.size][int(f)] for f in train_f])
         x = np.stack([small[arch.size][int(f)] for f in held])
         for seed in (int(s) for s in args.seeds.split(",")):
-            model = train(arch, x_train, y_train, seed=seed)
+            model = train(arch, x_train, y_train, seed=seed, **steps)
             t = time.perf_counter()
             scores = model.scores(x)
             per_frame = (time.perf_counter() - t) / len(x)
-            rows.append({"model": arch.name, "seed": seed, "train_s": model.train_seconds, "score_ms": per_frame * 1e3,
+            rows.append({"model": arch.name, "seed": seed, "min_steps": args.min_steps or None,
+                         "train_s": model.train_seconds, "score_ms": per_frame * 1e3,
                          **separation(scores, y_held)})
             print(json.dumps(rows[-1]), flush=True)
     head = (["model", "seed", "train s", "ms/frame"] + [f"settled 'no', {k} missed" for k in MISSES]

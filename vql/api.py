@@ -510,8 +510,9 @@ class Connection:
         costs = [ctx.calibration.get(f"reference_cost:{self.model(m).version}:{self.model(m).device}")
                  for m in {a.predicate.model for a in node.atoms}]
         eta = f" (~{n * sum(costs):.0f} s at the reference's measured cost)" if all(costs) else ""
-        return (f"planned when the query runs: the reference labels a training prefix of {n} random frames{eta}, "
-                f"then the certification frames the chosen cascade needs; EXPLAIN ANALYZE runs it")
+        return (f"planned when the query runs: the reference labels a training prefix of at least {n} random "
+                f"frames{eta} (more while a test's rarer class is short), then the certification frames the chosen "
+                f"cascade needs; EXPLAIN ANALYZE runs it")
 
     def _execute(self, plan, params) -> tuple[pa.Table, dict]:
         """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
