@@ -27,8 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TRAIN_FLOOR = 600  # frames in the training prefix at least
-MIN_RARE = 120  # frames of each test's rarer class the training prefix should hold
+TRAIN_SHARE = 0.1  # of the scan, for the training prefix
+TRAIN_FLOOR = 600
+TRAIN_CEILING = 4000
+MIN_RARE = 200  # frames of each test's rarer class the training prefix should hold
 MAX_TRAIN_SHARE = 0.25  # of the scan: the most the training prefix grows to
 
 
@@ -45,21 +47,20 @@ def permutation(fingerprint: str, first: int, last: int) -> np.ndarray:
 
 
 def training_size(frames: int, target: float) -> tuple[int, str]:
-    """Frames the training prefix starts with: enough that the selection half can tell a rate
-    near ``target`` from zero (``9 / target``), and at least TRAIN_FLOOR; ``grow`` extends it
-    while a test's rarer class is short. Sized by what the prefix must hold, not by the scan's
-    length: a longer scan needs no more training frames, and every label here is paid at the
-    reference's cost.
+    """Frames in the training prefix: a tenth of the scan, at least enough that the selection half
+    can tell a rate near ``target`` from zero (``9 / target``) and at least TRAIN_FLOOR, at most
+    TRAIN_CEILING.
 
     >>> training_size(36000, 0.01)
-    (900, 'at least max(600, 9 / 0.01) frames')
-    >>> training_size(12000, 0.05)[0], training_size(100000, 0.001)[0]
-    (600, 9000)
+    (3600, '10% of 36000 frames, within [900, 4000]')
+    >>> training_size(12000, 0.05)[0], training_size(6000, 0.01)[0], training_size(100000, 0.01)[0]
+    (1200, 900, 4000)
     >>> training_size(795, 0.01)[0]      # over half of the scan: the planner answers exactly
     900
     """
-    n = max(TRAIN_FLOOR, math.ceil(9 / max(target, 1e-9)))  # may exceed a short scan: then exact
-    return n, f"at least max({TRAIN_FLOOR}, 9 / {target:g}) frames"
+    floor = max(TRAIN_FLOOR, math.ceil(9 / max(target, 1e-9)))
+    n = max(floor, min(TRAIN_CEILING, round(frames * TRAIN_SHARE)))  # may exceed a short scan: then exact
+    return n, f"{TRAIN_SHARE:.0%} of {frames} frames, within [{floor}, {TRAIN_CEILING}]"
 
 
 def grow(n_train: int, frames: int, rare: int) -> int:
@@ -68,7 +69,7 @@ def grow(n_train: int, frames: int, rare: int) -> int:
     ``n_train`` itself when it is done. Growing looks at the prefix only, so the frames after it
     stay in uniform random order.
 
-    >>> grow(600, 6000, 60), grow(1350, 6000, 90), grow(1500, 6000, 110), grow(900, 36000, 150)
+    >>> grow(600, 6000, 60), grow(1350, 6000, 150), grow(1500, 6000, 170), grow(900, 36000, 250)
     (900, 1500, 1500, 900)
     """
     if rare >= MIN_RARE:

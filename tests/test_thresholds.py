@@ -103,5 +103,4 @@ def test_the_random_order_is_shared_uniform_and_consumed_as_a_prefix():
     counts = np.histogram(s.prefix, bins=10, range=(100, 10100))[0]
     assert counts.min() > 150 and counts.max() < 250
     assert training_size(795, 0.01)[0] == 900  # more than the clip: the planner answers it exactly
-    assert training_size(36000, 0.01)[0] == training_size(360000, 0.01)[0] == 900  # not the scan's length
-    assert grow(600, 6000, rare=50) == 900 and grow(1400, 6000, rare=50) == 1500 and grow(600, 6000, rare=120) == 600
+    assert grow(600, 6000, rare=50) == 900 and grow(1400, 6000, rare=50) == 1500 and grow(600, 6000, rare=200) == 600
