@@ -1,10 +1,10 @@
 """Which stage of a stored cascade misses positives? Each stage of the stored plan's chosen
 cascade, scored on the plan's own certification frames.
 
-    python benchmarks/stage_tails.py --db DB [--video v] [--class person] [--min-score 0.5]
+    python benchmarks/stage_tails.py --db DB [--video v] [--class person]
 
-``DB`` is a vql database in which a cold ``contains(class)`` query (no region) planned a cascade
-on the video (the last such plan is read): its stored plan names the stages (with their trained weights and background), its
+``DB`` is a vql database in which a cold ``contains(class)`` query (no region, over the whole
+video, one test) planned a certified cascade on the video (the last such plan is read): its stored plan names the stages (with their trained weights and background), its
 training prefix and its certification sample, a piece of the planner's seeded random order
 (``planner/sampling.py``). For each stage, the lowest-scored positives among the certification
 frames, with the reference's best score for the class on that frame and the share of
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vql  # noqa: E402
 from queries import ROOT  # noqa: E402
 from stages import small_frames  # noqa: E402
+from vql.api import PLAN_FORMAT  # noqa: E402
 from vql.planner import plan_format  # noqa: E402
 from vql.planner.sampling import permutation  # noqa: E402
 
@@ -35,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True)
     parser.add_argument("--video", default="v")
     parser.add_argument("--class", dest="cls", default="person")
-    parser.add_argument("--min-score", type=float, default=0.5)
     parser.add_argument("--lowest", type=int, default=5, help="positives listed per stage")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stage_tails.json"))
     args = parser.parse_args(argv)
@@ -43,20 +43,33 @@ def main(argv: list[str] | None = None) -> int:
         info = con.store.video(args.video)
         if info is None:
             raise SystemExit(f"no video {args.video!r} in the database")
-        blobs = [bytes(b) for (b,) in con.store.con.execute(
-            "SELECT plan FROM vql_plans WHERE video_fp = ? ORDER BY created", [info.fingerprint]).fetchall()]
+        whole = f"|0-{info.frames - 1}"  # plans over the whole video: the order below is the scan's
+        blobs = [bytes(b) for key, b in con.store.con.execute(
+            "SELECT key, plan FROM vql_plans WHERE video_fp = ? AND starts_with(key, ?) ORDER BY created",
+            [info.fingerprint, f"{PLAN_FORMAT}|"]).fetchall() if key.endswith(whole)]
+        versions = [v for (v,) in con.store.con.execute(
+            "SELECT DISTINCT model_version FROM vql_labelled_frames WHERE video_fp = ?", [info.fingerprint]).fetchall()]
+        if len(versions) != 1:
+            raise SystemExit(f"labels of {len(versions)} model versions on this video: one expected")
         best = dict(con.store.con.execute(
-            "SELECT frame, max(score) FROM vql_labels WHERE video_fp = ? AND class = ? GROUP BY frame",
-            [info.fingerprint, args.cls]).fetchall())
-    plans = [p for p in map(plan_format.loads, blobs) if p.certificate is not None and p.choices[0].chosen is not None
-             and all(st.op.view[1] is None for st in p.choices[0].chosen.stages)]
+            "SELECT frame, max(score) FROM vql_labels WHERE video_fp = ? AND model_version = ? AND class = ? "
+            "GROUP BY frame", [info.fingerprint, versions[0], args.cls]).fetchall())
+
+    def wanted(p) -> bool:  # one certified contains(class) test, its stages reading whole frames
+        c = p.choices[0] if len(p.choices) == 1 else None
+        return (p.certificate is not None and c is not None and c.chosen is not None
+                and c.atom.predicate.function == "contains" and c.atom.predicate.class_name == args.cls
+                and all(st.op.view[1] is None for st in c.chosen.stages))
+
+    plans = [p for p in map(plan_format.loads, blobs) if wanted(p)]
     if not plans:
-        raise SystemExit("no stored plan with a certified cascade reading whole frames on this video: run a cold "
-                         "contains(...) query without a region first")
+        raise SystemExit(f"no stored plan with a certified cascade for contains({args.cls!r}) over the whole video, "
+                         f"reading whole frames: run such a cold query first")
     plan = plans[-1]
     order = permutation(info.fingerprint, 0, info.frames - 1)
     frames = np.sort(order[plan.training_frames: plan.training_frames + plan.certificate.frames])
-    truth = np.array([best.get(int(f), 0.0) >= args.min_score for f in frames])
+    min_score = plan.choices[0].atom.predicate.min_score
+    truth = np.array([best.get(int(f), 0.0) >= min_score for f in frames])
     stages = plan.choices[0].chosen.stages
     small = small_frames(info, frames, sorted({st.op.view[0] for st in stages}))
     rows = []

@@ -18,6 +18,7 @@ settle while accepting k negatives). Prints a markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -35,6 +36,7 @@ from vql.planner.sampling import permutation, training_size  # noqa: E402
 from vql.planner.specialized import CANDIDATES, Architecture, train  # noqa: E402
 
 MISSES = (0, 2, 5)
+STEP_FLOOR = inspect.signature(train).parameters["min_steps"].default
 ACCEPTED = (0, 10)
 
 
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             scores = model.scores(x)
             per_frame = (time.perf_counter() - t) / len(x)
-            rows.append({"model": arch.name, "seed": seed, "min_steps": args.min_steps or None,
+            rows.append({"model": arch.name, "seed": seed, "min_steps": steps.get("min_steps", STEP_FLOOR),
                          "train_s": model.train_seconds, "score_ms": per_frame * 1e3,
                          **separation(scores, y_held)})
             print(json.dumps(rows[-1]), flush=True)
