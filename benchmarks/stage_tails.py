@@ -4,8 +4,9 @@ cascade, scored on the plan's own certification frames.
     python benchmarks/stage_tails.py --db DB [--video v] [--class person]
 
 ``DB`` is a vql database in which a cold ``contains(class)`` query (no region, over the whole
-video, one test) planned a certified cascade on the video (the last such plan is read): its stored plan names the stages (with their trained weights and background), its
-training prefix and its certification sample, a piece of the planner's seeded random order
+video, one test) planned a certified cascade on the video (the last such plan is read): its
+stored plan names the stages (with their trained weights and background), its training prefix
+and its certification sample, a piece of the planner's seeded random order
 (``planner/sampling.py``). For each stage, the lowest-scored positives among the certification
 frames, with the reference's best score for the class on that frame and the share of
 certification frames scored below each: a "no" threshold above a positive's score misses it.
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vql  # noqa: E402
 from queries import ROOT  # noqa: E402
-from stages import small_frames  # noqa: E402
+from stages import small_frames, video_labels  # noqa: E402
 from vql.api import PLAN_FORMAT  # noqa: E402
 from vql.planner import plan_format  # noqa: E402
 from vql.planner.sampling import permutation  # noqa: E402
@@ -40,20 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stage_tails.json"))
     args = parser.parse_args(argv)
     with vql.connect(args.db, read_only=True, progress=False) as con:
-        info = con.store.video(args.video)
-        if info is None:
-            raise SystemExit(f"no video {args.video!r} in the database")
+        info, _, best = video_labels(con, args.video, args.cls)
         whole = f"|0-{info.frames - 1}"  # plans over the whole video: the order below is the scan's
         blobs = [bytes(b) for key, b in con.store.con.execute(
             "SELECT key, plan FROM vql_plans WHERE video_fp = ? AND starts_with(key, ?) ORDER BY created",
             [info.fingerprint, f"{PLAN_FORMAT}|"]).fetchall() if key.endswith(whole)]
-        versions = [v for (v,) in con.store.con.execute(
-            "SELECT DISTINCT model_version FROM vql_labelled_frames WHERE video_fp = ?", [info.fingerprint]).fetchall()]
-        if len(versions) != 1:
-            raise SystemExit(f"labels of {len(versions)} model versions on this video: one expected")
-        best = dict(con.store.con.execute(
-            "SELECT frame, max(score) FROM vql_labels WHERE video_fp = ? AND model_version = ? AND class = ? "
-            "GROUP BY frame", [info.fingerprint, versions[0], args.cls]).fetchall())
 
     def wanted(p) -> bool:  # one certified contains(class) test, its stages reading whole frames
         c = p.choices[0] if len(p.choices) == 1 else None

@@ -18,7 +18,6 @@ settle while accepting k negatives). Prints a markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -33,21 +32,33 @@ from queries import ROOT, machine  # noqa: E402
 from vql.engine.video import read_frames  # noqa: E402
 from vql.engine.views import downscale  # noqa: E402
 from vql.planner.sampling import permutation, training_size  # noqa: E402
-from vql.planner.specialized import CANDIDATES, Architecture, train  # noqa: E402
+from vql.planner.specialized import CANDIDATES, MIN_STEPS, Architecture, train  # noqa: E402
 
 MISSES = (0, 2, 5)
-STEP_FLOOR = inspect.signature(train).parameters["min_steps"].default
 ACCEPTED = (0, 10)
+
+
+def video_labels(con, video: str, cls: str):
+    """(the video, its labels' model version, each labelled frame's best score for ``cls``: 0
+    where the reference found none) from the stored labels of the one model version there."""
+    info = con.store.video(video)
+    if info is None:
+        raise SystemExit(f"no video {video!r} in the database")
+    versions = [v for (v,) in con.store.con.execute(
+        "SELECT DISTINCT model_version FROM vql_labelled_frames WHERE video_fp = ?", [info.fingerprint]).fetchall()]
+    if len(versions) != 1:
+        raise SystemExit(f"labels of {len(versions)} model versions on this video: one expected")
+    best = dict.fromkeys(con.store.labelled_frames(info.fingerprint, versions[0]).tolist(), 0.0)
+    best.update(con.store.con.execute(
+        "SELECT frame, max(score) FROM vql_labels WHERE video_fp = ? AND model_version = ? AND class = ? GROUP BY frame",
+        [info.fingerprint, versions[0], cls]).fetchall())
+    return info, versions[0], best
 
 
 def frames_and_truth(con, video: str, cls: str, min_score: float, target: float, training_frames: int = 0):
     """(training frames, held-out frames, each frame's truth) from the stored labels."""
-    info = con.store.video(video)
-    if info is None:
-        raise SystemExit(f"no video {video!r} in the database")
-    version = con.store.one("SELECT DISTINCT model_version FROM vql_labelled_frames WHERE video_fp = ?",
-                            [info.fingerprint])[0]
-    labelled = set(con.store.labelled_frames(info.fingerprint, version).tolist())
+    info, version, best = video_labels(con, video, cls)
+    labelled = best.keys()
     order = permutation(info.fingerprint, 0, info.frames - 1)
     n_train = training_frames or training_size(info.frames, target)[0]
     if not all(int(f) in labelled for f in order[:n_train]):
@@ -57,9 +68,7 @@ def frames_and_truth(con, video: str, cls: str, min_score: float, target: float,
         if int(f) not in labelled:
             break
         held.append(int(f))
-    positive = {int(f) for (f,) in con.store.con.execute(
-        "SELECT DISTINCT frame FROM vql_labels WHERE video_fp = ? AND model_version = ? AND class = ? AND score >= ?",
-        [info.fingerprint, version, cls, min_score]).fetchall()}
+    positive = {int(f) for f, score in best.items() if score >= min_score}
     return info, order[: n_train // 2], np.array(held, np.int64), positive
 
 
@@ -90,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the training prefix's length, where the planner grew it (default: planner/sampling.py's)")
     parser.add_argument("--models", type=int, default=len(CANDIDATES), help="the first N of CANDIDATES")
     parser.add_argument("--only", default="", help="only the candidate of this name, e.g. cnn2x16-p32@64")
-    parser.add_argument("--min-steps", type=int, default=0, help="the training's least number of steps "
-                        "(default: planner/specialized.py's)")
+    parser.add_argument("--min-steps", type=int, default=MIN_STEPS, help="the training's least number of steps "
+                        "(default: the planner's, planner/specialized.py: MIN_STEPS)")
     parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stages.json"))
     args = parser.parse_args(argv)
@@ -106,17 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     y_train = np.array([int(f) in positive for f in train_f])
     y_held = np.array([int(f) in positive for f in held])
     rows = []
-    steps = {"min_steps": args.min_steps} if args.min_steps else {}
     for shape in shapes:
         arch = Architecture(*shape)
         x_train = np.stack([small[arch.size][int(f)] for f in train_f])
         x = np.stack([small[arch.size][int(f)] for f in held])
         for seed in (int(s) for s in args.seeds.split(",")):
-            model = train(arch, x_train, y_train, seed=seed, **steps)
+            model = train(arch, x_train, y_train, seed=seed, min_steps=args.min_steps)
             t = time.perf_counter()
             scores = model.scores(x)
             per_frame = (time.perf_counter() - t) / len(x)
-            rows.append({"model": arch.name, "seed": seed, "min_steps": steps.get("min_steps", STEP_FLOOR),
+            rows.append({"model": arch.name, "seed": seed, "min_steps": args.min_steps,
                          "train_s": model.train_seconds, "score_ms": per_frame * 1e3,
                          **separation(scores, y_held)})
             print(json.dumps(rows[-1]), flush=True)

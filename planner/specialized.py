@@ -44,6 +44,7 @@ CANDIDATES = (
     (3, 32, 128, 64, "dense"),
 )
 HEADS = ("dense", "pool")
+MIN_STEPS = 200  # training steps at least (``train``): more over-fit few frames (benchmarks/stages.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,7 @@ class TrainedModel:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def train(arch: Architecture, small: np.ndarray, labels: np.ndarray, min_steps: int = 200, min_epochs: int = 12,
+def train(arch: Architecture, small: np.ndarray, labels: np.ndarray, min_steps: int = MIN_STEPS, min_epochs: int = 12,
           max_steps: int = 1500, seed: int = 0, crop: Crop | None = None) -> TrainedModel:
     """Train on [N, size, size, 3] uint8 frames (cut to ``crop``) with boolean labels (class-balanced loss) for a
     fixed number of steps of 64 frames: ``min_epochs`` epochs, at least ``min_steps`` and at most

@@ -28,7 +28,8 @@ def test_cascade_is_chosen_accurate_and_reused(street):
     con = vql.connect(db, progress=False)
     con.sql(f"CREATE VIDEO street FROM '{video}'")
     text = "\n".join(r[0] for r in con.sql("EXPLAIN " + QUERY).fetchall())  # plans nothing
-    assert "planned when the query runs: the reference labels a training prefix of at least 600 random frames" in text, text
+    assert ("planned when the query runs: the reference labels a training prefix of at least 600 random frames"
+            in text), text
     assert con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall() == [(0,)]
 
     result = con.sql(QUERY)
