@@ -124,7 +124,12 @@ class Stages:
     @staticmethod
     def scores(candidate: Candidate, frames: np.ndarray, small: dict[View, dict[int, np.ndarray]]) -> list[np.ndarray]:
         """The candidate's stages' scores on ``frames``, in order."""
-        return [st.op.scores(_stack(small[st.op.view], frames)) for st in candidate.stages]
+        return [op_scores(st.op, frames, small) for st in candidate.stages]
+
+
+def op_scores(op, frames: np.ndarray, small: dict[View, dict[int, np.ndarray]]) -> np.ndarray:
+    """A stage operator's scores on ``frames`` (read from ``small`` at the operator's view)."""
+    return op.scores(_stack(small[op.view], frames))
 
 
 def stage_crop(region: Crop | None) -> Crop | None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from vql.engine.cascade import sample_pass
 from vql.engine.executor import Context, atom_truth, where_truth
-from vql.planner.cascade import Stages, exact_choice, stage_crop, stage_views, train_stages
+from vql.planner.cascade import Stages, exact_choice, op_scores, stage_crop, stage_views, train_stages
 from vql.planner.cost import Costs
 from vql.plan import claim_names
 from vql.planner.query import AtomInput, QueryPlan, certification_claims, finish, propose
@@ -71,10 +71,11 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
         values = {a.column: np.array([truth[a.column][int(f)] for f in frames], bool) for a in atoms}
         scored: dict = {}
 
-        def scores(c):  # the plans of the sequence share their stages: score each atom's once
-            if c.atom.column not in scored:
-                scored[c.atom.column] = stages[c.atom.column].scores(c.chosen, frames, small)
-            return scored[c.atom.column]
+        def scores(c):  # the plans of the sequence share their stages (some drop one): score each once
+            for st in c.chosen.stages:
+                if id(st.op) not in scored:
+                    scored[id(st.op)] = op_scores(st.op, frames, small)
+            return [scored[id(st.op)] for st in c.chosen.stages]
 
         steps = certification_claims(proposal, frames, values, scores, combine)
     return finish(proposal, steps, fpr, fnr, sample=why, training_frames=n_train,

@@ -60,6 +60,16 @@ GAMMAS = (0.0, 0.25, 0.5)  # shares of each target the stages may spend on the s
 CAUTION = (Caution(1 / 8, np.inf, 8.0), Caution(1 / 4, 8.0, 6.0), Caution(1 / 4, 6.0, 5.0), Caution(1 / 3, 5.0, 4.0),
            Caution(1 / 3, 4.0, 3.0), Caution(1 / 2, 3.0, 2.0), Caution(1 / 2, 2.0, 1.5), Caution(2 / 3, 1.5, 1.0),
            Caution(3 / 4, 1.0, 0.5), Caution(7 / 8, 0.5, 0.25))
+# The shapes of the ladder, each a fixed sequence of steps, most cautious first (``ladder``);
+# ``propose`` weighs each by its expected cost and the one it picks is certified:
+# - "together": every stage's band moved at each step of CAUTION;
+# - "models first": the difference detectors dropped (δ x 0) while the models' bands come in
+#   along CAUTION, then the models at the proposal's bands while the detectors' δ come in
+#   along it. A detector whose positives reach further below δ than the selection frames
+#   showed (a borderline walker barely unlike the background) then stops only the later steps,
+#   not the plans in which the model alone settles most frames.
+SHAPES = {"together": CAUTION,
+          "models first": tuple(replace(c, scale=0.0) for c in CAUTION) + tuple(Caution(c.scale) for c in CAUTION)}
 # The "yes" sides of the ladder's plans, one ladder each (``ladder``): None, c_high moves with
 # the steps; a share s, c_high placed to answer "yes" to at most s x fpr of the selection negatives.
 YES_SHARES = (None, 0.25, 0.5)
@@ -95,6 +105,7 @@ class Proposal:
     reason: str
     needed: int  # certification frames the targets need when nothing is missed
     sequence: tuple[tuple[CascadeChoice, ...], ...] = ()  # the plans to certify in order, ``choices`` last
+    shape: str = "together"  # of the ladder (SHAPES)
 
     @property
     def cascade(self) -> bool:
@@ -139,8 +150,12 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                 continue
             sel = [Claim(n, t, a) for n, t, a in zip(names, sel_truth, _claims(names, frames, answers, atoms, combine))]
             own = chances(sel, rates, sized)  # the proposal's, from its errors on the selection frames
-            for yes_share in YES_SHARES:
-                sequence = ladder(choices, by_column, None if yes_share is None else yes_share * fpr)
+            seen = set()
+            for yes_share, shape in ((y, shape) for y in YES_SHARES for shape in SHAPES):
+                sequence = ladder(choices, by_column, None if yes_share is None else yes_share * fpr, SHAPES[shape])
+                if _key(sequence) in seen:  # a shape that moves no stage the other does not
+                    continue
+                seen.add(_key(sequence))
                 per_frame = [sum(c.expected_per_frame for c in seq) for seq in sequence]
                 # per ladder step and size, the chance it passes; a more cautious plan passes whenever a
                 # later one does, and the plan that runs is the last one certified
@@ -153,13 +168,13 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                                           list(zip(runs[:, j].tolist(), per_frame)))
                     if best is None or cost < best[0]:
                         best = (cost, choices, Sizing(n, a_fn, a_fp, float(passes[-1, j]),
-                                                      tuple(passes[:, j].tolist())), sequence)
+                                                      tuple(passes[:, j].tolist())), sequence, shape)
     if best is None:
         why = ("a target of 0 needs the reference on every frame" if fpr <= 0 or fnr <= 0 else
                f"no cascade can be certified on the {available} frames left: the targets need about {needed} "
                f"certification frames with nothing missed")
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds, why, needed)
-    cost, choices, sizing, sequence = best
+    cost, choices, sizing, sequence, shape = best
     if cost >= EXACT_MARGIN * exact_seconds:
         return Proposal(exact_all, names, None, exact_seconds, exact_seconds,
                         f"the cheapest certifiable cascade is expected to cost ~{cost:.0f} s (certifying on "
@@ -169,7 +184,8 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                     f"expected ~{cost:.0f} s against ~{exact_seconds:.0f} s exact; certification sized to absorb "
                     f"{sizing.allowed_fn} missed and {sizing.allowed_fp} false frames per claim; predicted on the "
                     f"selection frames, the proposal passes with chance {sizing.pass_probability:.2f} and some plan of "
-                    f"the ladder with chance {sizing.step_chances[0]:.2f}", needed, sequence)
+                    f"the ladder (\"{shape}\", {len(sequence)} plans) with chance {sizing.step_chances[0]:.2f}",
+                    needed, sequence, shape)
 
 
 def _atom_choice(i: AtomInput, share: float, costs: Costs, exact: CascadeChoice) -> tuple[CascadeChoice, np.ndarray]:
@@ -188,17 +204,31 @@ def _atom_choice(i: AtomInput, share: float, costs: Costs, exact: CascadeChoice)
 
 
 def ladder(choices: tuple[CascadeChoice, ...], by_column: dict[str, AtomInput],
-           yes_rate: float | None = None) -> tuple[tuple[CascadeChoice, ...], ...]:
-    """The plans to certify in order: the proposal (``choices``) padded by each step of CAUTION,
-    most cautious first, steps that cost as much as exact left out, then the proposal. With
-    ``yes_rate``, every step's models answer "yes" to at most that share of each atom's
-    selection negatives (``pad``'s ``yes_budget``)."""
+           yes_rate: float | None = None, steps: tuple[Caution, ...] = CAUTION) -> tuple[tuple[CascadeChoice, ...], ...]:
+    """The plans to certify in order: the proposal (``choices``) padded by each of ``steps``
+    (a shape of SHAPES), most cautious first, steps that cost as much as exact and steps that
+    repeat the one before left out, then the proposal. With ``yes_rate``, every step's models
+    answer "yes" to at most that share of each atom's selection negatives (``pad``'s
+    ``yes_budget``)."""
     def budget(c: CascadeChoice) -> int | None:
         return None if yes_rate is None else math.floor(yes_rate * int((~by_column[c.atom.column].truth).sum()))
 
-    sequence = tuple(tuple(pad(c, by_column[c.atom.column], step, budget(c)) for c in choices) for step in CAUTION)
     limit = sum(c.exact_per_frame for c in choices)
-    return tuple(seq for seq in sequence if sum(c.expected_per_frame for c in seq) < limit) + (choices,)
+    out: list[tuple[CascadeChoice, ...]] = []
+    for step in steps:
+        seq = tuple(pad(c, by_column[c.atom.column], step, budget(c)) for c in choices)
+        if sum(c.expected_per_frame for c in seq) < limit and (not out or _key((seq,)) != _key(out[-1:])):
+            out.append(seq)
+    if out and _key(out[-1:]) == _key((choices,)):
+        out.pop()
+    return tuple(out) + (choices,)
+
+
+def _key(sequence: tuple[tuple[CascadeChoice, ...], ...]) -> tuple:
+    """What tells plans apart: per atom, its stages (operator and band), None for exact."""
+    return tuple(tuple((c.atom.column, None if c.chosen is None else
+                        tuple((id(st.op), st.band.low, st.band.high) for st in c.chosen.stages)) for c in seq)
+                 for seq in sequence)
 
 
 def predicted_rates(choices: tuple[CascadeChoice, ...], by_column: dict[str, AtomInput], rates: list[float],
@@ -284,13 +314,18 @@ def pad(choice: CascadeChoice, inp: AtomInput, caution: Caution, yes_budget: int
         else:  # "yes" placed afresh: to at most ``yes_budget`` of the selection negatives that reach it
             high = float(reached[len(reached) - 1 - yes_budget]) if yes_budget < len(reached) else -np.inf
             stages[-1] = replace(stages[-1], high=max(high, stages[-1].low))
-    padded, rate = measured([replace(st, band=b) for st, b in zip(chosen.stages, stages)], scores, len(y))
-    cost = cascade_cost(1, choice.costs, padded)
+    kept = [(replace(st, band=b), s) for st, b, s in zip(chosen.stages, stages, scores) if not b.decides_nothing]
     yes_side = (f"c_high +{caution.high:g} in log-odds" if yes_budget is None else
                 f"c_high placed to answer \"yes\" to at most {yes_budget} selection negatives")
-    return replace(choice, chosen=replace(chosen, cost_per_frame=cost, stages=padded, pass_rate=rate),
-                   reason=f"{choice.reason}; bands moved towards the reference (δ x {caution.scale:g}, "
-                          f"c_low -{caution.low:g} in log-odds, {yes_side})")
+    moved = ("difference detectors dropped" if caution.scale == 0 else f"δ x {caution.scale:g}")
+    reason = f"{choice.reason}; bands moved towards the reference ({moved}, c_low -{caution.low:g} in log-odds, {yes_side})"
+    if not kept:  # no stage decides anything: the reference answers every frame
+        return exact_choice(choice.atom, f"{reason}: no stage decides anything", choice.costs, choice.positive_rate)
+    padded, rate = measured([st for st, _ in kept], [s for _, s in kept], len(y))
+    cost = cascade_cost(1, choice.costs, padded)
+    name = " -> ".join([st.op.name for st in padded] + ["reference"])
+    return replace(choice, chosen=replace(chosen, name=name, cost_per_frame=cost, stages=padded, pass_rate=rate),
+                   reason=reason)
 
 
 @dataclass(frozen=True)
@@ -355,7 +390,8 @@ def finish(proposal: Proposal, steps: list[list[Claim]], fpr: float, fnr: float,
         k, cert = certified
         choices = proposal.sequence[k]
         step = ("the proposed plan" if k == len(steps) - 1 else
-                f"plan {k + 1} of {len(steps)}, with thresholds moved towards the reference (the next one failed)")
+                f"plan {k + 1} of {len(steps)} of the \"{proposal.shape}\" ladder, with thresholds moved towards "
+                f"the reference (the next one failed)")
         return QueryPlan("cascade", f"certified {step}; {proposal.reason}", choices, certificate=cert,
                          expected_seconds=proposal.expected_seconds, **common)
     exact = tuple(exact_choice(c.atom, "the certificate failed", c.costs, c.positive_rate) for c in proposal.choices)

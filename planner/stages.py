@@ -42,6 +42,10 @@ class Band:
     low: float = -np.inf
     high: float = np.inf
 
+    @property
+    def decides_nothing(self) -> bool:
+        return self.low == -np.inf and self.high == np.inf
+
     def decide(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = np.asarray(scores, np.float64)
         no = s < self.low
@@ -51,9 +55,9 @@ class Band:
 @dataclass(frozen=True, slots=True)
 class Caution:
     """How far one step of the certification ladder (``planner/query.py: CAUTION``) moves a band
-    towards "ask the reference": a "no"-only stage's ``low`` is multiplied by ``scale``; a
-    probability's ``low`` moves down by ``low`` and its ``high`` up by ``high`` in log-odds
-    (inf: that side decides nothing)."""
+    towards "ask the reference": a "no"-only stage's ``low`` is multiplied by ``scale`` (0: the
+    stage decides nothing, and the ladder drops it); a probability's ``low`` moves down by ``low``
+    and its ``high`` up by ``high`` in log-odds (inf: that side decides nothing)."""
 
     scale: float = 1.0
     low: float = 0.0
@@ -68,6 +72,8 @@ def shift(p: float, by: float) -> float:
     """
     if np.isinf(by):
         return float(by)
+    if by == 0:
+        return float(p)
     if not 0 < p < 1:
         return float(p)
     return float(1 / (1 + math.exp(-(math.log(p / (1 - p)) + by))))
@@ -96,6 +102,8 @@ class NoOnlyKind(StageKind):
     """A difference detector: a score of how unlike the background a frame is; below δ, "no"."""
 
     def cautious(self, band: Band, caution: Caution) -> Band:
+        if caution.scale == 0:
+            return replace(band, low=-np.inf)
         return replace(band, low=band.low * caution.scale if np.isfinite(band.low) else band.low)
 
     def scale(self, scores: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from vql.plan import ModelPredicate
 from vql.planner.cascade import Atom, Candidate, CascadeChoice, train_stages
 from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.cost import Costs
-from vql.planner.query import CAUTION, AtomInput, QueryPlan, certification_claims, finish, propose
+from vql.planner.query import SHAPES, AtomInput, QueryPlan, certification_claims, finish, propose
 from vql.planner.sampling import Sample, permutation
 from vql.planner.specialized import Architecture, SpecializedCNN, TrainedModel
 from vql.planner.stages import Band, Stage
@@ -77,7 +77,7 @@ def test_the_planner_trains_selects_and_certifies_on_disjoint_random_frames():
     values = {"vql_a0": truth[certify_frames]}
     steps = certification_claims(proposal, certify_frames, values,
                                  lambda c: stages.scores(c.chosen, certify_frames, small), None)
-    assert len(steps) == len(proposal.sequence) and 2 <= len(steps) <= len(CAUTION) + 1
+    assert len(steps) == len(proposal.sequence) and 2 <= len(steps) <= max(map(len, SHAPES.values())) + 1
     plan = finish(proposal, steps, 0.05, 0.05)
     assert plan.strategy == "cascade" and plan.certificate.passed
     assert plan.certificate.fnr_bound <= 0.05 and plan.certificate.frames == proposal.sizing.frames
