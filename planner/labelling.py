@@ -16,7 +16,7 @@ import numpy as np
 
 from vql.engine.cascade import sample_pass
 from vql.engine.executor import Context, atom_truth, where_truth
-from vql.planner.cascade import Stages, exact_choice, op_scores, stage_crop, stage_views, train_stages
+from vql.planner.cascade import exact_choice, op_scores, stage_crop, stage_views, train_stages
 from vql.planner.cost import Costs
 from vql.plan import claim_names
 from vql.planner.query import AtomInput, QueryPlan, certification_claims, finish, propose
@@ -48,11 +48,10 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     costs = _label(ctx, scan, atoms, order[:n_train], small, truth, "training")
     n_train, why = _grow_prefix(ctx, scan, atoms, order, n_train, why, small, truth)
     sample = Sample(order, n_train)
-    stages: dict[str, Stages | None] = {}
     inputs = []
     for atom in atoms:
         t = truth[atom.column]
-        stages[atom.column] = s = train_stages(sample.train, t, small, crop=stage_crop(atom.predicate.region))
+        s = train_stages(sample.train, t, small, crop=stage_crop(atom.predicate.region))
         y_sel = np.array([t[int(f)] for f in sample.select], bool)
         rate = float(np.mean([t[int(f)] for f in sample.prefix]))
         inputs.append(AtomInput(atom, y_sel, rate, s.scored(sample.select, small) if s is not None else None))

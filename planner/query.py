@@ -64,8 +64,8 @@ CAUTION = (Caution(1 / 8, np.inf, 8.0), Caution(1 / 4, 8.0, 6.0), Caution(1 / 4,
 # ``propose`` weighs each by its expected cost and the one it picks is certified:
 # - "together": every stage's band moved at each step of CAUTION;
 # - "models first": the difference detectors dropped (δ x 0) while the models' bands come in
-#   along CAUTION, then the models at the proposal's bands while the detectors' δ come in
-#   along it. A detector whose positives reach further below δ than the selection frames
+#   along CAUTION, then the models' "no" sides at the proposal's while the detectors' δ come in
+#   along it (``pad`` keeps "yes" to no more selection negatives than the proposal). A detector whose positives reach further below δ than the selection frames
 #   showed (a borderline walker barely unlike the background) then stops only the later steps,
 #   not the plans in which the model alone settles most frames.
 SHAPES = {"together": CAUTION,
@@ -139,7 +139,7 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
     exact_all = tuple(exact_choice(i.atom, i.no_stages if i.groups is None else "no cascade pays", costs, i.positive_rate)
                       for i in inputs)
     by_column = {i.atom.column: i for i in inputs}
-    best: tuple[float, tuple, Sizing, tuple] | None = None
+    best: tuple[float, tuple, Sizing, tuple, str] | None = None
     sized = sizes(rates, fpr, fnr, available) if fpr > 0 and fnr > 0 else []
     if sized:
         for gamma in GAMMAS:
@@ -157,8 +157,9 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                     continue
                 seen.add(_key(sequence))
                 per_frame = [sum(c.expected_per_frame for c in seq) for seq in sequence]
-                # per ladder step and size, the chance it passes; a more cautious plan passes whenever a
-                # later one does, and the plan that runs is the last one certified
+                # per ladder step and size, the chance it passes, taken as no higher than the step before's
+                # (the "no" answers nest along a ladder, the misses with them; a modelling assumption of the
+                # sizing only, the guarantee needs none); the plan that runs is the last one certified
                 steps = [chances(sel, rates, sized, predicted_rates(seq, by_column, rates, combine, sel_truth))
                          for seq in sequence[:-1]] + [own]
                 passes = np.maximum.accumulate(np.array(steps)[::-1])[::-1]
@@ -273,7 +274,9 @@ def pad(choice: CascadeChoice, inp: AtomInput, caution: Caution, yes_budget: int
     negatives reach it), its pass shares and cost measured again on the selection frames. With
     ``yes_budget``, only the "no" sides move: the last stage's c_high is placed afresh to answer
     "yes" to at most that many selection negatives (the false-positive target has its own room:
-    a model that is sure of many positives keeps them from the reference).
+    a model that is sure of many positives keeps them from the reference). A stage whose band
+    decides nothing (a detector at δ x 0) is dropped and the plan renamed; with no stage left,
+    the atom is answered exactly at this step.
 
     >>> from vql.plan import ModelPredicate
     >>> from vql.planner.cascade import Candidate
@@ -317,8 +320,10 @@ def pad(choice: CascadeChoice, inp: AtomInput, caution: Caution, yes_budget: int
     kept = [(replace(st, band=b), s) for st, b, s in zip(chosen.stages, stages, scores) if not b.decides_nothing]
     yes_side = (f"c_high +{caution.high:g} in log-odds" if yes_budget is None else
                 f"c_high placed to answer \"yes\" to at most {yes_budget} selection negatives")
-    moved = ("difference detectors dropped" if caution.scale == 0 else f"δ x {caution.scale:g}")
-    reason = f"{choice.reason}; bands moved towards the reference ({moved}, c_low -{caution.low:g} in log-odds, {yes_side})"
+    detector = any(not st.kind.says_yes for st in chosen.stages)
+    moved = ("difference detector dropped, " if caution.scale == 0 and detector else
+             f"δ x {caution.scale:g}, " if detector else "")
+    reason = f"{choice.reason}; bands moved towards the reference ({moved}c_low -{caution.low:g} in log-odds, {yes_side})"
     if not kept:  # no stage decides anything: the reference answers every frame
         return exact_choice(choice.atom, f"{reason}: no stage decides anything", choice.costs, choice.positive_rate)
     padded, rate = measured([st for st, _ in kept], [s for _, s in kept], len(y))

@@ -129,6 +129,7 @@ def test_the_models_first_ladder_drops_the_detector_and_certifies_past_its_tail(
     choice = CascadeChoice(atom, "cascade", "", Costs(4e-4, 0.05), 0.0504, chosen)
     together = ladder((choice,), {"a0": inp}, None, SHAPES["together"])
     first = ladder((choice,), {"a0": inp}, None, SHAPES["models first"])
+    assert together[0][0].chosen.stages[0].band.low == pytest.approx(delta / 8)  # its first step is kept
     names = [s[0].chosen.name for s in first]
     assert names[0] == "sim-cnn -> reference" and names[-1] == chosen.name
     k = names.index(chosen.name)
