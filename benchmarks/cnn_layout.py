@@ -1,0 +1,95 @@
+"""The specialized CNNs' memory layout: channels-last weights (what vql uses) against the
+default NCHW layout, side by side in one run, for each architecture the planner searches.
+
+    python benchmarks/cnn_layout.py [--frames 2048] [--steps 200] [--repeats 3]
+
+Per architecture: scoring time per frame (``TrainedModel.scores``, batches of 64; best of
+``--repeats``), the largest difference between the two layouts' scores on the same weights,
+and the seconds ``train`` takes for ``--steps`` steps on the same random frames in each layout.
+Writes benchmarks/results/cnn_layout.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from queries import ROOT, machine  # noqa: E402
+from vql.planner import specialized  # noqa: E402
+from vql.planner.specialized import CANDIDATES, Architecture, SpecializedCNN, TrainedModel  # noqa: E402
+
+
+def best_ms(fn, frames: int, repeats: int) -> float:
+    """Best of ``repeats`` timings of ``fn()``, in ms per frame."""
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t)
+    return min(runs) / frames * 1e3
+
+
+def nchw(net: SpecializedCNN) -> SpecializedCNN:
+    return net.to(memory_format=torch.contiguous_format)
+
+
+def train_seconds(arch: Architecture, x: np.ndarray, y: np.ndarray, steps: int, layout) -> float:
+    """The seconds ``train`` takes for ``steps`` steps with its net put in ``layout``."""
+    made = specialized.SpecializedCNN
+    specialized.SpecializedCNN = lambda a: layout(made(a))
+    try:
+        model = specialized.train(arch, x, y, min_steps=steps, max_steps=steps)
+    finally:
+        specialized.SpecializedCNN = made
+    return model.train_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cnn_layout.json"))
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    rows = []
+    for shape in CANDIDATES:
+        arch = Architecture(*shape)
+        x = rng.integers(0, 256, (args.frames, arch.size, arch.size, 3), dtype=np.uint8)
+        y = rng.random(args.frames) < 0.1
+        torch.manual_seed(0)
+        last = TrainedModel(arch, SpecializedCNN(arch), x.mean(axis=0, dtype=np.float32), 0.0)
+        first = TrainedModel(arch, nchw(copy.deepcopy(last.net)), last.mean, 0.0)
+        gap = float(np.abs(first.scores(x[:256]) - last.scores(x[:256])).max())
+        score = {}
+        for name, m in (("nchw", first), ("channels_last", last)) * 2:  # interleaved, best of both rounds
+            ms = best_ms(lambda: m.scores(x), len(x), args.repeats)
+            score[name] = min(score.get(name, ms), ms)
+        train_n = train_seconds(arch, x, y, args.steps, nchw)
+        train_c = train_seconds(arch, x, y, args.steps, lambda net: net)
+        rows.append({"arch": arch.name, "score_ms_nchw": score["nchw"], "score_ms_channels_last": score["channels_last"],
+                     "score_speedup": score["nchw"] / score["channels_last"], "max_score_difference": gap,
+                     "train_s_nchw": train_n, "train_s_channels_last": train_c, "train_speedup": train_n / train_c})
+    out = {"machine": machine("cpu"), "threads": torch.get_num_threads(), "frames": args.frames, "steps": args.steps,
+           "rows": rows}
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(f"{out['machine']}; scoring: batches of 64, best of {args.repeats}; training: {args.steps} steps of 64\n")
+    print("| arch | score ms/frame NCHW | channels-last | × | max score diff | train s NCHW | channels-last | × |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['arch']} | {r['score_ms_nchw']:.3f} | {r['score_ms_channels_last']:.3f} | {r['score_speedup']:.2f} "
+              f"| {r['max_score_difference']:.1e} | {r['train_s_nchw']:.1f} | {r['train_s_channels_last']:.1f} "
+              f"| {r['train_speedup']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
