@@ -40,8 +40,7 @@ def planned(vtest_path, tmp_path_factory):
     CenterNet. Two constants are lowered for the module so that a scan this short gets a cascade
     (with the defaults it is answered exactly): the training prefix's floor, and the share of the
     exact plan's cost a cascade must stay under; and the specialized models train for 100 steps
-    rather than the default floor (200; on 40 training frames, 500 steps took a minute; the
-    prefix's first third, 26 frames, trains them now)."""
+    rather than the default floor (200; on 40 frames, 500 steps took a minute)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sampling, "TRAIN_FLOOR", 80)
         mp.setattr(query, "EXACT_MARGIN", 10.0)

@@ -69,10 +69,10 @@ class ModelPredicate:
         return "BOOLEAN" if self.function == "contains" else "INTEGER"
 
 
-# of stored plans (planner/plan_format.py); here, where reading it needs no torch. 6: the stages of
-# a plan are trained on the first third of the training prefix with channels-last weights (their
-# scores differ from version 5's in the last float digits): a version-5 plan is planned again,
-# its labels reused
+# of stored plans (planner/plan_format.py); here, where reading it needs no torch. 6: specialized
+# CNNs with channels-last weights, scored in batches of 64 (their scores differ from version 5's
+# in the last float digits, and a certificate holds for the scores it checked): a version-5 plan
+# is planned again, its labels reused
 PLAN_FORMAT_VERSION = 6
 
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "=": operator.eq,
