@@ -87,7 +87,7 @@ class SpecializedCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.arch = arch
         # channels-last weights: these small nets score 1.5-2.9x faster on CPU (in batches of 64,
-        # faster than 256 here) and train 1.05-1.3x faster, scores equal to 1e-7 (benchmarks/cnn_layout.py)
+        # no slower than 256 here) and train 1.05-1.3x faster, scores equal to 1e-7 (benchmarks/cnn_layout.py)
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
