@@ -123,8 +123,11 @@ class TrainedModel:
         return self.arch.size, self.crop
 
     def to_tensor(self, small: np.ndarray) -> torch.Tensor:
+        """[N, size, size, 3] uint8 -> the nets' input: [N, 3, size, size] in channels-last memory
+        (the frames' own order, so no copy; as an NCHW-contiguous tensor the convolutions converted
+        every batch, for the same scores; benchmarks/cnn_layout.py)."""
         x = torch.from_numpy(small.astype(np.float32) - self.mean).permute(0, 3, 1, 2) / 64.0
-        return x.contiguous()
+        return x.contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def scores(self, small: np.ndarray, batch: int = 64) -> np.ndarray:
