@@ -1,8 +1,8 @@
 """Planning a scan's model tests with the reference in the loop.
 
 ``plan_query`` walks the scan's seeded random order (``planner/sampling.py``): it labels the
-training prefix, trains each atom's stages on its first half and scores them on its second
-half, lets ``planner/query.py: propose`` make every choice there, then labels the
+training prefix, trains each atom's stages on its first third and scores them on the other
+two thirds, lets ``planner/query.py: propose`` make every choice there, then labels the
 certification frames after the prefix (stored labels reused, whichever query paid for them)
 and certifies the one proposal on them (``finish``). The session caches and stores what this
 returns.

@@ -1,6 +1,6 @@
 """Planning a query's model tests together, and certifying the result once.
 
-``propose`` makes every choice on the selection frames (the second half of the training prefix,
+``propose`` makes every choice on the selection frames (the last two thirds of the training prefix,
 ``planner/sampling.py``): for each share of the targets the stages may spend there (GAMMAS), each
 atom's cheapest cascade (``planner/cascade.py: search``), their combined answers under the
 WHERE clause, the ladder of more cautious plans to certify before it (``ladder``, for each way
@@ -367,7 +367,7 @@ class QueryPlan:
             lines += ["  " + line for line in c.explain_lines()]
         if self.sample:
             lines.append(f"  training prefix: {self.training_frames} frames of the scan's seeded random order "
-                         f"({self.sample}); half train the stages, half select the plan")
+                         f"({self.sample}); a third trains the stages, two thirds select the plan")
         if self.needed:
             lines.append(f"  the targets need about {self.needed} certification frames when nothing is missed")
         if self.certificate is not None:

@@ -39,7 +39,7 @@ def test_explain_of_a_certified_plan_golden():
     choice = _chosen_cascade()
     cert = Certificate(0.01, 0.01, 4700, (ClaimBounds("WHERE contains('person', min_score := 0.5)", 425, 0, 4275, 3, 0.0086, 0.0022),))
     plan = QueryPlan("cascade", "certified: expected ~400 s against ~1900 s exact", (choice,), 0.01, 0.01,
-                     ("WHERE contains('person', min_score := 0.5)",), "10% of 36000 frames, within [900, 4000]", 3600, 3323,
+                     ("WHERE contains('person', min_score := 0.5)",), "7.5% of 36000 frames, within [900, 3000]", 2700, 3323,
                      Sizing(4700, 0, 3, 0.71), cert, 400.0, 1900.0)
     golden("explain_certified_plan.txt", "\n".join(plan.explain_lines()))
 
