@@ -5,8 +5,9 @@ frames no choice looked at.
 
 ``DB`` is a vql database in which a cold ``contains(...)`` query on the video labelled its
 training prefix and certification frames (as for ``benchmarks/stages.py``). The background is
-fitted as the planner fits it (the median of the training half's negatives); each detector
-scores the selection half of the prefix and the labelled frames after it (held out). Per
+fitted as the planner fits it (the median of the negatives among the prefix's training part,
+``planner/sampling.py: Sample``); each detector scores the prefix's selection part and the
+labelled frames after the prefix (held out). Per
 detector: on the held-out frames, the share whose score lies below the (k+1)-th lowest
 positive's (what a "no" threshold could settle while missing k positives), and the held-out
 positives scoring below the lowest selection positive (what a threshold placed on the
@@ -29,7 +30,7 @@ import vql  # noqa: E402
 from queries import ROOT, machine  # noqa: E402
 from stages import frames_and_truth, separation, small_frames  # noqa: E402
 from vql.engine.difference import DETECTORS, background, block_mse  # noqa: E402
-from vql.planner.sampling import training_size  # noqa: E402
+from vql.planner.sampling import Sample, permutation, training_size  # noqa: E402
 
 SIZES = (32, 64)
 GRIDS = (4, 8)
@@ -45,10 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detectors.json"))
     args = parser.parse_args(argv)
     con = vql.connect(args.db, progress=False)
-    info, train, held, positive = frames_and_truth(con, args.video, args.cls, args.min_score, args.target)
-    n_train = training_size(info.frames, args.target)[0]
-    from vql.planner.sampling import permutation
-    select = permutation(info.fingerprint, 0, info.frames - 1)[n_train // 2:n_train]
+    info, _, held, positive = frames_and_truth(con, args.video, args.cls, args.min_score, args.target)
+    sample = Sample(permutation(info.fingerprint, 0, info.frames - 1), training_size(info.frames, args.target)[0])
+    train, select = sample.train, sample.select
     small = small_frames(info, np.concatenate([train, select, held]), SIZES)
     y_train = np.array([int(f) in positive for f in train])
     y_sel = np.array([int(f) in positive for f in select])

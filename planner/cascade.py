@@ -30,7 +30,13 @@ from vql.planner.specialized import CANDIDATES, Architecture, train
 from vql.planner.stages import Stage, answer, decide
 from vql.planner.thresholds import place
 
-DIFF_SIZE = 32  # the difference detectors' frame size
+# The difference detectors' frame size. Downscaled with INTER_LINEAR (``engine/views.py``), a
+# 768-pixel frame at 32 pixels keeps about one pixel in 24 each way, so a far walker 25 pixels
+# wide can all but vanish: on the composed hour one such positive scored below every other of
+# ~550 positives and under 20-40% of the negatives, and failed a certificate at 1%; at 64 pixels
+# (the pooled CNN's frames, already made) it scores above 99% of the negatives and the positives'
+# lowest scores no longer trail off (benchmarks/detectors.py)
+DIFF_SIZE = 64
 TRAINED = 2  # the first CANDIDATES are trained: the cheapest dense model and the pooled one
 CROP_MARGIN = 0.08  # of the frame, around a region (``stage_crop``)
 MAX_ALTERNATIVES = 4
@@ -152,7 +158,7 @@ def stage_views(crop: Crop | None) -> tuple[View, ...]:
     the difference detectors' size and at each trained CNN's.
 
     >>> stage_views(None), stage_views((0.0, 0.5, 1.0, 1.0))[1]
-    (((32, None), (64, None)), (64, (0.0, 0.5, 1.0, 1.0)))
+    (((64, None), (32, None)), (32, (0.0, 0.5, 1.0, 1.0)))
     """
     return tuple(dict.fromkeys([(DIFF_SIZE, crop)] + [(shape[3], crop) for shape in CANDIDATES[:TRAINED]]))
 

@@ -72,8 +72,10 @@ class ModelPredicate:
 # of stored plans (planner/plan_format.py); here, where reading it needs no torch. 6: specialized
 # CNNs with channels-last weights, scored in batches of 64 (their scores differ from version 5's
 # in the last float digits, and a certificate holds for the scores it checked): a version-5 plan
-# is planned again, its labels reused
-PLAN_FORMAT_VERSION = 6
+# is planned again, its labels reused. 7: difference detectors on 64-pixel frames and a training
+# prefix split in thirds (the plan's EXPLAIN says how its prefix was used): a version-6 plan is
+# planned again, its labels reused
+PLAN_FORMAT_VERSION = 7
 
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "=": operator.eq,
             "<>": operator.ne}
