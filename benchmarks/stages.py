@@ -6,8 +6,9 @@ trains it, judged on frames no choice looked at.
 ``DB`` is a vql database in which a cold ``contains(...)`` query on the video labelled its
 training prefix and its certification frames (e.g. the one ``benchmarks/queries.py`` leaves).
 Frames follow the planner's own seeded random order (``planner/sampling.py``): each candidate is
-trained (``planner/specialized.py: train``, the planner's step budget) on the first half of the
-training prefix, and scored on the frames of the order after the prefix that are labelled (the
+trained (``planner/specialized.py: train``, the planner's step budget) on the training part of the
+training prefix (its first third, ``sampling.Sample``; results in benchmarks/results/stages*.json
+written before 7418ee4 used the first half), and scored on the frames of the order after the prefix that are labelled (the
 certification frames: a uniform random sample of the rest of the scan; with ``--train-frames``
 shorter than the planner's prefix, the selection frames are among them). For each, the share of
 those frames whose score lies below the (k+1)-th lowest positive's (what a "no" threshold could
@@ -31,7 +32,7 @@ import vql  # noqa: E402
 from queries import ROOT, machine  # noqa: E402
 from vql.engine.video import read_frames  # noqa: E402
 from vql.engine.views import downscale  # noqa: E402
-from vql.planner.sampling import permutation, training_size  # noqa: E402
+from vql.planner.sampling import Sample, permutation, training_size  # noqa: E402
 from vql.planner.specialized import CANDIDATES, MIN_STEPS, Architecture, train  # noqa: E402
 
 MISSES = (0, 2, 5)
@@ -69,7 +70,7 @@ def frames_and_truth(con, video: str, cls: str, min_score: float, target: float,
             break
         held.append(int(f))
     positive = {int(f) for f, score in best.items() if score >= min_score}
-    return info, order[: n_train // 2], np.array(held, np.int64), positive
+    return info, Sample(order, n_train).train, np.array(held, np.int64), positive
 
 
 def small_frames(info, frames: np.ndarray, sizes) -> dict[int, dict[int, np.ndarray]]:
