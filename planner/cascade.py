@@ -31,8 +31,8 @@ from vql.planner.stages import Stage, answer, decide
 from vql.planner.thresholds import place
 
 # The difference detectors' frame size. Downscaled with INTER_LINEAR (``engine/views.py``), a
-# 768-pixel frame at 32 pixels keeps about one pixel in 24 each way, so a far walker 25 pixels
-# wide can all but vanish: on the composed hour one such positive scored below every other of
+# 768x576 frame at 32x32 keeps about one column in 24 and one row in 18, so a far walker 25
+# pixels wide can all but vanish: on the composed hour one such positive scored below every other of
 # ~550 positives and under 20-40% of the negatives, and failed a certificate at 1%; at 64 pixels
 # (the pooled CNN's frames, already made) it scores above 99% of the negatives and the positives'
 # lowest scores no longer trail off (benchmarks/detectors.py)

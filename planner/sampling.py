@@ -34,7 +34,7 @@ TRAIN_SHARE = 0.075  # of the scan, for the training prefix
 TRAIN_FLOOR = 600
 TRAIN_CEILING = 3000
 TRAIN_PART = 3  # the first 1 / TRAIN_PART of the prefix trains the stages, the rest selects the plan
-MIN_RARE = 200  # frames of each test's rarer class the training prefix should hold
+MIN_RARE = 200  # frames of each test's rarer class the training prefix should hold (its training part ~67)
 MAX_TRAIN_SHARE = 0.25  # of the scan: the most the training prefix grows to
 
 
@@ -51,9 +51,9 @@ def permutation(fingerprint: str, first: int, last: int) -> np.ndarray:
 
 
 def training_size(frames: int, target: float) -> tuple[int, str]:
-    """Frames in the training prefix: 7.5% of the scan, at least enough that the selection
-    frames can tell a rate near ``target`` from zero (``9 / target``) and at least TRAIN_FLOOR,
-    at most TRAIN_CEILING.
+    """Frames in the training prefix: 7.5% of the scan, at least ``9 / target`` (so that its
+    selection part, two thirds of it, holds ``6 / target`` frames: enough to tell a rate near
+    ``target`` from zero) and at least TRAIN_FLOOR, at most TRAIN_CEILING.
 
     >>> training_size(36000, 0.01)
     (2700, '7.5% of 36000 frames, within [900, 3000]')
