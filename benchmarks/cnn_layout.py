@@ -45,12 +45,12 @@ def nchw(net: SpecializedCNN) -> SpecializedCNN:
     return net.to(memory_format=torch.contiguous_format)
 
 
+CHANNELS_LAST_INPUT = TrainedModel.to_tensor  # vql's, kept while ``train_seconds`` swaps it
+
+
 def nchw_tensor(model: TrainedModel, small: np.ndarray) -> torch.Tensor:
     """``to_tensor``'s input made NCHW-contiguous, as it was before."""
     return CHANNELS_LAST_INPUT(model, small).contiguous()
-
-
-CHANNELS_LAST_INPUT = TrainedModel.to_tensor
 
 
 def nchw_input(model: TrainedModel) -> TrainedModel:

@@ -26,11 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import vql  # noqa: E402
 from queries import ROOT, machine  # noqa: E402
-from stages import frames_and_truth, separation, small_frames  # noqa: E402
+from stages import from_store, separation, small_frames, store_arguments  # noqa: E402
 from vql.engine.difference import DETECTORS, background  # noqa: E402
-from vql.planner.sampling import Sample, permutation, training_size  # noqa: E402
 
 SIZES = (32, 64)
 GRIDS = (4, 8)
@@ -38,20 +36,10 @@ GRIDS = (4, 8)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--video", default="v")
-    parser.add_argument("--class", dest="cls", default="person")
-    parser.add_argument("--min-score", type=float, default=0.5)
-    parser.add_argument("--target", type=float, default=0.01, help="the target the cold query ran at")
-    parser.add_argument("--train-frames", type=int, default=0,
-                        help="the training prefix's length, where the planner grew it (default: planner/sampling.py's)")
+    store_arguments(parser)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detectors.json"))
     args = parser.parse_args(argv)
-    with vql.connect(args.db, read_only=True, progress=False) as con:
-        info, _, held, positive = frames_and_truth(con, args.video, args.cls, args.min_score, args.target,
-                                                   args.train_frames)
-    n_train = args.train_frames or training_size(info.frames, args.target)[0]
-    sample = Sample(permutation(info.fingerprint, 0, info.frames - 1), n_train)
+    info, sample, held, positive = from_store(args)
     train, select = sample.train, sample.select
     small = small_frames(info, np.concatenate([train, select, held]), SIZES)
     y_train = np.array([int(f) in positive for f in train])
@@ -69,10 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                     return fn(x, bg) if metric == "full-mse" else fn(x, bg, grid)
                 s_sel, s_held = score(stack["select"]), score(stack["held"])
                 low = float(s_sel[y_sel].min()) if y_sel.any() else np.inf
-                below = np.sort(s_held[y_held & (s_held < low)])
                 rows.append({"detector": f"{metric}@{size}" + (f" grid {grid}" if grid > 1 else ""),
                              **separation(s_held, y_held), "held_positives": int(y_held.sum()),
-                             "held_frames": len(held), "held_positives_below_selection_min": len(below),
+                             "held_frames": len(held), "held_positives_below_selection_min": int((y_held & (s_held < low)).sum()),
                              "lowest_held_over_lowest_selection": float(s_held[y_held].min() / max(low, 1e-9))
                              if y_held.any() else float("nan")})
     out = {"machine": machine("cpu"), "video": str(info.path), "selection_frames": len(select),

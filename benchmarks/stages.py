@@ -57,7 +57,8 @@ def video_labels(con, video: str, cls: str):
 
 
 def frames_and_truth(con, video: str, cls: str, min_score: float, target: float, training_frames: int = 0):
-    """(training frames, held-out frames, each frame's truth) from the stored labels."""
+    """(the video, the planner's sample of it: ``Sample`` over the training prefix, the held-out
+    frames, the positive frames) from the stored labels."""
     info, version, best = video_labels(con, video, cls)
     labelled = best.keys()
     order = permutation(info.fingerprint, 0, info.frames - 1)
@@ -70,7 +71,24 @@ def frames_and_truth(con, video: str, cls: str, min_score: float, target: float,
             break
         held.append(int(f))
     positive = {int(f) for f, score in best.items() if score >= min_score}
-    return info, Sample(order, n_train).train, np.array(held, np.int64), positive
+    return info, Sample(order, n_train), np.array(held, np.int64), positive
+
+
+def store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which store, video, predicate and training prefix (``from_store``)."""
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--video", default="v")
+    parser.add_argument("--class", dest="cls", default="person")
+    parser.add_argument("--min-score", type=float, default=0.5)
+    parser.add_argument("--target", type=float, default=0.01, help="the target the cold query ran at")
+    parser.add_argument("--train-frames", type=int, default=0,
+                        help="the training prefix's length, where the planner grew it (default: planner/sampling.py's)")
+
+
+def from_store(args: argparse.Namespace):
+    """``frames_and_truth`` for the options of ``store_arguments``, the store opened read-only."""
+    with vql.connect(args.db, read_only=True, progress=False) as con:
+        return frames_and_truth(con, args.video, args.cls, args.min_score, args.target, args.train_frames)
 
 
 def small_frames(info, frames: np.ndarray, sizes) -> dict[int, dict[int, np.ndarray]]:
@@ -91,13 +109,7 @@ def separation(scores: np.ndarray, truth: np.ndarray) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--video", default="v")
-    parser.add_argument("--class", dest="cls", default="person")
-    parser.add_argument("--min-score", type=float, default=0.5)
-    parser.add_argument("--target", type=float, default=0.01, help="the target the cold query ran at")
-    parser.add_argument("--train-frames", type=int, default=0,
-                        help="the training prefix's length, where the planner grew it (default: planner/sampling.py's)")
+    store_arguments(parser)
     parser.add_argument("--models", type=int, default=len(CANDIDATES), help="the first N of CANDIDATES")
     parser.add_argument("--only", default="", help="only the candidate of this name, e.g. cnn2x16-p32@64")
     parser.add_argument("--min-steps", type=int, default=MIN_STEPS, help="the training's least number of steps "
@@ -105,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stages.json"))
     args = parser.parse_args(argv)
-    with vql.connect(args.db, read_only=True, progress=False) as con:
-        info, train_f, held, positive = frames_and_truth(con, args.video, args.cls, args.min_score, args.target,
-                                                           args.train_frames)
+    info, sample, held, positive = from_store(args)
+    train_f = sample.train
     shapes = [s for s in CANDIDATES[:args.models] if not args.only or Architecture(*s).name == args.only]
     if not shapes:
         raise SystemExit(f"no candidate named {args.only!r}")
