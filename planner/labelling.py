@@ -20,7 +20,7 @@ from vql.planner.cascade import exact_choice, op_scores, stage_crop, stage_views
 from vql.planner.cost import Costs
 from vql.plan import claim_names
 from vql.planner.query import AtomInput, QueryPlan, certification_claims, finish, propose
-from vql.planner.sampling import MAX_TRAIN_SHARE, MIN_RARE, Sample, grow, permutation, training_size
+from vql.planner.sampling import MAX_TRAIN_SHARE, Sample, grow, min_rare, permutation, training_size
 
 
 def _exact(node, reason: str, fpr: float, fnr: float, **info) -> QueryPlan:
@@ -46,7 +46,7 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     small: dict = {}
     truth: dict[str, dict[int, bool]] = {a.column: {} for a in atoms}
     costs = _label(ctx, scan, atoms, order[:n_train], small, truth, "training")
-    n_train, why = _grow_prefix(ctx, scan, atoms, order, n_train, why, small, truth)
+    n_train, why = _grow_prefix(ctx, scan, atoms, order, n_train, why, small, truth, min(fpr, fnr))
     sample = Sample(order, n_train)
     inputs = []
     for atom in atoms:
@@ -82,19 +82,19 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
 
 
 def _grow_prefix(ctx: Context, scan, atoms, order: np.ndarray, n_train: int, why: str, small: dict,
-                 truth: dict[str, dict[int, bool]]) -> tuple[int, str]:
-    """Extend the labelled training prefix as ``sampling.grow`` says."""
+                 truth: dict[str, dict[int, bool]], target: float) -> tuple[int, str]:
+    """Extend the labelled training prefix as ``sampling.grow`` says for ``target``."""
     start = n_train
     while True:
         rare = min(min(sum(v), len(v) - sum(v)) for v in ([truth[a.column][int(f)] for f in order[:n_train]]
                                                           for a in atoms))
-        grown = grow(n_train, len(order), rare)
+        grown = grow(n_train, len(order), rare, target)
         if grown == n_train:
             break
         _label(ctx, scan, atoms, order[n_train:grown], small, truth, "more training")
         n_train = grown
     if n_train > start:
-        why += (f"; grown to {n_train} frames to hold {MIN_RARE} of each test's rarer class "
+        why += (f"; grown to {n_train} frames to hold {min_rare(target)} of each test's rarer class "
                 f"(at most {MAX_TRAIN_SHARE:.0%} of the scan)")
     return n_train, why
 

@@ -152,7 +152,7 @@ def run_query(rng, kind: str, n: int, presence: float, separation: float, fpr: f
     n_train, _ = training_size(n, min(fpr, fnr))
     order = rng.permutation(n).astype(np.int64)
     while (grown := grow(n_train, n, min(min(int(t.sum()), len(t) - int(t.sum()))
-                                         for t in (s.truth[order[:n_train]] for s in sims)))) != n_train:
+                                         for t in (s.truth[order[:n_train]] for s in sims)), min(fpr, fnr))) != n_train:
         n_train = grown
     sample = Sample(order, n_train)
     sel = sample.select
