@@ -34,16 +34,19 @@ False
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from vql.planner.stats import pass_probability, pass_probability_at, trials_needed, upper_bound
 
 ALPHA = 0.05  # 1 - the joint confidence of every certificate
 ALLOWANCES = (0, 1, 2, 3, 5, 8, 13, 21, 34)  # errors a certification sample may be sized to absorb
-SIZE_MARGIN = 1.15  # draw more frames than the expected rarer class needs (its count varies)
+SIZE_MARGINS = (1.15, 1.3)  # sizes tried: these times the frames whose expected rarer class suffices
+COUNT_TAIL_SD = 4.5  # the rarer class's count in a certification sample: summed this many sds either side of its mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,7 @@ def certify(claims: list[Claim], fpr: float, fnr: float, alpha: float = ALPHA) -
 
 @dataclass(frozen=True, slots=True)
 class Sizing:
-    """How many certification frames to draw, the errors they are sized to absorb, and the
+    """How many certification frames to draw, the errors they absorb at the expected counts, and the
     predicted chance that the certificate then passes: for the proposal itself, and for each
     plan of the certification ladder, most cautious first (``step_chances``, the proposal's
     last; ``planner/query.py``)."""
@@ -139,58 +142,156 @@ def sizes(positive_rates: list[float], fpr: float, fnr: float, available: int,
     given its share of positives (``positive_rates``, measured on the training prefix). Sizes
     over ``available`` frames are left out.
 
-    >>> sizes([0.1], 0.01, 0.01, 30000)[:2]
-    [(3439, 0, 0), (3439, 0, 1)]
+    >>> sizes([0.1], 0.01, 0.01, 30000)[:3]
+    [(3439, 0, 0), (3887, 0, 0), (3439, 0, 1)]
     """
     confidence = 1 - alpha
     out = []
     for a_fn in ALLOWANCES:
         for a_fp in ALLOWANCES:
-            frames = 0
-            for p in positive_rates:
-                if p <= 0 or p >= 1:
-                    frames = available + 1
-                    break
-                n_pos, n_neg = trials_needed(fnr, confidence, a_fn), trials_needed(fpr, confidence, a_fp)
-                frames = max(frames, math.ceil(SIZE_MARGIN * max(n_pos / p, n_neg / (1 - p))))
-            if frames <= available:
-                out.append((frames, a_fn, a_fp))
+            for margin in SIZE_MARGINS:
+                frames = 0
+                for p in positive_rates:
+                    if p <= 0 or p >= 1:
+                        frames = available + 1
+                        break
+                    n_pos, n_neg = trials_needed(fnr, confidence, a_fn), trials_needed(fpr, confidence, a_fp)
+                    frames = max(frames, math.ceil(margin * max(n_pos / p, n_neg / (1 - p))))
+                if frames <= available:
+                    out.append((frames, a_fn, a_fp))
     return out
+
+
+def absorbable(trials, target: float, alpha: float = ALPHA) -> np.ndarray:
+    """The most errors ``trials`` trials may show with their one-sided 1 − ``alpha`` upper bound
+    still within ``target`` (−1: not even none). The Clopper–Pearson bound of k errors is within
+    the target exactly when P(Binomial(trials, target) ≤ k) ≤ alpha.
+
+    >>> absorbable([298, 299, 473, 0], 0.01).tolist()
+    [-1, 0, 1, -1]
+    """
+    trials = np.asarray(trials, np.float64)
+    k = stats.binom.ppf(alpha, trials, target)
+    return np.where(stats.binom.cdf(k, trials, target) <= alpha, k, k - 1).astype(np.int64)
+
+
+def absorbed(frames: int, positive_rates: list[float], fpr: float, fnr: float, alpha: float = ALPHA) -> tuple[int, int]:
+    """The misses and false frames that ``frames`` certification frames can absorb for every
+    claim when they hold the expected shares of positives (``positive_rates``).
+
+    >>> absorbed(4188, [0.093], 0.01, 0.01)
+    (0, 27)
+    """
+    pos = [round(frames * p) for p in positive_rates]
+    return (int(min(absorbable(pos, fnr, alpha), default=0)),
+            int(min(absorbable([frames - k for k in pos], fpr, alpha), default=0)))
 
 
 def chances(selection: list[Claim], positive_rates: list[float], sized: list[tuple[int, int, int]],
-            predicted: list[tuple[float, float] | None] | None = None) -> np.ndarray:
-    """Per size in ``sized`` ((frames, allowed misses, allowed false frames), as ``sizes`` gives
-    them), the chance that that many certification frames show at most the allowed errors for
-    every claim: per claim from its errors on the selection frames (an order statistic,
+            predicted: list[tuple[float, float] | None] | None = None, *, fpr: float, fnr: float,
+            rate_frames: int | None = None, alpha: float = ALPHA) -> np.ndarray:
+    """Per size in ``sized`` ((frames, ...), as ``sizes`` gives them), the chance that the
+    certificate passes on that many certification frames: that every claim's errors stay
+    within what its bounds can absorb there (``absorbable``) at the targets. A claim's errors
+    are predicted from its errors on the selection frames (an order statistic,
     ``stats.pass_probability``), or from its ``predicted`` (fnr, fpr) where one is given
     (``planner/tails.py``, ``stats.pass_probability_at``).
 
+    How many of the sample's frames fall in a claim's rarer class varies, and a sample that
+    draws too few of them fails whatever the plan: the chance is summed over that count, drawn
+    from ``frames`` with the claim's share of positives measured on ``rate_frames`` frames
+    (beta-binomial; binomial when ``rate_frames`` is None); the other class holds the rest.
+
     >>> y = np.r_[np.ones(100, bool), np.zeros(900, bool)]
     >>> sized = sizes([0.1], 0.01, 0.01, 30000)
-    >>> c = chances([Claim("q", y, y)], [0.1], sized)
+    >>> c = chances([Claim("q", y, y)], [0.1], sized, fpr=0.01, fnr=0.01)
     >>> sized[0], round(float(c[0]), 2)
-    ((3439, 0, 0), 0.03)
+    ((3439, 0, 0), 0.17)
     >>> round(float(c.max()), 2)      # 100 positives seen cannot promise 1%...
-    0.25
-    >>> round(float(chances([Claim("q", y, y)], [0.1], sizes([0.1], 0.05, 0.05, 30000)).max()), 2)   # ...but 5% is likely
-    0.85
-    >>> [round(float(c), 2) for c in chances([Claim("q", y, y)], [0.1], [(700, 0, 0), (700, 2, 2)], [(0.001, 0.0)])]
-    [0.95, 0.99]
+    0.38
+    >>> round(float(chances([Claim("q", y, y)], [0.1], sizes([0.1], 0.05, 0.05, 30000), fpr=0.05, fnr=0.05).max()), 2)
+    0.94
+
+    A plan that misses nothing: 5% needs 59 positives with none missed, and 700 frames hold
+    fewer with chance 0.07 (0.13 when the share of 10% was measured on 1,000 frames):
+
+    >>> sure = [(700, 0, 0), (1000, 0, 0)]
+    >>> [round(float(c), 2) for c in chances([Claim("q", y, y)], [0.1], sure, [(0.0, 0.0)], fpr=0.05, fnr=0.05)]
+    [0.93, 1.0]
+    >>> [round(float(c), 2) for c in chances([Claim("q", y, y)], [0.1], sure, [(0.0, 0.0)], fpr=0.05, fnr=0.05,
+    ...                                      rate_frames=1000)]
+    [0.87, 1.0]
     """
-    frames = np.array([s[0] for s in sized], np.float64)
-    allowed_fn, allowed_fp = np.array([s[1] for s in sized]), np.array([s[2] for s in sized])
-    out = np.ones(len(sized))
+    frames, each = np.unique(np.array([s[0] for s in sized], np.int64), return_inverse=True)
+    out = np.ones(len(frames))
     for k, (claim, p) in enumerate(zip(selection, positive_rates)):
         pos, fn, neg, fp = claim.counts()
-        n_pos, n_neg = np.rint(frames * p), np.rint(frames * (1 - p))
         rates = predicted[k] if predicted is not None else None
         if rates is None:
-            out *= pass_probability(fn, pos, allowed_fn, n_pos) * pass_probability(fp, neg, allowed_fp, n_neg)
+            def miss(allowed, trials):
+                return pass_probability(fn, pos, allowed, trials)
+
+            def false(allowed, trials):
+                return pass_probability(fp, neg, allowed, trials)
         else:
-            out *= (pass_probability_at(rates[0], pos, allowed_fn, n_pos)
-                    * pass_probability_at(rates[1], neg, allowed_fp, n_neg))
-    return out
+            def miss(allowed, trials, r=rates[0]):
+                return pass_probability_at(r, pos, allowed, trials)
+
+            def false(allowed, trials, r=rates[1]):
+                return pass_probability_at(r, neg, allowed, trials)
+        p = min(max(float(p), 1e-9), 1 - 1e-9)
+        rare_is_pos = p <= 0.5
+        rare_rate = p if rare_is_pos else 1 - p
+        rare_pass, common_pass = (miss, false) if rare_is_pos else (false, miss)
+        rare_target, common_target = (fnr, fpr) if rare_is_pos else (fpr, fnr)
+        distinct, allowed, back, weights, owner = _rare_law(tuple(frames.tolist()), rare_rate, rate_frames,
+                                                            rare_target, alpha)
+        rare = _piecewise(rare_pass, distinct, allowed)[back]
+        common_n = np.rint(frames * (1 - rare_rate)).astype(np.int64)  # sorted, as frames are
+        common = _piecewise(common_pass, common_n, absorbable(common_n, common_target, alpha))
+        out *= np.bincount(owner, weights * rare, minlength=len(frames)) * common
+    return out[each]
+
+
+def _piecewise(chance, counts: np.ndarray, allowed: np.ndarray, points: int = 32) -> np.ndarray:
+    """``chance(allowed, counts)`` over sorted ``counts`` (0 where ``allowed`` < 0),
+    computed exactly at both ends of every run of equal ``allowed`` and at about ``points``
+    counts spread over them, and linearly in between: within a run only the count changes,
+    and the chance falls smoothly with it.
+
+    >>> c = np.arange(100, 400); a = (c >= 299).astype(int)
+    >>> f = lambda k, n: np.exp(-n / 300.0) * (1 + k)
+    >>> bool(np.allclose(_piecewise(f, c, a), f(a, c), rtol=2e-3))
+    True
+    """
+    if len(counts) == 0:
+        return np.zeros(0)
+    change = np.flatnonzero(np.diff(allowed)) + 1
+    picked = np.unique(np.concatenate([[0, len(counts) - 1], change, change - 1,
+                                       np.linspace(0, len(counts) - 1, points).round().astype(np.int64)]))
+    values = np.where(allowed[picked] >= 0, chance(np.maximum(allowed[picked], 0), counts[picked]), 0.0)
+    return np.interp(counts, counts[picked], values)
+
+
+@functools.lru_cache(maxsize=64)
+def _rare_law(frames: tuple[int, ...], rate: float, rate_frames: int | None, target: float, alpha: float):
+    """For sample sizes ``frames``: the counts their rarer class may take (within COUNT_TAIL_SD
+    standard deviations of its mean), the errors each count can absorb at ``target``, and each
+    count's probability (normalised per size) and size. The planner asks for the same sizes
+    and rates at every plan of a ladder: computed once."""
+    n = np.asarray(frames, np.float64)
+    spread = 1.0 if rate_frames is None else (n + rate_frames) / (1.0 + rate_frames)  # beta-binomial overdispersion
+    sd = np.sqrt(n * rate * (1 - rate) * spread)
+    low = np.maximum(0, np.floor(n * rate - COUNT_TAIL_SD * sd - 1)).astype(np.int64)
+    high = np.minimum(n, np.ceil(n * rate + COUNT_TAIL_SD * sd + 1)).astype(np.int64)
+    owner = np.repeat(np.arange(len(n)), high - low + 1)
+    counts = np.concatenate([np.arange(a, b + 1) for a, b in zip(low, high)])
+    size = n[owner]
+    pmf = (stats.binom.pmf(counts, size, rate) if rate_frames is None
+           else stats.betabinom.pmf(counts, size, rate * rate_frames, (1 - rate) * rate_frames))
+    weights = pmf / np.bincount(owner, pmf, minlength=len(n))[owner]
+    distinct, back = np.unique(counts, return_inverse=True)
+    return distinct, absorbable(distinct, target, alpha), back, weights, owner
 
 
 def frames_needed(fpr: float, fnr: float, positive_rate: float, alpha: float = ALPHA) -> int:

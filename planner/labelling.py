@@ -61,7 +61,8 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
              else [i.positive_rate for i in inputs])
     unlabelled = total - min(len(ctx.store.labelled_frames(scan.info.fingerprint, ctx.model(m).version, scan.first,
                                                            scan.last)) for m in {a.predicate.model for a in atoms})
-    proposal = propose(inputs, combine, fpr, fnr, unlabelled, total - n_train, costs, sample.select, rates, node.where)
+    proposal = propose(inputs, combine, fpr, fnr, unlabelled, total - n_train, costs, sample.select, rates, node.where,
+                       n_train)
     steps = []
     if proposal.cascade:
         sample = Sample(sample.order, n_train, proposal.sizing.frames)

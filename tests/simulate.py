@@ -161,7 +161,7 @@ def run_query(rng, kind: str, n: int, presence: float, separation: float, fpr: f
         inputs.append(AtomInput(atom, s.truth[sel], float(s.truth[sample.prefix].mean()), _groups(s, sel)))
     values = {a.column: s.truth[sample.prefix] for a, s in zip(atoms, sims)}
     rates = [float(combine(sample.prefix, values).mean())]
-    proposal = propose(inputs, combine, fpr, fnr, n - n_train, n - n_train, COSTS, sel, rates, "sim")
+    proposal = propose(inputs, combine, fpr, fnr, n - n_train, n - n_train, COSTS, sel, rates, "sim", n_train)
     claims = []
     if proposal.cascade:
         sample = Sample(sample.order, n_train, proposal.sizing.frames)

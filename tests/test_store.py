@@ -216,3 +216,28 @@ def test_a_failed_commit_reports_its_own_cause(tmp_path):
             a.con.execute("COMMIT")
     a.close()
     b.close()
+
+
+def test_models_run_with_duckdb_on_one_thread_and_the_users_setting_comes_back(tmp_path, vtest_path, monkeypatch):
+    """While a statement runs models, DuckDB's pool would slow them on the cores they share
+    (Store.one_thread); the user's own thread setting is restored afterwards, after an error too."""
+    from vql.engine import executor
+
+    seen = []
+    detect = executor.label_with
+
+    def spy(*args, **kwargs):
+        seen.append(con.duckdb.execute("SELECT current_setting('threads')").fetchall()[0][0])
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "label_with", spy)
+    with vql.connect(tmp_path / "db.duckdb", progress=False) as con:
+        con.sql(f"CREATE VIDEO cam FROM '{vtest_path}'")
+        con.sql("SET threads = 2")
+        con.sql("SELECT object_count('person') FROM cam WHERE frame < 4")
+        assert seen and set(seen) == {1}
+        assert con.duckdb.execute("SELECT current_setting('threads')").fetchall()[0][0] == 2
+        with pytest.raises(RuntimeError, match="boom"):
+            with con.store.one_thread():
+                raise RuntimeError("boom")
+        assert con.duckdb.execute("SELECT current_setting('threads')").fetchall()[0][0] == 2

@@ -82,10 +82,10 @@ def test_sizing_and_its_prediction():
     clean = np.r_[np.ones(300, bool), np.zeros(2700, bool)]
     sure = sizes([0.1], 0.05, 0.05, available=50000)
     assert sure and all(frames <= 50000 for frames, _, _ in sure)
-    assert chances([Claim("q", clean, clean)], [0.1], sure).max() > 0.9
+    assert chances([Claim("q", clean, clean)], [0.1], sure, fpr=0.05, fnr=0.05).max() > 0.9
     missed = clean.copy()
     missed[:15] = False  # 5% of positives missed on the selection frames: 5% cannot be certified
-    assert chances([Claim("q", clean, missed)], [0.1], sizes([0.1], 0.05, 0.05, 50000)).max() < 0.2
+    assert chances([Claim("q", clean, missed)], [0.1], sizes([0.1], 0.05, 0.05, 50000), fpr=0.05, fnr=0.05).max() < 0.2
     assert sizes([0.1], 0.01, 0.01, available=1000) == []
     assert pass_probability(0, 2000, 0, 100) > pass_probability(0, 200, 0, 100) > pass_probability(2, 200, 0, 100)
 

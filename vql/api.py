@@ -225,7 +225,8 @@ class Connection:
             raise BindError("prepare: the query names no video")
         ctx = self._context(plan)
         start = time.perf_counter()
-        plans = {ev.table: ctx.plan_query(ev) for ev in plan.inputs if ev.atoms and plan.cascades}
+        with self.store.one_thread():
+            plans = {ev.table: ctx.plan_query(ev) for ev in plan.inputs if ev.atoms and plan.cascades}
         return Result(pa.table({"plan": explain(plan, plans).splitlines()}),
                       dict(ctx.stats, plans=plans, seconds=time.perf_counter() - start))
 
@@ -518,7 +519,8 @@ class Connection:
         """Run a plan; DuckDB's errors become vql's (a name DuckDB cannot bind is the user's)."""
         ctx = self._context(plan)
         try:
-            table = run_plan(plan, ctx, params)
+            with self.store.one_thread():
+                table = run_plan(plan, ctx, params)
             if ctx.plans:
                 ctx.stats["cascades"] = {
                     ev.key(a.column): plan_summary(ctx.plans[ev.table], ctx.plans[ev.table].choice(a.column))
