@@ -304,23 +304,29 @@ class Store:
 
     @contextlib.contextmanager
     def one_thread(self):
-        """DuckDB on one thread while vql's models run, its setting restored afterwards.
+        """DuckDB on one thread while a statement that runs vql's models runs (its SQL included),
+        the database's ``threads`` setting restored afterwards (it is global to the database,
+        not per connection). Where DuckDB refuses the change, nothing changes.
 
         With DuckDB's default (a thread per core), its pool slowed the reference on the 2 cores
         torch shares with it even between statements: 58 ms/frame against 45 labelling the same
         320 frames with every batch's labels saved, and 45 with DuckDB on one thread or with
-        nothing saved (CenterNet, 2-core AMD EPYC; README, "DuckDB on one thread while models
-        run"). vql's own statements on the store are small next to the models'.
+        nothing saved (CenterNet, 2-core AMD EPYC; README, "Running a plan"). vql's own
+        statements on the store are small next to the models'.
         """
-        before = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
-        self.con.execute("SET threads = 1")
+        try:
+            before = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+            self.con.execute("SET threads = 1")
+        except duckdb.Error:
+            before = None
         try:
             yield
         finally:
-            try:
-                self.con.execute(f"SET threads = {int(before)}")
-            except duckdb.Error:
-                pass  # a connection that failed meanwhile: its error is the one to see
+            if before is not None:
+                try:
+                    self.con.execute(f"SET threads = {int(before)}")
+                except duckdb.Error:
+                    pass  # a connection that failed meanwhile: its error is the one to see
 
     def check_writable(self, what: str) -> None:
         if self.read_only:

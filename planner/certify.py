@@ -137,10 +137,12 @@ class Sizing:
 
 def sizes(positive_rates: list[float], fpr: float, fnr: float, available: int,
           alpha: float = ALPHA) -> list[tuple[int, int, int]]:
-    """(frames, errors of each kind it absorbs) for each number of errors in ALLOWANCES (the
-    same for every claim): the frames that hold enough of each claim's positives and negatives,
-    given its share of positives (``positive_rates``, measured on the training prefix). Sizes
-    over ``available`` frames are left out.
+    """Candidate certification sample sizes, as (frames, misses, false frames): for each
+    number of errors of each kind in ALLOWANCES (the same for every claim), the frames whose
+    expected counts hold enough of each claim's positives and negatives to absorb them, given
+    its share of positives (``positive_rates``, measured on the training prefix), times each
+    of SIZE_MARGINS. Sizes over ``available`` frames are left out. What a size really absorbs
+    depends on the counts it draws (``chances``, ``absorbed``).
 
     >>> sizes([0.1], 0.01, 0.01, 30000)[:3]
     [(3439, 0, 0), (3887, 0, 0), (3439, 0, 1)]
@@ -200,7 +202,8 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
     How many of the sample's frames fall in a claim's rarer class varies, and a sample that
     draws too few of them fails whatever the plan: the chance is summed over that count, drawn
     from ``frames`` with the claim's share of positives measured on ``rate_frames`` frames
-    (beta-binomial; binomial when ``rate_frames`` is None); the other class holds the rest.
+    (beta-binomial; binomial when ``rate_frames`` is None); the other class holds the rest, and
+    each class's count decides the errors its bound can absorb.
 
     >>> y = np.r_[np.ones(100, bool), np.zeros(900, bool)]
     >>> sized = sizes([0.1], 0.01, 0.01, 30000)
@@ -222,6 +225,8 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
     ...                                      rate_frames=1000)]
     [0.87, 1.0]
     """
+    if not sized:
+        return np.ones(0)
     frames, each = np.unique(np.array([s[0] for s in sized], np.int64), return_inverse=True)
     out = np.ones(len(frames))
     for k, (claim, p) in enumerate(zip(selection, positive_rates)):
@@ -244,12 +249,11 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
         rare_rate = p if rare_is_pos else 1 - p
         rare_pass, common_pass = (miss, false) if rare_is_pos else (false, miss)
         rare_target, common_target = (fnr, fpr) if rare_is_pos else (fpr, fnr)
-        distinct, allowed, back, weights, owner = _rare_law(tuple(frames.tolist()), rare_rate, rate_frames,
-                                                            rare_target, alpha)
-        rare = _piecewise(rare_pass, distinct, allowed)[back]
-        common_n = np.rint(frames * (1 - rare_rate)).astype(np.int64)  # sorted, as frames are
-        common = _piecewise(common_pass, common_n, absorbable(common_n, common_target, alpha))
-        out *= np.bincount(owner, weights * rare, minlength=len(frames)) * common
+        law = _count_law(tuple(frames.tolist()), rare_rate, rate_frames, rare_target, common_target, alpha)
+        (rare_counts, rare_allowed, rare_back), (common_counts, common_allowed, common_back), weights, owner = law
+        rare = _piecewise(rare_pass, rare_counts, rare_allowed)[rare_back]
+        common = _piecewise(common_pass, common_counts, common_allowed)[common_back]
+        out *= np.bincount(owner, weights * rare * common, minlength=len(frames))
     return out[each]
 
 
@@ -273,12 +277,19 @@ def _piecewise(chance, counts: np.ndarray, allowed: np.ndarray, points: int = 32
     return np.interp(counts, counts[picked], values)
 
 
-@functools.lru_cache(maxsize=64)
-def _rare_law(frames: tuple[int, ...], rate: float, rate_frames: int | None, target: float, alpha: float):
-    """For sample sizes ``frames``: the counts their rarer class may take (within COUNT_TAIL_SD
-    standard deviations of its mean), the errors each count can absorb at ``target``, and each
-    count's probability (normalised per size) and size. The planner asks for the same sizes
-    and rates at every plan of a ladder: computed once."""
+@functools.lru_cache(maxsize=8)
+def _count_law(frames: tuple[int, ...], rate: float, rate_frames: int | None, rare_target: float,
+               common_target: float, alpha: float):
+    """For sample sizes ``frames``, the counts their rarer class may take (within COUNT_TAIL_SD
+    standard deviations of its mean) and the other class's with each: per class, the distinct
+    counts, the errors each can absorb at its target and the map back to the entries; each
+    entry's probability (normalised per size) and size. The planner asks for the same sizes
+    and rates at every plan of a ladder: computed once.
+
+    >>> (rare, allowed, back), (common, _, common_back), w, owner = _count_law((700,), 0.1, None, 0.05, 0.05, 0.05)
+    >>> int(rare[allowed >= 0].min()), round(float(w[rare[back] < 59].sum()), 2), bool((rare[back] + common[common_back] == 700).all())
+    (59, 0.07, True)
+    """
     n = np.asarray(frames, np.float64)
     spread = 1.0 if rate_frames is None else (n + rate_frames) / (1.0 + rate_frames)  # beta-binomial overdispersion
     sd = np.sqrt(n * rate * (1 - rate) * spread)
@@ -290,8 +301,11 @@ def _rare_law(frames: tuple[int, ...], rate: float, rate_frames: int | None, tar
     pmf = (stats.binom.pmf(counts, size, rate) if rate_frames is None
            else stats.betabinom.pmf(counts, size, rate * rate_frames, (1 - rate) * rate_frames))
     weights = pmf / np.bincount(owner, pmf, minlength=len(n))[owner]
-    distinct, back = np.unique(counts, return_inverse=True)
-    return distinct, absorbable(distinct, target, alpha), back, weights, owner
+    classes = []
+    for c, target in ((counts, rare_target), (size.astype(np.int64) - counts, common_target)):
+        distinct, back = np.unique(c, return_inverse=True)
+        classes.append((distinct, absorbable(distinct, target, alpha), back))
+    return classes[0], classes[1], weights, owner
 
 
 def frames_needed(fpr: float, fnr: float, positive_rate: float, alpha: float = ALPHA) -> int:

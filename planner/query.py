@@ -175,7 +175,7 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                                           list(zip(runs[:, j].tolist(), per_frame)))
                     found.append((cost, n, choices, Sizing(n, a_fn, a_fp, float(passes[-1, j]),
                                                            tuple(passes[:, j].tolist())), sequence, shape))
-    best = _smallest_near_cheapest(found)
+    best = _smallest_near_cheapest([f for f in found if f[0] < EXACT_MARGIN * exact_seconds] or found)
     if best is None:
         why = ("a target of 0 needs the reference on every frame" if fpr <= 0 or fnr <= 0 else
                f"no cascade can be certified on the {available} frames left: the targets need about {needed} "

@@ -86,7 +86,7 @@ def training_size(frames: int, target: float) -> tuple[int, str]:
     """
     k = scale(target)
     floor = max(TRAIN_FLOOR, math.ceil(9 / max(target, 1e-9)))
-    ceiling = round(TRAIN_CEILING * k)
+    ceiling = max(floor, round(TRAIN_CEILING * k))
     n = max(floor, min(ceiling, round(frames * TRAIN_SHARE * k)))  # may exceed a short scan: then exact
     share = f"{TRAIN_SHARE * k:.1%} of {frames} frames"
     if k < 1:
