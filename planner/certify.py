@@ -257,11 +257,13 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
     return out[each]
 
 
-def _piecewise(chance, counts: np.ndarray, allowed: np.ndarray, points: int = 32) -> np.ndarray:
+def _piecewise(chance, counts: np.ndarray, allowed: np.ndarray, points: int = 32, exact: int = 8) -> np.ndarray:
     """``chance(allowed, counts)`` over sorted ``counts`` (0 where ``allowed`` < 0),
-    computed exactly at both ends of every run of equal ``allowed`` and at about ``points``
-    counts spread over them, and linearly in between: within a run only the count changes,
-    and the chance falls smoothly with it.
+    computed exactly at both ends of every run of equal ``allowed`` up to ``exact`` and at
+    about ``points`` counts spread over them, and linearly in between: within a run only the
+    count changes, and the chance falls smoothly with it; past ``exact`` errors allowed, one
+    more changes it little, and runs are short (a common class of thousands absorbs one more
+    error every 1 / target frames), so interpolating across them costs little.
 
     >>> c = np.arange(100, 400); a = (c >= 299).astype(int)
     >>> f = lambda k, n: np.exp(-n / 300.0) * (1 + k)
@@ -271,6 +273,7 @@ def _piecewise(chance, counts: np.ndarray, allowed: np.ndarray, points: int = 32
     if len(counts) == 0:
         return np.zeros(0)
     change = np.flatnonzero(np.diff(allowed)) + 1
+    change = change[allowed[change - 1] <= exact]
     picked = np.unique(np.concatenate([[0, len(counts) - 1], change, change - 1,
                                        np.linspace(0, len(counts) - 1, points).round().astype(np.int64)]))
     values = np.where(allowed[picked] >= 0, chance(np.maximum(allowed[picked], 0), counts[picked]), 0.0)
