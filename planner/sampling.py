@@ -60,8 +60,8 @@ def scale(target: float) -> float:
     positives. Proportionally fewer (``FULL_TARGET / target``: a fifth at 5%) would leave the
     tail fits of ``planner/tails.py`` (the lowest 5% of the positives' scores) two or three
     points on the composed hour, so the prefix shrinks by the square root of it: a set rule, not
-    fitted to any certification frames (benchmarks/results, README "A prefix sized by the
-    target").
+    fitted to any certification frames (README, "DuckDB on one thread, a prefix sized by the
+    target, count-aware sizing"; benchmarks/results/prefix_by_target60_5pct.json).
 
     >>> scale(0.01), round(scale(0.05), 3), scale(0.001)
     (1.0, 0.447, 1.0)
