@@ -12,7 +12,8 @@ a frame is never sent twice).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -228,12 +229,14 @@ class CascadePass:
         return through | (is_anchor & np.isin(indices, self.unknown_anchors))
 
     def stages(self, indices: np.ndarray, batch: list, small: dict[View, np.ndarray]) -> None:
-        """Each stage in order on the frames still open; what none decides waits for the reference."""
+        """Each stage in order on the frames still open (beside the decoding thread:
+        :func:`beside_decoding`); what none decides waits for the reference."""
         open_ = np.ones(len(indices), bool)
         for stage, op in zip(self.chosen.stages, self.result.stage_ops):
             t1 = time.perf_counter()
             reach = np.flatnonzero(open_)
-            no, yes = stage.band.decide(stage.op.scores(small[stage.op.view][reach]) if len(reach) else np.zeros(0))
+            with beside_decoding():
+                no, yes = stage.band.decide(stage.op.scores(small[stage.op.view][reach]) if len(reach) else np.zeros(0))
             self.result.yes.extend(int(f) for f in indices[reach[yes]])
             open_[reach[no | yes]] = False
             op.frames_in += len(reach)
@@ -260,6 +263,34 @@ class CascadePass:
         self.result.ref.frames_in += len(ids)
         self.result.ref.decided += len(ids)
         self.result.ref.seconds += time.perf_counter() - t1
+
+
+@contextmanager
+def beside_decoding() -> Iterator[None]:
+    """torch on one thread fewer (at least one) while a cheap stage scores frames that the
+    decoding thread keeps reading, its setting restored afterwards (the reference keeps them all).
+
+    A specialized CNN on all of torch's threads stalls at their barriers whenever the decoder
+    holds a core: on 2 cores, a pooled CNN beside the decoder scored a read batch no faster on
+    two threads than on one, and the pass over the hour ran slower
+    (``benchmarks/stage_threads.py``).
+
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with beside_decoding():
+    ...     torch.get_num_threads() == max(1, before - 1)
+    True
+    >>> torch.get_num_threads() == before
+    True
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads - 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def ranges(todo: np.ndarray, first: int, chosen: Candidate, size: int) -> list[np.ndarray]:

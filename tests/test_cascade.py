@@ -74,3 +74,35 @@ def test_cascade_is_chosen_accurate_and_reused(street):
     assert again.metadata.get("plans_reused") == 1 and again.metadata.get("frames_labelled", 0) == 0
     assert {r[0] for r in again.fetchall()} == answer
     warm.close()
+
+
+def test_cheap_stages_score_on_one_thread_fewer_beside_the_decoder(vtest_path):
+    """The pass's CNN stage runs on torch's threads less one while the decoding thread reads
+    (engine/cascade.py: beside_decoding); the reference and everything after keep them all."""
+    import torch
+
+    from vql.engine.cascade import CascadePass
+    from vql.planner.cascade import Candidate
+    from vql.planner.specialized import Architecture, SpecializedCNN, TrainedModel
+    from vql.planner.stages import Band, Stage
+
+    seen = []
+
+    class Spy(TrainedModel):
+        def scores(self, small, batch=64):
+            seen.append(torch.get_num_threads())
+            return super().scores(small, batch)
+
+    arch = Architecture(1, 8, 16, 32, "pool")
+    spy = Spy(arch, SpecializedCNN(arch), np.zeros((32, 32, 3), np.float32), 0.0)
+    chosen = Candidate("cnn", 0.0, stages=(Stage(spy, Band(low=2.0)),))  # every frame answered "no"
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = CascadePass(str(vtest_path), None, chosen, 0, np.zeros(0, np.int64),
+                             lambda frames: pytest.fail("nothing reaches the reference"), lambda *a: None
+                             ).run(np.arange(130))
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+        assert result.stage_ops[0].decided == 130 and not result.yes
+    finally:
+        torch.set_num_threads(before)
