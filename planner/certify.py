@@ -136,8 +136,8 @@ class Sizing:
 
 
 def sizes(positive_rates: list[float], fpr: float, fnr: float, available: int,
-          alpha: float = ALPHA) -> list[tuple[int, int, int]]:
-    """Candidate certification sample sizes, as (frames, misses, false frames): for each
+          alpha: float = ALPHA) -> list[int]:
+    """Candidate certification sample sizes, in frames, distinct and increasing: for each
     number of errors of each kind in ALLOWANCES (the same for every claim), the frames whose
     expected counts hold enough of each claim's positives and negatives to absorb them, given
     its share of positives (``positive_rates``, measured on the training prefix), times each
@@ -145,23 +145,17 @@ def sizes(positive_rates: list[float], fpr: float, fnr: float, available: int,
     depends on the counts it draws (``chances``, ``absorbed``).
 
     >>> sizes([0.1], 0.01, 0.01, 30000)[:3]
-    [(3439, 0, 0), (3887, 0, 0), (3439, 0, 1)]
+    [3439, 3859, 3887]
     """
+    if any(p <= 0 or p >= 1 for p in positive_rates):
+        return []
     confidence = 1 - alpha
-    out = []
-    for a_fn in ALLOWANCES:
-        for a_fp in ALLOWANCES:
-            for margin in SIZE_MARGINS:
-                frames = 0
-                for p in positive_rates:
-                    if p <= 0 or p >= 1:
-                        frames = available + 1
-                        break
-                    n_pos, n_neg = trials_needed(fnr, confidence, a_fn), trials_needed(fpr, confidence, a_fp)
-                    frames = max(frames, math.ceil(margin * max(n_pos / p, n_neg / (1 - p))))
-                if frames <= available:
-                    out.append((frames, a_fn, a_fp))
-    return out
+    out = set()
+    for n_pos in (trials_needed(fnr, confidence, a) for a in ALLOWANCES):
+        for n_neg in (trials_needed(fpr, confidence, a) for a in ALLOWANCES):
+            need = max((max(n_pos / p, n_neg / (1 - p)) for p in positive_rates), default=0.0)
+            out |= {math.ceil(margin * need) for margin in SIZE_MARGINS}
+    return sorted(n for n in out if n <= available)
 
 
 def absorbable(trials, target: float, alpha: float = ALPHA) -> np.ndarray:
@@ -189,10 +183,10 @@ def absorbed(frames: int, positive_rates: list[float], fpr: float, fnr: float, a
             int(min(absorbable([frames - k for k in pos], fpr, alpha), default=0)))
 
 
-def chances(selection: list[Claim], positive_rates: list[float], sized: list[tuple[int, int, int]],
+def chances(selection: list[Claim], positive_rates: list[float], sized: list[int],
             predicted: list[tuple[float, float] | None] | None = None, *, fpr: float, fnr: float,
             rate_frames: int | None = None, alpha: float = ALPHA) -> np.ndarray:
-    """Per size in ``sized`` ((frames, ...), as ``sizes`` gives them), the chance that the
+    """Per size in ``sized`` (frames, as ``sizes`` gives them), the chance that the
     certificate passes on that many certification frames: that every claim's errors stay
     within what its bounds can absorb there (``absorbable``) at the targets. A claim's errors
     are predicted from its errors on the selection frames (an order statistic,
@@ -209,7 +203,7 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
     >>> sized = sizes([0.1], 0.01, 0.01, 30000)
     >>> c = chances([Claim("q", y, y)], [0.1], sized, fpr=0.01, fnr=0.01)
     >>> sized[0], round(float(c[0]), 2)
-    ((3439, 0, 0), 0.17)
+    (3439, 0.17)
     >>> round(float(c.max()), 2)      # 100 positives seen cannot promise 1%...
     0.38
     >>> round(float(chances([Claim("q", y, y)], [0.1], sizes([0.1], 0.05, 0.05, 30000), fpr=0.05, fnr=0.05).max()), 2)
@@ -218,7 +212,7 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
     A plan that misses nothing: 5% needs 59 positives with none missed, and 700 frames hold
     fewer with chance 0.07 (0.13 when the share of 10% was measured on 1,000 frames):
 
-    >>> sure = [(700, 0, 0), (1000, 0, 0)]
+    >>> sure = [700, 1000]
     >>> [round(float(c), 2) for c in chances([Claim("q", y, y)], [0.1], sure, [(0.0, 0.0)], fpr=0.05, fnr=0.05)]
     [0.93, 1.0]
     >>> [round(float(c), 2) for c in chances([Claim("q", y, y)], [0.1], sure, [(0.0, 0.0)], fpr=0.05, fnr=0.05,
@@ -227,7 +221,7 @@ def chances(selection: list[Claim], positive_rates: list[float], sized: list[tup
     """
     if not sized:
         return np.ones(0)
-    frames, each = np.unique(np.array([s[0] for s in sized], np.int64), return_inverse=True)
+    frames, each = np.unique(np.array(sized, np.int64), return_inverse=True)
     out = np.ones(len(frames))
     for k, (claim, p) in enumerate(zip(selection, positive_rates)):
         pos, fn, neg, fp = claim.counts()

@@ -145,7 +145,7 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
     found: list[tuple[float, int, tuple, Sizing, tuple, str]] = []
     sized = sizes(rates, fpr, fnr, available) if fpr > 0 and fnr > 0 else []
     law = dict(fpr=fpr, fnr=fnr, rate_frames=prefix_frames)
-    absorbs = {n: absorbed(n, rates, fpr, fnr) for n in {s[0] for s in sized}}
+    absorbs = {n: absorbed(n, rates, fpr, fnr) for n in sized}
     if sized:
         for gamma in GAMMAS:
             picked = [_atom_choice(i, gamma * min(fpr, fnr), costs, exact) for i, exact in zip(inputs, exact_all)]
@@ -169,7 +169,7 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                          for seq in sequence[:-1]] + [own]
                 passes = np.maximum.accumulate(np.array(steps)[::-1])[::-1]
                 runs = passes - np.vstack([passes[1:], np.zeros((1, len(sized)))])
-                for j, (n, _, _) in enumerate(sized):
+                for j, n in enumerate(sized):
                     a_fn, a_fp = absorbs[n]
                     cost = certified_cost(n * unlabelled / max(1, available), unlabelled, costs,
                                           list(zip(runs[:, j].tolist(), per_frame)))

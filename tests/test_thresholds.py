@@ -81,7 +81,7 @@ def test_sizing_and_its_prediction():
     assert frames_needed(0.01, 0.01, 0.09) == 3323  # 299 positives at 95% with none missed
     clean = np.r_[np.ones(300, bool), np.zeros(2700, bool)]
     sure = sizes([0.1], 0.05, 0.05, available=50000)
-    assert sure and all(frames <= 50000 for frames, _, _ in sure)
+    assert sure and sure == sorted(set(sure)) and all(frames <= 50000 for frames in sure)
     assert chances([Claim("q", clean, clean)], [0.1], sure, fpr=0.05, fnr=0.05).max() > 0.9
     missed = clean.copy()
     missed[:15] = False  # 5% of positives missed on the selection frames: 5% cannot be certified
