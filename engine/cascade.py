@@ -42,7 +42,8 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     referenced = decoded = 0
     label = label or f"labelling planning frames of {info.path.split('/')[-1]}"
     with Progress(len(frames), "frames", label, enabled=ctx.progress) as bar:
-        for indices, batch in read_frames(info, frames, executor.LABEL_BATCH):
+        for indices, batch in read_frames(info, frames, executor.LABEL_BATCH,
+                                          seek_gap=executor.seek_gap(ctx, info, frames)):
             decoded += len(indices)
             for v in views:
                 for f, img in zip(indices, downscale(batch, *v)):

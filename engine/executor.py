@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from vql.engine.store import Store, arrow_table
+from vql.engine import video
 from vql.engine.video import VideoInfo, read_frames
 from vql.errors import ExecutionError
 from vql.plan import (Atom, CountEstimate, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, RecallSelect,
@@ -130,11 +131,24 @@ def label_with(ctx: Context, info, models, frames: np.ndarray, on_batch: Callabl
     if ctx.workers is not None and ctx.workers.fits(info, recipes, frames):
         ctx.workers.label(info, recipes, [m.version for m in models], frames, store)
     else:
-        for indices, batch in read_frames(info, frames, LABEL_BATCH):
+        for indices, batch in read_frames(info, frames, LABEL_BATCH, seek_gap=seek_gap(ctx, info, frames)):
             store(indices, [model.detect(batch) for model in models])
     seconds = time.perf_counter() - start
     ctx.count("label_seconds", seconds)
     return seconds
+
+
+def seek_gap(ctx: Context, info: VideoInfo, frames: np.ndarray) -> int | None:
+    """The gap past which reading ``frames`` should seek (``engine/video.py: seek_gap``),
+    measured once per video and machine (vql_calibration); None (the default) where the frames
+    are not sparse (on average closer than 2 apart) or the video is not seekable."""
+    frames = np.asarray(frames)
+    if not len(frames) or not info.seekable or int(frames.max()) - int(frames.min()) + 1 < 2 * len(frames):
+        return None
+    key = f"seek_gap:{info.fingerprint}"
+    if key not in ctx.calibration:
+        ctx.calibration[key] = video.seek_gap(info.path, info.frames)
+    return int(ctx.calibration[key])
 
 
 def atom_models(ctx: Context, node: EvaluatePredicates) -> list[ReferenceModel]:

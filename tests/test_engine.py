@@ -162,6 +162,49 @@ def test_seeking_lands_on_the_right_frame(monkeypatch):
         assert np.array_equal(frame, sequential[i]), f"frame {i} differs after a seek"
 
 
+
+def test_sparse_reads_seek_past_the_gap_measured_on_the_video(monkeypatch):
+    """A sample's frames are read seeking over the gaps longer than the video's measured
+    break-even (engine/video.py: seek_gap), measured once and kept in the calibration; frames
+    closer than 2 apart on average, or a video not seekable, keep the default."""
+    from dataclasses import replace
+
+    from vql.engine import video
+
+    info = probe(SAMPLE_VIDEO)
+    assert video.seek_gap(SAMPLE_VIDEO, 20) == video.SEEK_GAP  # too short to measure
+    measured = []
+    monkeypatch.setattr(video, "seek_gap", lambda path, frames: measured.append(path) or 40)
+    ctx = executor.Context(executor.Store(None), lambda name: None, False)
+    assert executor.seek_gap(ctx, info, np.arange(10, 150, 3)) == 40
+    assert executor.seek_gap(ctx, info, np.arange(0, 150, 9)) == 40 and measured == [info.path]  # measured once
+    assert executor.seek_gap(ctx, info, np.arange(100, 150)) is None
+    assert executor.seek_gap(ctx, replace(info, seekable=False), np.arange(10, 150, 3)) is None
+
+    seeks = []
+    real_open = video._open
+
+    class Counting:  # counts the seeks a read makes
+        def __init__(self, path):
+            self.cap = real_open(path)
+
+        def set(self, prop, value):
+            seeks.append(int(value))
+            return self.cap.set(prop, value)
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(video, "_open", Counting)
+    cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    sequential = [cap.read()[1] for _ in range(150)]
+    wanted = [5, 30, 80, 90, 140, 145]
+    got = [(i, f) for idx, frames in read_frames(info, wanted, seek_gap=40) for i, f in zip(idx, frames)]
+    assert seeks == [80, 140] and [i for i, _ in got] == wanted  # gaps over 40 frames sought, the others grabbed
+    for i, frame in got:
+        assert np.array_equal(frame, sequential[i]), f"frame {i} differs after a seek"
+
+
 def test_limit_bounds_the_scan(con, direct):
     person = centernet().class_index("person")
     # a count in the SELECT list makes the plan exact: then LIMIT bounds the scan
