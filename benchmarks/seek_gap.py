@@ -53,7 +53,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "seek_gap.json"))
     args = parser.parse_args()
     total = video.probe(args.video).frames
-    measured = video.seek_gap(args.video, total)
+    read, grab = video.decode_costs(args.video, start=total // 3, n=min(60, total // 4))
+    seek = video.seek_cost(args.video, total)
+    measured = video.seek_gap(args.video, total, (read, grab))
     model = default_model()
     model.detect([np.zeros((576, 768, 3), np.uint8)] * 8)  # warm-up
     rng = np.random.default_rng(args.seed)
@@ -74,10 +76,13 @@ def main() -> None:
                      "measured_ms": {"wall": m_wall, "reference": m_ref, "wait": m_wait},
                      "speedup": d_wall / m_wall, "runs": runs})
     out = {"machine": machine("cpu"), "video": args.video, "video_frames": total, "seek_gap_measured": measured,
-           "seek_gap_default": video.SEEK_GAP, "frames_per_pass": args.frames, "rounds": args.rounds, "rows": rows}
+           "seek_gap_default": video.SEEK_GAP,
+           "costs_ms": {"seek_and_read": None if seek is None else seek * 1e3, "read": read * 1e3, "grab": grab * 1e3},
+           "frames_per_pass": args.frames, "rounds": args.rounds, "rows": rows}
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"{out['machine']}; {Path(args.video).name} ({total} frames), {args.frames} random frames per pass, "
-          f"median of {args.rounds} alternating rounds; seek gap measured {measured}, default {video.SEEK_GAP}\n")
+          f"median of {args.rounds} alternating rounds; seek gap measured {measured}, default {video.SEEK_GAP} "
+          f"(ms: seek and read {(seek or float('nan')) * 1e3:.2f}, read {read * 1e3:.2f}, grab {grab * 1e3:.2f})\n")
     print("| one frame per | wall ms/frame, default gap | measured gap | × | reference ms/frame, default "
           "| measured | waiting ms/frame, default | measured |")
     print("|---|---|---|---|---|---|---|---|")

@@ -2,15 +2,19 @@
 of torch's threads, or on one fewer (``engine/cascade.py: beside_decoding``, what vql does),
 side by side in one run.
 
-    python benchmarks/stage_threads.py [--video PATH] [--frames 4000] [--shares 1.0,0.43] [--rounds 2]
+    python benchmarks/stage_threads.py [--video PATH] [--start 0] [--frames 795] [--shares 1.0,0.43]
+                                       [--rounds 3] [--out PATH]
+
+vtest by default (``benchmarks/results/stage_threads.json``); the composed hour's run was
+``--video street_60min_0.1_seed1.mp4 --start 5000 --frames 4000 --out
+benchmarks/results/stage_threads_hour.json``.
 
 The loop is the cascade pass's: ``read_frames`` in batches of 64 (decoding in its thread),
 ``downscale`` to 64x64, then the pooled CNN the planner picks on the composed hour
 (cnn2x16-p32@64, random weights: its cost does not depend on them) on a share of each batch (the
 share a difference detector passes on to it; 0.43 on the hour at 5%). Per setting and share:
 seconds of the whole pass per frame read, and of the CNN per frame it scored; the settings
-alternate, ``--rounds`` times each, and the table keeps each one's median. Writes
-benchmarks/results/stage_threads.json.
+alternate, ``--rounds`` times each, and the table keeps each one's median. Writes ``--out``.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     label = label or f"labelling planning frames of {info.path.split('/')[-1]}"
     with Progress(len(frames), "frames", label, enabled=ctx.progress) as bar:
         for indices, batch in read_frames(info, frames, executor.LABEL_BATCH,
-                                          seek_gap=executor.seek_gap(ctx, info, frames)):
+                                          seek_gap=executor.sparse_seek_gap(ctx, info, frames)):
             decoded += len(indices)
             for v in views:
                 for f, img in zip(indices, downscale(batch, *v)):
@@ -233,17 +233,17 @@ class CascadePass:
         """Each stage in order on the frames still open (beside the decoding thread:
         :func:`beside_decoding`); what none decides waits for the reference."""
         open_ = np.ones(len(indices), bool)
-        for stage, op in zip(self.chosen.stages, self.result.stage_ops):
-            t1 = time.perf_counter()
-            reach = np.flatnonzero(open_)
-            with beside_decoding():
+        with beside_decoding():
+            for stage, op in zip(self.chosen.stages, self.result.stage_ops):
+                t1 = time.perf_counter()
+                reach = np.flatnonzero(open_)
                 no, yes = stage.band.decide(stage.op.scores(small[stage.op.view][reach]) if len(reach) else np.zeros(0))
-            self.result.yes.extend(int(f) for f in indices[reach[yes]])
-            open_[reach[no | yes]] = False
-            op.frames_in += len(reach)
-            op.decided += int((no | yes).sum())
-            op.passed_on += int((~no & ~yes).sum())
-            op.seconds += time.perf_counter() - t1
+                self.result.yes.extend(int(f) for f in indices[reach[yes]])
+                open_[reach[no | yes]] = False
+                op.frames_in += len(reach)
+                op.decided += int((no | yes).sum())
+                op.passed_on += int((~no & ~yes).sum())
+                op.seconds += time.perf_counter() - t1
         for i in np.flatnonzero(open_):
             self.pending.append((int(indices[i]), batch[i]))
 
@@ -268,13 +268,15 @@ class CascadePass:
 
 @contextmanager
 def beside_decoding() -> Iterator[None]:
-    """torch on one thread fewer (at least one) while a cheap stage scores frames that the
-    decoding thread keeps reading, its setting restored afterwards (the reference keeps them all).
+    """torch on one thread fewer (at least one) while a cascade pass's cheap stages score frames
+    that the decoding thread keeps reading, its setting restored afterwards (the reference keeps
+    them all); nothing changes where torch has one thread.
 
     A specialized CNN on all of torch's threads stalls at their barriers whenever the decoder
-    holds a core: on 2 cores, a pooled CNN beside the decoder scored a read batch no faster on
-    two threads than on one, and the pass over the hour ran slower
-    (``benchmarks/stage_threads.py``).
+    holds a core. On 2 cores, with the pooled CNN scoring 43% of each read batch, it took 1.47
+    (vtest) and 1.62 (the composed hour) ms per frame scored on two threads, 0.80 and 0.93 on
+    one, and the pass ran 1.28x and 1.38x faster; scoring every frame, 1.15x and 1.00x
+    (``benchmarks/stage_threads.py``, ``benchmarks/results/stage_threads*.json``).
 
     >>> import torch
     >>> before = torch.get_num_threads()
@@ -287,7 +289,10 @@ def beside_decoding() -> Iterator[None]:
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads - 1))
+    if threads <= 1:
+        yield
+        return
+    torch.set_num_threads(threads - 1)
     try:
         yield
     finally:

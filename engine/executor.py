@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import singledispatch
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from vql.engine.store import Store, arrow_table
 from vql.engine import video
+from vql.engine.store import Store, arrow_table
 from vql.engine.video import VideoInfo, read_frames
 from vql.errors import ExecutionError
 from vql.plan import (Atom, CountEstimate, EvaluatePredicates, LabelFrames, LimitSearch, ModelPredicate, RecallSelect,
@@ -33,7 +34,7 @@ LIMIT_CHUNK = 64  # first chunk of a LIMIT-bounded scan; doubles each round
 
 
 class Calibration(dict):
-    """Measured per-frame costs, read from the store once and written back as they are measured
+    """Measured per-frame costs (and each video's seek gap: ``sparse_seek_gap``), read from the store once and written back as they are measured
     (so a cost is calibrated once per machine, not once per session).
 
     >>> from vql.engine.store import Store
@@ -61,7 +62,7 @@ class Context:
     model: Callable[[str], ReferenceModel]
     progress: bool | None = None  # None: on when stderr is a terminal
     stats: dict[str, float] = field(default_factory=dict)
-    calibration: dict[str, float] = field(default_factory=dict)  # measured costs, kept per session
+    calibration: dict[str, Any] = field(default_factory=dict)  # measured costs (Calibration), kept per session
     plan_query: Callable | None = None  # EvaluatePredicates -> planner.query.QueryPlan, cached by the session
     plans: dict[str, object] = field(default_factory=dict)  # per-frame table -> the QueryPlan used
     choices: dict[str, object] = field(default_factory=dict)  # atom column -> its CascadeChoice in that plan
@@ -128,26 +129,29 @@ def label_with(ctx: Context, info, models, frames: np.ndarray, on_batch: Callabl
             on_batch(len(indices))
 
     recipes = [ctx.recipe(m) if ctx.recipe else None for m in models]
+    gap = sparse_seek_gap(ctx, info, frames)
     if ctx.workers is not None and ctx.workers.fits(info, recipes, frames):
-        ctx.workers.label(info, recipes, [m.version for m in models], frames, store)
+        ctx.workers.label(info, recipes, [m.version for m in models], frames, store, gap)
     else:
-        for indices, batch in read_frames(info, frames, LABEL_BATCH, seek_gap=seek_gap(ctx, info, frames)):
+        for indices, batch in read_frames(info, frames, LABEL_BATCH, seek_gap=gap):
             store(indices, [model.detect(batch) for model in models])
     seconds = time.perf_counter() - start
     ctx.count("label_seconds", seconds)
     return seconds
 
 
-def seek_gap(ctx: Context, info: VideoInfo, frames: np.ndarray) -> int | None:
+def sparse_seek_gap(ctx: Context, info: VideoInfo, frames: np.ndarray) -> int | None:
     """The gap past which reading ``frames`` should seek (``engine/video.py: seek_gap``),
-    measured once per video and machine (vql_calibration); None (the default) where the frames
-    are not sparse (on average closer than 2 apart) or the video is not seekable."""
+    measured once per video and machine (vql_calibration, an int); None (read_frames' default)
+    where the frames are not sparse (on average closer than 2 apart) or the video is not
+    seekable."""
     frames = np.asarray(frames)
     if not len(frames) or not info.seekable or int(frames.max()) - int(frames.min()) + 1 < 2 * len(frames):
         return None
     key = f"seek_gap:{info.fingerprint}"
     if key not in ctx.calibration:
-        ctx.calibration[key] = video.seek_gap(info.path, info.frames)
+        costs = ctx.calibration.get(f"decode_cost:{info.fingerprint}")
+        ctx.calibration[key] = video.seek_gap(info.path, info.frames, tuple(costs) if costs else None)
     return int(ctx.calibration[key])
 
 

@@ -25,8 +25,8 @@ Tables (``vql_`` prefix; users read them through the documented views):
   the video, the strategy and the certified bounds (schema 3).
 - ``vql_video_sets``: video sets (``CREATE VIDEO cams FROM 'footage/*.mp4'``): the set's name,
   the pattern, and its member videos in order (each a video of ``vql_videos``) (schema 4).
-- ``vql_calibration``: per-frame costs measured on this machine (decoding per video, the
-  reference per model version and device), measured once and reused by every later plan.
+- ``vql_calibration``: per-frame costs measured on this machine (decoding and the seek gap per
+  video, the reference per model version and device), measured once and reused by every later plan.
 
 Views: ``vql_detections`` (labels with video names and timestamps), ``vql_frame_results``,
 ``vql_query_results`` (``vql_frame_results`` with each query's text and times).

@@ -300,18 +300,13 @@ def decode_costs(path: str | Path, start: int = 0, n: int = 100) -> tuple[float,
     return (t1 - t0) / max(1, reads), (t2 - t1) / max(1, grabs)
 
 
-def seek_gap(path: str | Path, frames: int, seeks: int = 6) -> int:
-    """The gap, in frames, past which a seek costs less than grabbing the frames between: (a
-    seek and read − a read) / a grab, measured on ``seeks`` seeks spread over the video's
-    ``frames`` frames and on reads and grabs (:func:`decode_costs`). On the composed hour (MPEG-4)
-    a seek cost 7.6 ms against 0.24 ms a grab: about 30 frames. A video too short to measure, or
-    whose seeks fail, gets SEEK_GAP.
-    """
+def seek_cost(path: str | Path, frames: int, seeks: int = 6) -> float | None:
+    """Seconds per seek and read, over ``seeks`` seeks spread over the video's ``frames`` frames;
+    None where the video is too short to measure or a seek fails or lands elsewhere."""
     import cv2
 
     if frames < 4 * seeks:
-        return SEEK_GAP
-    read, grab = decode_costs(path, start=frames // 3, n=min(60, frames // 4))
+        return None
     cap = _open(Path(path))
     try:
         cap.read()
@@ -320,10 +315,27 @@ def seek_gap(path: str | Path, frames: int, seeks: int = 6) -> int:
             target = int((i + 0.37) * frames / seeks)
             t = time.perf_counter()
             cap.set(cv2.CAP_PROP_POS_FRAMES, target)
+            landed = int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == target
             ok = cap.read()[0]
             spent += time.perf_counter() - t
-            if not ok:
-                return SEEK_GAP
+            if not (landed and ok):
+                return None
+    except cv2.error:  # a backend that cannot seek: measured as "no seek"
+        return None
     finally:
         cap.release()
-    return max(1, math.ceil((spent / seeks - read) / max(grab, 1e-6)))
+    return spent / seeks
+
+
+def seek_gap(path: str | Path, frames: int, costs: tuple[float, float] | None = None) -> int:
+    """The gap, in frames, past which a seek costs less than grabbing the frames between: (a
+    seek and read − a read) / a grab (:func:`seek_cost`; ``costs``: (read, grab) seconds per
+    frame as :func:`decode_costs` measures them, measured here when not given). On the composed
+    hour (MPEG-4) 28-30 frames, on vtest about 140 (``benchmarks/results/seek_gap*.json``). A video
+    too short to measure, or whose seeks fail, gets SEEK_GAP.
+    """
+    seek = seek_cost(path, frames)
+    if seek is None:
+        return SEEK_GAP
+    read, grab = costs if costs is not None else decode_costs(path, start=frames // 3, n=min(60, frames // 4))
+    return max(1, math.ceil((seek - read) / max(grab, 1e-6)))

@@ -87,14 +87,15 @@ def _readable(info: VideoInfo) -> None:
                          "path on every node)")
 
 
-def _task(info: VideoInfo, recipes: Sequence[Recipe], frames: np.ndarray) -> tuple[list[str], np.ndarray, list[list]]:
-    """In a worker: decode ``frames`` and run every model on them: (the models' versions, the
-    frames, detections per model)."""
+def _task(info: VideoInfo, recipes: Sequence[Recipe], frames: np.ndarray,
+          seek_gap: int | None = None) -> tuple[list[str], np.ndarray, list[list]]:
+    """In a worker: decode ``frames`` (seeking over gaps longer than ``seek_gap``) and run every
+    model on them: (the models' versions, the frames, detections per model)."""
     _readable(info)
     models = [build(r) for r in recipes]
     done: list[np.ndarray] = []
     dets: list[list] = [[] for _ in models]
-    for indices, batch in read_frames(info, frames, LABEL_BATCH):
+    for indices, batch in read_frames(info, frames, LABEL_BATCH, seek_gap=seek_gap):
         done.append(indices)
         for out, model in zip(dets, models):
             out.extend(model.detect(batch))
@@ -167,12 +168,13 @@ class Workers:
         return self._pool
 
     def label(self, info: VideoInfo, recipes: Sequence[Recipe], versions: Sequence[str], frames: np.ndarray,
-              store: Callable[[np.ndarray, list[list]], None]) -> None:
-        """Label ``frames`` in the workers; ``store(frames, detections per model)`` is called in
-        frame order, once per task, in this process. A worker whose model has another version
-        than ``versions`` (the coordinator's: another file, another runtime) is an error."""
+              store: Callable[[np.ndarray, list[list]], None], seek_gap: int | None = None) -> None:
+        """Label ``frames`` in the workers (each seeking over gaps longer than ``seek_gap``);
+        ``store(frames, detections per model)`` is called in frame order, once per task, in this
+        process. A worker whose model has another version than ``versions`` (the coordinator's:
+        another file, another runtime) is an error."""
         frames = np.unique(np.asarray(frames, np.int64))
-        calls = deque((_task, info, tuple(recipes), frames[i:i + TASK_FRAMES])
+        calls = deque((_task, info, tuple(recipes), frames[i:i + TASK_FRAMES], seek_gap)
                       for i in range(0, len(frames), TASK_FRAMES))
 
         def stored(result) -> None:

@@ -150,9 +150,11 @@ def sizes(positive_rates: list[float], fpr: float, fnr: float, available: int,
     if any(p <= 0 or p >= 1 for p in positive_rates):
         return []
     confidence = 1 - alpha
+    positives = [trials_needed(fnr, confidence, a) for a in ALLOWANCES]
+    negatives = [trials_needed(fpr, confidence, a) for a in ALLOWANCES]
     out = set()
-    for n_pos in (trials_needed(fnr, confidence, a) for a in ALLOWANCES):
-        for n_neg in (trials_needed(fpr, confidence, a) for a in ALLOWANCES):
+    for n_pos in positives:
+        for n_neg in negatives:
             need = max((max(n_pos / p, n_neg / (1 - p)) for p in positive_rates), default=0.0)
             out |= {math.ceil(margin * need) for margin in SIZE_MARGINS}
     return sorted(n for n in out if n <= available)

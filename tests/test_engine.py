@@ -162,40 +162,60 @@ def test_seeking_lands_on_the_right_frame(monkeypatch):
         assert np.array_equal(frame, sequential[i]), f"frame {i} differs after a seek"
 
 
+def _counting_seeks(monkeypatch, video, lands=lambda target: target):
+    """Make the reader's captures record each seek's target (and land where ``lands`` says)."""
+    seeks = []
+    real_open = video._open
+
+    class Counting:
+        def __init__(self, path):
+            self.cap = real_open(path)
+
+        def set(self, prop, value):
+            seeks.append(int(value))
+            return self.cap.set(prop, lands(int(value)))
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(video, "_open", Counting)
+    return seeks
+
+
+def test_the_seek_gap_is_measured_on_the_video(monkeypatch):
+    """engine/video.py: seek_gap measures (a seek and read − a read) / a grab; a video too short
+    to measure, or whose seeks land elsewhere, gets the default."""
+    from vql.engine import video
+
+    info = probe(SAMPLE_VIDEO)
+    gap = video.seek_gap(SAMPLE_VIDEO, info.frames)
+    assert isinstance(gap, int) and 1 <= gap
+    assert video.seek_gap(SAMPLE_VIDEO, info.frames, (0.0, 1.0)) == 1  # grabs dear, reads free: seek whenever it pays
+    assert video.seek_gap(SAMPLE_VIDEO, 20) == video.SEEK_GAP  # too short to measure
+    seeks = _counting_seeks(monkeypatch, video, lands=lambda target: target + 3)
+    assert video.seek_gap(SAMPLE_VIDEO, info.frames) == video.SEEK_GAP and seeks
+
 
 def test_sparse_reads_seek_past_the_gap_measured_on_the_video(monkeypatch):
     """A sample's frames are read seeking over the gaps longer than the video's measured
-    break-even (engine/video.py: seek_gap), measured once and kept in the calibration; frames
+    break-even, measured once per video and machine and kept in the store's calibration; frames
     closer than 2 apart on average, or a video not seekable, keep the default."""
     from dataclasses import replace
 
     from vql.engine import video
 
     info = probe(SAMPLE_VIDEO)
-    assert video.seek_gap(SAMPLE_VIDEO, 20) == video.SEEK_GAP  # too short to measure
     measured = []
-    monkeypatch.setattr(video, "seek_gap", lambda path, frames: measured.append(path) or 40)
-    ctx = executor.Context(executor.Store(None), lambda name: None, False)
-    assert executor.seek_gap(ctx, info, np.arange(10, 150, 3)) == 40
-    assert executor.seek_gap(ctx, info, np.arange(0, 150, 9)) == 40 and measured == [info.path]  # measured once
-    assert executor.seek_gap(ctx, info, np.arange(100, 150)) is None
-    assert executor.seek_gap(ctx, replace(info, seekable=False), np.arange(10, 150, 3)) is None
+    monkeypatch.setattr(video, "seek_gap", lambda path, frames, costs=None: measured.append(path) or 40)
+    store = executor.Store(None)
+    ctx = executor.Context(store, lambda name: None, False, calibration=executor.Calibration(store, "box"))
+    assert executor.sparse_seek_gap(ctx, info, np.arange(10, 150, 3)) == 40
+    assert executor.sparse_seek_gap(ctx, info, np.arange(0, 150, 9)) == 40 and measured == [info.path]  # measured once
+    assert executor.Calibration(store, "box")[f"seek_gap:{info.fingerprint}"] == 40  # kept for later sessions
+    assert executor.sparse_seek_gap(ctx, info, np.arange(100, 150)) is None
+    assert executor.sparse_seek_gap(ctx, replace(info, seekable=False), np.arange(10, 150, 3)) is None
 
-    seeks = []
-    real_open = video._open
-
-    class Counting:  # counts the seeks a read makes
-        def __init__(self, path):
-            self.cap = real_open(path)
-
-        def set(self, prop, value):
-            seeks.append(int(value))
-            return self.cap.set(prop, value)
-
-        def __getattr__(self, name):
-            return getattr(self.cap, name)
-
-    monkeypatch.setattr(video, "_open", Counting)
+    seeks = _counting_seeks(monkeypatch, video)
     cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
     sequential = [cap.read()[1] for _ in range(150)]
     wanted = [5, 30, 80, 90, 140, 145]
@@ -203,6 +223,17 @@ def test_sparse_reads_seek_past_the_gap_measured_on_the_video(monkeypatch):
     assert seeks == [80, 140] and [i for i, _ in got] == wanted  # gaps over 40 frames sought, the others grabbed
     for i, frame in got:
         assert np.array_equal(frame, sequential[i]), f"frame {i} differs after a seek"
+
+    class Model:  # labelling reads its frames with the measured gap
+        version, classes = "v", ("person",)
+
+        def detect(self, batch):
+            return [None] * len(batch)
+
+    seeks.clear()
+    store.save_labels = lambda *args: None
+    executor.label_with(ctx, info, [Model()], np.array(wanted))
+    assert seeks == [80, 140]
 
 
 def test_limit_bounds_the_scan(con, direct):
