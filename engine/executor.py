@@ -34,8 +34,9 @@ LIMIT_CHUNK = 64  # first chunk of a LIMIT-bounded scan; doubles each round
 
 
 class Calibration(dict):
-    """Measured per-frame costs (and each video's seek gap: ``sparse_seek_gap``), read from the store once and written back as they are measured
-    (so a cost is calibrated once per machine, not once per session).
+    """Measured per-frame costs (and each video's seek gap: ``sparse_seek_gap``), read from the
+    store once and written back as they are measured (so a cost is calibrated once per machine,
+    not once per session).
 
     >>> from vql.engine.store import Store
     >>> store = Store(None)
