@@ -20,7 +20,7 @@ import numpy as np
 
 from vql.engine import executor
 from vql.engine.executor import Context, atom_counts
-from vql.engine.video import VideoInfo, decode_costs, read_frames
+from vql.engine.video import VideoInfo, read_frames
 from vql.plan import Atom
 from vql.planner.cascade import Candidate, CascadeChoice
 from vql.planner.cost import Costs
@@ -60,10 +60,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     ctx.count("frames_cached", decoded - referenced)
     # a few frames' time is mostly warm-up: below one labelling batch, the calibrated cost
     reference = ref_s / referenced if referenced >= executor.LABEL_BATCH else reference_cost(ctx, model)
-    key = f"decode_cost:{info.fingerprint}"
-    if key not in ctx.calibration:
-        ctx.calibration[key] = decode_costs(info.path, start=int(np.median(frames)))
-    read, grab = ctx.calibration[key]
+    read, grab = executor.decode_cost(ctx, info, frames)
     return small, Costs(decode=read, reference=reference, grab=grab)
 
 

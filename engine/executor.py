@@ -151,9 +151,18 @@ def sparse_seek_gap(ctx: Context, info: VideoInfo, frames: np.ndarray) -> int | 
         return None
     key = f"seek_gap:{info.fingerprint}"
     if key not in ctx.calibration:
-        costs = ctx.calibration.get(f"decode_cost:{info.fingerprint}")
-        ctx.calibration[key] = video.seek_gap(info.path, info.frames, tuple(costs) if costs else None)
+        ctx.calibration[key] = video.seek_gap(info.path, info.frames, decode_cost(ctx, info, frames))
     return int(ctx.calibration[key])
+
+
+def decode_cost(ctx: Context, info: VideoInfo, frames: np.ndarray) -> tuple[float, float]:
+    """(read, grab) seconds per frame of this video (``engine/video.py: decode_costs``, from the
+    middle of ``frames``), measured once per video and machine (vql_calibration)."""
+    key = f"decode_cost:{info.fingerprint}"
+    if key not in ctx.calibration:
+        ctx.calibration[key] = video.decode_costs(info.path, start=int(np.median(frames)))
+    read, grab = ctx.calibration[key]
+    return read, grab
 
 
 def atom_models(ctx: Context, node: EvaluatePredicates) -> list[ReferenceModel]:
