@@ -43,6 +43,7 @@ from vql.engine.compose import ComposeSpec, build_library, compose
 from vql.engine.video import probe, read_frames
 from vql.planner.certify import frames_needed
 from vql.planner.stats import interval
+from vql.udfs.reference import Detections
 from vql.udfs.tfjs_detector import centernet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,24 @@ def holds(where: str, det, size: tuple[int, int], model) -> bool:
     return n >= 1
 
 
+def labelled_set(con) -> set[int]:
+    """The frames vql's store holds reference labels for."""
+    return {r[0] for r in con.sql("SELECT frame FROM vql_labelled_frames").fetchall()}
+
+
+def stored_detections(con, frames: list[int]) -> dict[int, Detections]:
+    """The reference's detections of these frames as vql's store holds them."""
+    rows = con.store.con.execute(
+        "SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels WHERE frame IN (SELECT unnest(?))",
+        [list(frames)]).fetchnumpy()
+    out = {}
+    for f in frames:
+        at = rows["frame"] == f
+        boxes = np.stack([rows[k][at] for k in ("x1", "y1", "x2", "y2")], axis=1)
+        out[int(f)] = Detections.from_arrays(boxes, rows["score"][at], rows["class_id"][at], floor=-np.inf)
+    return out
+
+
 def run_query(db: Path, name: str, path: str, where: str, target: float, device: str,
               exact_per_frame: float | None = None, fresh: bool = True) -> dict:
     """Cold, warm and cached runs of one query (from an empty store unless ``fresh`` is False:
@@ -177,7 +196,8 @@ def run_query(db: Path, name: str, path: str, where: str, target: float, device:
     prepared = con.prepare(query)
     plan = next(iter(prepared.metadata["plans"].values()))
     plan_s = time.perf_counter() - t
-    plan_labels = con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall()[0][0] - before
+    planned = labelled_set(con)
+    plan_labels = len(planned) - before
     common = {"query": query, "plan": plan, "plan_s": plan_s, "labels_before": before, "labels_planning": plan_labels}
     if exact_per_frame is not None and plan.strategy == "exact":
         labelled = con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall()[0][0]
@@ -190,6 +210,7 @@ def run_query(db: Path, name: str, path: str, where: str, target: float, device:
     cold = con.sql(query)
     cold_s = time.perf_counter() - t
     answer = {r[0] for r in cold.fetchall()}
+    run_dets = stored_detections(con, sorted(labelled_set(con) - planned))  # what the run phase sent the reference
     con.sql(f"DROP RESULTS {name}")
     con.close()
     warm_con = vql.connect(db, device=device, progress=False)  # a new session: plan and labels from the store
@@ -205,7 +226,8 @@ def run_query(db: Path, name: str, path: str, where: str, target: float, device:
     labelled = warm_con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall()[0][0]
     warm_con.close()
     return {**common, "answer": answer, "cold_s": cold_s, "warm_s": warm_s, "cached_s": cached_s,
-            "cold_meta": cold.metadata, "warm_meta": warm.metadata, "labelled_frames": labelled, "extrapolated": False}
+            "cold_meta": cold.metadata, "warm_meta": warm.metadata, "labelled_frames": labelled, "extrapolated": False,
+            "run_detections": run_dets}
 
 
 def slug(label: str) -> str:
@@ -294,6 +316,7 @@ def bench_video(label: str, path: str, queries, args, model) -> list[dict]:
             "labels_floor": frames_needed(target, target, selectivity) if 0 < selectivity < 1 else None,
             **yardstick(frames, plan, r, exact_s, ceiling["decode_fps"], target, selectivity),
             "frames_sent_to_reference_cold": r["cold_meta"].get("frames_sent_to_reference", 0),
+            **run_phase(r.get("run_detections"), where, (info.width, info.height), model),
             "warm_operators": {k: v["ops"] for k, v in ops.items()},
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "machine": args.machine, "device": args.device,
@@ -324,6 +347,17 @@ def yardstick(frames: int, plan, r: dict, exact_s: float, decode_fps: float, tar
             "cold_labelling_s": (r["labels_planning"] + max(0, run_labels)) * reference}
 
 
+def run_phase(dets: dict | None, where: str, size: tuple[int, int], model) -> dict:
+    """The frames the cold run labelled after planning (sent to the reference by the cascade), the
+    positives of the query among them by those labels, and issue 14's ratio of the two (target
+    <= 1.5)."""
+    if dets is None:
+        return {"run_labelled": None, "run_positives": None, "run_sent_per_positive": None}
+    positives = sum(holds(where, d, size, model) for d in dets.values())
+    return {"run_labelled": len(dets), "run_positives": positives,
+            "run_sent_per_positive": len(dets) / positives if positives else None}
+
+
 def fmt_ci(ci) -> str:
     return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
 
@@ -351,7 +385,8 @@ def table(rows: list[dict]) -> str:
             f"{fmt(r['speedup_warm'], '.1f')} | {r['fpr']:.4f} {fmt_ci(r['fpr_ci'])}{over} | "
             f"{r['fnr']:.4f} {fmt_ci(r['fnr_ci'])} ({r['audit_positives']}) | {bounds} | "
             f"{r['labels_planning']} / {fmt(r.get('labels_run'), 'd')} / {r['labels_after_cold']} / "
-            f"{fmt(r['labels_floor'], 'd')} | {r['cold_s']:.0f} / {fmt(r.get('floor_s'), '.0f')} |"
+            f"{fmt(r['labels_floor'], 'd')} | {fmt(r.get('run_positives'), 'd')}, "
+            f"{fmt(r.get('run_sent_per_positive'), '.2f')} | {r['cold_s']:.0f} / {fmt(r.get('floor_s'), '.0f')} |"
         )
     return "\n".join(lines)
 
