@@ -157,16 +157,19 @@ def holds(where: str, det, size: tuple[int, int], model) -> bool:
     return n >= 1
 
 
-def labelled_set(con) -> set[int]:
-    """The frames vql's store holds reference labels for."""
-    return {r[0] for r in con.sql("SELECT frame FROM vql_labelled_frames").fetchall()}
+def labelled_set(con, name: str) -> set[int]:
+    """The frames of video ``name`` that vql's store holds reference labels for."""
+    fp = con.store.videos()[name].fingerprint
+    return {r[0] for r in con.store.con.execute(
+        "SELECT frame FROM vql_labelled_frames WHERE video_fp = ?", [fp]).fetchall()}
 
 
-def stored_detections(con, frames: list[int]) -> dict[int, Detections]:
-    """The reference's detections of these frames as vql's store holds them."""
+def stored_detections(con, name: str, frames: list[int]) -> dict[int, Detections]:
+    """The reference's detections of these frames of video ``name`` as vql's store holds them."""
+    fp = con.store.videos()[name].fingerprint
     rows = con.store.con.execute(
-        "SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels WHERE frame IN (SELECT unnest(?))",
-        [list(frames)]).fetchnumpy()
+        "SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels WHERE video_fp = ? AND "
+        "frame IN (SELECT unnest(?))", [fp, list(frames)]).fetchnumpy()
     out = {}
     for f in frames:
         at = rows["frame"] == f
@@ -196,8 +199,8 @@ def run_query(db: Path, name: str, path: str, where: str, target: float, device:
     prepared = con.prepare(query)
     plan = next(iter(prepared.metadata["plans"].values()))
     plan_s = time.perf_counter() - t
-    planned = labelled_set(con)
-    plan_labels = len(planned) - before
+    planned = labelled_set(con, name)
+    plan_labels = con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall()[0][0] - before
     common = {"query": query, "plan": plan, "plan_s": plan_s, "labels_before": before, "labels_planning": plan_labels}
     if exact_per_frame is not None and plan.strategy == "exact":
         labelled = con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall()[0][0]
@@ -210,7 +213,7 @@ def run_query(db: Path, name: str, path: str, where: str, target: float, device:
     cold = con.sql(query)
     cold_s = time.perf_counter() - t
     answer = {r[0] for r in cold.fetchall()}
-    run_dets = stored_detections(con, sorted(labelled_set(con) - planned))  # what the run phase sent the reference
+    run_dets = stored_detections(con, name, sorted(labelled_set(con, name) - planned))  # what the run phase sent the reference
     con.sql(f"DROP RESULTS {name}")
     con.close()
     warm_con = vql.connect(db, device=device, progress=False)  # a new session: plan and labels from the store
