@@ -9,7 +9,8 @@ one run.
 Per video: the decoding ceiling (OpenCV read() of every frame, one process; with
 ``--decode-procs N`` also N processes by frame range) and grab-only speed; the exact plan (the
 reference on every frame: run in full on short videos, extrapolated on long ones from the
-reference's measured per-frame time on the audit frames plus the measured decoding time, and marked as extrapolated). Per query and target (each target's first
+reference's measured per-frame time on 256 consecutive frames plus the measured decoding time, and marked as
+extrapolated). Per query and target (each target's first
 query from an empty store, the next ones after it on its store, as second predicates on the
 same video): cascade *cold* (planning: labelling the training prefix, training, choosing,
 labelling the certification frames, certifying; then running), *warm* (after
@@ -18,7 +19,9 @@ answers read back, what a result cache gives); speed-ups over exact; the warm ru
 as a fraction of the decoding ceiling; false-positive and false-negative rates of the answer
 against the reference on frames drawn uniformly from the scan (long videos: ``--audit`` frames labelled by the reference outside vql's store, with two-sided 95% intervals;
 short ones: every frame); the certified bounds; labels spent in planning and in all against the
-certification floor (the frames a certificate needs with nothing missed); peak memory.
+certification floor (the frames a certificate needs with nothing missed); the frames the cold run sent
+the reference after planning, the query's positives among them (by those labels) and their ratio;
+peak memory.
 
 Writes JSON (a list of rows) and a PNG chart, prints a markdown table.
 """
@@ -157,19 +160,24 @@ def holds(where: str, det, size: tuple[int, int], model) -> bool:
     return n >= 1
 
 
+def _keys(con, name: str) -> list[str]:
+    """(video fingerprint, model version) of video ``name`` and the default reference (CenterNet)."""
+    return [con.store.video(name).fingerprint, con.model("centernet").version]
+
+
 def labelled_set(con, name: str) -> set[int]:
-    """The frames of video ``name`` that vql's store holds reference labels for."""
-    fp = con.store.videos()[name].fingerprint
+    """The frames of video ``name`` that vql's store holds CenterNet's labels for."""
     return {r[0] for r in con.store.con.execute(
-        "SELECT frame FROM vql_labelled_frames WHERE video_fp = ?", [fp]).fetchall()}
+        "SELECT frame FROM vql_labelled_frames WHERE video_fp = ? AND model_version = ?", _keys(con, name)).fetchall()}
 
 
 def stored_detections(con, name: str, frames: list[int]) -> dict[int, Detections]:
-    """The reference's detections of these frames of video ``name`` as vql's store holds them."""
-    fp = con.store.videos()[name].fingerprint
+    """CenterNet's detections of these frames of video ``name`` as vql's store holds them."""
+    if not frames:
+        return {}
     rows = con.store.con.execute(
-        "SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels WHERE video_fp = ? AND "
-        "frame IN (SELECT unnest(?))", [fp, list(frames)]).fetchnumpy()
+        "SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels WHERE video_fp = ? AND model_version = ? "
+        "AND frame IN (SELECT unnest(?))", [*_keys(con, name), list(frames)]).fetchnumpy()
     out = {}
     for f in frames:
         at = rows["frame"] == f
@@ -199,7 +207,9 @@ def run_query(db: Path, name: str, path: str, where: str, target: float, device:
     prepared = con.prepare(query)
     plan = next(iter(prepared.metadata["plans"].values()))
     plan_s = time.perf_counter() - t
+    t_sets = time.perf_counter()
     planned = labelled_set(con, name)
+    t += time.perf_counter() - t_sets  # reading the labelled frames is not the query's time
     plan_labels = con.sql("SELECT count(*) FROM vql_labelled_frames").fetchall()[0][0] - before
     common = {"query": query, "plan": plan, "plan_s": plan_s, "labels_before": before, "labels_planning": plan_labels}
     if exact_per_frame is not None and plan.strategy == "exact":
@@ -372,7 +382,7 @@ def fmt(value, spec: str) -> str:
 def table(rows: list[dict]) -> str:
     head = ("| video | frames | query | target | sel. | plan | exact f/s | cold f/s | warm f/s | cold x | warm x | "
             "audit fpr [95% CI] | audit fnr [95% CI] (pos) | certified fpr, fnr <= | labels: planning / run / cold "
-            "total / certification floor | cold s / floor s |")
+            "total / certification floor | run: sent, positives, sent per positive | cold s / floor s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         where = r["query"].split(" WHERE ", 1)[1].split(" WITH ")[0]
@@ -388,7 +398,7 @@ def table(rows: list[dict]) -> str:
             f"{fmt(r['speedup_warm'], '.1f')} | {r['fpr']:.4f} {fmt_ci(r['fpr_ci'])}{over} | "
             f"{r['fnr']:.4f} {fmt_ci(r['fnr_ci'])} ({r['audit_positives']}) | {bounds} | "
             f"{r['labels_planning']} / {fmt(r.get('labels_run'), 'd')} / {r['labels_after_cold']} / "
-            f"{fmt(r['labels_floor'], 'd')} | {fmt(r.get('run_positives'), 'd')}, "
+            f"{fmt(r['labels_floor'], 'd')} | {fmt(r.get('run_labelled'), 'd')}, {fmt(r.get('run_positives'), 'd')}, "
             f"{fmt(r.get('run_sent_per_positive'), '.2f')} | {r['cold_s']:.0f} / {fmt(r.get('floor_s'), '.0f')} |"
         )
     return "\n".join(lines)
