@@ -134,9 +134,9 @@ def reference_truth(path: str, frames: np.ndarray, model) -> dict[int, object]:
 def exact_reference_cost(path: str, frames: int, model, rng, count: int = EXACT_SAMPLE) -> float:
     """The reference's seconds per frame as the exact plan pays it: on ``count`` consecutive
     frames from a random start, read in order (decoding each frame in the reader's thread).
-    The audit's own time is not used for the exact plan: its frames are sparse, and grabbing
-    the gaps between them beside the reference slows it (on the four-hour video, one audit frame
-    in 72: 61.3 ms/frame where planning measured 49.2)."""
+    The audit's own time is not used for the exact plan: its frames are sparse, and decoding the
+    gaps between them adds to each frame's time (on the four-hour video, one audit frame in 72:
+    61.3 ms/frame where planning measured 49.2; ``benchmarks/sparse_decode.py``)."""
     start = int(rng.integers(0, max(1, frames - count)))
     model.detect(next(read_frames(path, [start], 1))[1])  # warm-up
     seconds, n = 0.0, 0
@@ -167,8 +167,7 @@ def _keys(con, name: str) -> list[str]:
 
 def labelled_set(con, name: str) -> set[int]:
     """The frames of video ``name`` that vql's store holds CenterNet's labels for."""
-    return {r[0] for r in con.store.con.execute(
-        "SELECT frame FROM vql_labelled_frames WHERE video_fp = ? AND model_version = ?", _keys(con, name)).fetchall()}
+    return set(con.store.labelled_frames(*_keys(con, name)).tolist())
 
 
 def stored_detections(con, name: str, frames: list[int]) -> dict[int, Detections]:
