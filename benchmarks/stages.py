@@ -33,7 +33,7 @@ from queries import ROOT, machine  # noqa: E402
 from vql.engine.video import read_frames  # noqa: E402
 from vql.engine.views import downscale  # noqa: E402
 from vql.planner.sampling import Sample, permutation, training_size  # noqa: E402
-from vql.planner.specialized import CANDIDATES, MIN_STEPS, Architecture, train  # noqa: E402
+from vql.planner.specialized import CANDIDATES, MIN_STEPS, PRECISIONS, Architecture, default_precision, train  # noqa: E402
 
 MISSES = (0, 2, 5)
 ACCEPTED = (0, 10)
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-steps", type=int, default=MIN_STEPS, help="the training's least number of steps "
                         "(default: the planner's, planner/specialized.py: MIN_STEPS)")
     parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
+    parser.add_argument("--precisions", default="float32", help="the CNNs' precisions, comma-separated "
+                        f"(of {', '.join(PRECISIONS)}; the planner's on this machine: {default_precision()})")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stages.json"))
     args = parser.parse_args(argv)
     info, sample, held, positive = from_store(args)
@@ -127,19 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     y_train = np.array([int(f) in positive for f in train_f])
     y_held = np.array([int(f) in positive for f in held])
     rows = []
-    for shape in shapes:
-        arch = Architecture(*shape)
+    runs = [(Architecture(*shape, precision=p), int(seed)) for shape in shapes
+            for p in args.precisions.split(",") for seed in args.seeds.split(",")]
+    for arch, seed in runs:
         x_train = np.stack([small[arch.size][int(f)] for f in train_f])
         x = np.stack([small[arch.size][int(f)] for f in held])
-        for seed in (int(s) for s in args.seeds.split(",")):
-            model = train(arch, x_train, y_train, seed=seed, min_steps=args.min_steps)
-            t = time.perf_counter()
-            scores = model.scores(x)
-            per_frame = (time.perf_counter() - t) / len(x)
-            rows.append({"model": arch.name, "seed": seed, "min_steps": args.min_steps,
-                         "train_s": model.train_seconds, "score_ms": per_frame * 1e3,
-                         **separation(scores, y_held)})
-            print(json.dumps(rows[-1]), flush=True)
+        model = train(arch, x_train, y_train, seed=seed, min_steps=args.min_steps)
+        t = time.perf_counter()
+        scores = model.scores(x)
+        per_frame = (time.perf_counter() - t) / len(x)
+        rows.append({"model": arch.name, "seed": seed, "min_steps": args.min_steps,
+                     "train_s": model.train_seconds, "score_ms": per_frame * 1e3,
+                     **separation(scores, y_held)})
+        print(json.dumps(rows[-1]), flush=True)
     head = (["model", "seed", "train s", "ms/frame"] + [f"settled 'no', {k} missed" for k in MISSES]
             + [f"settled 'yes', {k} accepted" for k in ACCEPTED])
     print(f"\n{info.path}: trained on {len(train_f)} frames ({int(y_train.sum())} positive), judged on {len(held)} "

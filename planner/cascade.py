@@ -26,7 +26,7 @@ from vql.engine.difference import DETECTORS, AnchorGate, DifferenceDetector, bac
 from vql.engine.views import Crop, View
 from vql.plan import Atom
 from vql.planner.cost import Costs, cascade_cost, exact_cost
-from vql.planner.specialized import CANDIDATES, Architecture, train
+from vql.planner.specialized import CANDIDATES, Architecture, default_precision, train
 from vql.planner.stages import Stage, answer, decide
 from vql.planner.thresholds import place
 
@@ -168,7 +168,7 @@ def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[View, d
     """Difference detectors against the background (the median of the training frames without
     the predicate) and the first TRAINED specialized CNNs, each trained for a fixed number of steps,
     all reading the frames cut to ``crop`` (a region predicate's region: what lies outside it
-    cannot change the answer); None when the training frames hold one class only."""
+    cannot change the answer), the CNNs in this machine's ``default_precision``; None when the training frames hold one class only."""
     y = np.array([truth[int(f)] for f in frames], bool)
     if y.all() or not y.any():
         return None
@@ -176,7 +176,8 @@ def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[View, d
     negatives = train_d[~y]
     bg = background(negatives if len(negatives) >= 10 else train_d)
     detectors = [DifferenceDetector(metric, DIFF_SIZE, bg, crop) for metric in DETECTORS]
-    models = [train(Architecture(*shape), _stack(small[(shape[3], crop)], frames), y,
+    precision = default_precision()
+    models = [train(Architecture(*shape, precision=precision), _stack(small[(shape[3], crop)], frames), y,
                     max_steps=max_steps, crop=crop) for shape in CANDIDATES[:TRAINED]]
     return Stages([detectors, models])
 

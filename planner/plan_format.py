@@ -74,7 +74,7 @@ from vql.planner.cascade import DIFF_SIZE, Atom, Candidate, CascadeChoice
 from vql.planner.certify import Certificate, ClaimBounds, Sizing
 from vql.planner.cost import Costs
 from vql.planner.query import QueryPlan
-from vql.planner.specialized import CANDIDATES, Architecture, SpecializedCNN, TrainedModel
+from vql.planner.specialized import CANDIDATES, PRECISIONS, Architecture, SpecializedCNN, TrainedModel
 from vql.planner.stages import KINDS, Band, Stage
 
 MAGIC = b"VQLPLAN\0"
@@ -272,6 +272,7 @@ def _validate(obj, where: str) -> None:
     if isinstance(obj, Architecture):  # what is built from it must stay small: the planner's own shapes
         need(obj.shape in CANDIDATES, f"{obj} is not one of the planner's "
              f"architectures (planner/specialized.py: CANDIDATES)")
+        need(obj.precision in PRECISIONS, f"unknown precision {obj.precision!r}")
     if isinstance(obj, (TrainedModel, DifferenceDetector)):
         c = obj.crop
         need(c is None or (0 <= c[0] <= c[2] <= 1 and 0 <= c[1] <= c[3] <= 1),

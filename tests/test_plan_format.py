@@ -323,6 +323,8 @@ MALFORMED = {
     "a background of the wrong size": (_background_16, r"the background is uint8 \(16, 16, 3\), not uint8 \(32, 32, 3\)"),
     "an architecture not the planner's": (lambda b: _repack(b, _set(["@Architecture", "fields", "filters"], 10 ** 9)),
                                           "is not one of the planner's architectures"),
+    "an unknown precision": (lambda b: _repack(b, _set(["@Architecture", "fields", "precision"], "float16")),
+                             "unknown precision 'float16'"),
     "a detector of another frame size": (lambda b: _repack(b, _set(["@DifferenceDetector", "fields", "size"], 10 ** 6)),
                                          "frames of 1000000x1000000"),
     "weights of another shape": (_head_bias_2, r"the weights do not fit cnn1x16-d32@32"),

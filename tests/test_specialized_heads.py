@@ -1,9 +1,10 @@
 """The specialized CNNs' heads (planner/specialized.py): the pooled head recognises an object
-wherever it appears, including where no training frame had one; a plan holding a pooled model
-is stored and loaded with its weights intact."""
+wherever it appears, including where no training frame had one, in float32 and in bfloat16; a
+plan holding a pooled model is stored and loaded with its weights and precision intact."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import struct
@@ -12,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from vql.errors import PlanFormatError
+from vql.errors import PlanError, PlanFormatError
 from vql.planner import plan_format
-from vql.planner.cascade import TRAINED
+from vql.planner.cascade import TRAINED, train_stages
 from vql.planner.query import QueryPlan
-from vql.planner.specialized import CANDIDATES, HEADS, Architecture, SpecializedCNN, TrainedModel, train
+from vql.planner.specialized import (CANDIDATES, HEADS, PRECISIONS, Architecture, SpecializedCNN, TrainedModel,
+                                     default_precision, train)
 
 from test_planner_explain import _chosen_cascade
 
@@ -35,16 +37,17 @@ def _frames(n: int, columns: tuple[int, int], seed: int):
     return frames, truth
 
 
-def test_the_pooled_head_finds_an_object_where_training_had_none():
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_the_pooled_head_finds_an_object_where_training_had_none(precision):
     """Trained with walkers in the left third only, judged with walkers in the right third: the
     pooled head still ranks every walker above every empty frame (the planner then
-    settles the empty frames without missing one); this fails for a head whose weights are tied to
-    positions, as the dense head's are (checked beside it: it separates worse)."""
+    settles the empty frames without missing one), in either precision; this fails for a head whose
+    weights are tied to positions, as the dense head's are (checked beside it: it separates worse)."""
     x_train, y_train = _frames(400, (0, 16), seed=1)
     x_test, y_test = _frames(400, (42, 58), seed=2)
     separated = {}
     for head in HEADS:
-        model = train(Architecture(2, 16, 32, 64, head), x_train, y_train, min_steps=100, max_steps=100)
+        model = train(Architecture(2, 16, 32, 64, head, precision), x_train, y_train, min_steps=100, max_steps=100)
         s = model.scores(x_test)
         separated[head] = float(np.mean(s[~y_test] < s[y_test].min()))  # empty frames below every walker
     assert separated["pool"] == 1.0, separated
@@ -60,8 +63,29 @@ def test_the_planner_trains_a_pooled_model_and_every_candidate_builds():
         assert out.shape == (2,)
     assert Architecture(2, 16, 32, 64, "pool").name == "cnn2x16-p32@64"
     assert Architecture(2, 16, 32, 64).name == "cnn2x16-d32@64"
+    assert Architecture(2, 16, 32, 64, "pool", "bfloat16").name == "cnn2x16-p32@64-bf16"
     with pytest.raises(ValueError, match="unknown head 'max'"):
         SpecializedCNN(Architecture(2, 16, 32, 64, "max"))
+    with pytest.raises(ValueError, match="unknown precision 'float16'"):
+        SpecializedCNN(Architecture(2, 16, 32, 64, "pool", "float16"))
+
+
+def test_the_planner_trains_in_the_machines_precision_or_the_one_set(monkeypatch):
+    """``VQL_CNN_PRECISION`` sets the precision the planner's CNNs train (and are later scored)
+    in; unset, it is bfloat16 only where the CPU has bfloat16 instructions; a wrong value is an
+    error of the planner, not a traceback."""
+    x, y = _frames(64, (0, 58), seed=3)
+    small = {(s, None): {i: (img if s == 64 else img[::2, ::2]) for i, img in enumerate(x)} for s in (32, 64)}
+    for precision in PRECISIONS:
+        monkeypatch.setenv("VQL_CNN_PRECISION", precision)
+        stages = train_stages(np.arange(len(x)), dict(enumerate(y.tolist())), small, max_steps=2)
+        assert [m.arch.precision for m in stages.groups[1]] == [precision] * TRAINED
+    monkeypatch.setenv("VQL_CNN_PRECISION", "float16")
+    with pytest.raises(PlanError, match="VQL_CNN_PRECISION='float16' is not a precision"):
+        default_precision()
+    monkeypatch.delenv("VQL_CNN_PRECISION")
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert default_precision() == ("bfloat16" if native else "float32")
 
 
 def _plan_with(model: TrainedModel) -> QueryPlan:
@@ -79,6 +103,22 @@ def test_a_pooled_model_round_trips_through_the_stored_plan_format():
     assert loaded.arch == arch
     x = np.random.default_rng(0).integers(0, 255, (5, 64, 64, 3), np.uint8)
     np.testing.assert_array_equal(loaded.scores(x), model.scores(x))
+
+
+def test_a_bfloat16_model_is_scored_in_bfloat16_after_loading():
+    """The precision is part of the stored architecture: the loaded model scores bit for bit as
+    the one planned, whose scores differ from the same weights' in float32 (the precision is
+    applied, not only recorded)."""
+    arch = Architecture(2, 16, 32, 64, "pool", "bfloat16")
+    x, y = _frames(128, (0, 58), seed=4)
+    model = train(arch, x, y, min_steps=20, max_steps=20)
+    loaded = plan_format.loads(plan_format.dumps(_plan_with(model))).choices[0].chosen.stages[1].op
+    assert loaded.arch == arch
+    np.testing.assert_array_equal(loaded.scores(x), model.scores(x))
+    as_float32 = TrainedModel(dataclasses.replace(arch, precision="float32"), copy.deepcopy(model.net), model.mean, 0.0)
+    as_float32.net.arch = as_float32.arch
+    gap = np.abs(as_float32.scores(x) - model.scores(x))
+    assert 0 < gap.max() < 0.1, gap.max()
 
 
 @pytest.mark.parametrize("arch", [Architecture(2, 16, 32, 64, "max"), Architecture(2, 16, 32, 48, "pool")])

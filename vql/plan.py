@@ -74,8 +74,10 @@ class ModelPredicate:
 # in the last float digits, and a certificate holds for the scores it checked): a version-5 plan
 # is planned again, its labels reused. 7: difference detectors on 64-pixel frames and a training
 # prefix split in thirds (the plan's EXPLAIN says how its prefix was used): a version-6 plan is
-# planned again, its labels reused
-PLAN_FORMAT_VERSION = 7
+# planned again, its labels reused. 8: a specialized CNN's architecture holds the precision it
+# was trained in and is scored in (bfloat16 where the CPU has it): a version-7 plan is planned
+# again, its labels reused
+PLAN_FORMAT_VERSION = 8
 
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "=": operator.eq,
             "<>": operator.ne}
