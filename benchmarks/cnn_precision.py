@@ -2,7 +2,8 @@
 
     python benchmarks/cnn_precision.py [--rounds 3]
 
-For each CNN the planner trains (``planner/cascade.py: TRAINED``), in alternating rounds: the
+For each CNN the planner trains (``planner/cascade.py: TRAINED``), in rounds (the precision that
+runs first alternating): the
 training's seconds per step (``planner/specialized.py: train``, batches of 64, on 2 threads) and
 the scoring's ms/frame (``TrainedModel.scores``, batches of 64) on 1 and 2 threads, on random
 frames (speed does not depend on content). Medians over rounds, with their range. How well the
@@ -50,14 +51,14 @@ def one_round(shape: tuple, precision: str, steps: int, frames: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=40, help="training steps timed per round")
+    parser.add_argument("--steps", type=int, default=200, help="training steps timed per round (the planner's least)")
     parser.add_argument("--frames", type=int, default=2048, help="frames scored per round")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cnn_precision.json"))
     args = parser.parse_args(argv)
     runs: dict[tuple, list[dict]] = {}
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
         for shape in CANDIDATES[:TRAINED]:
-            for precision in PRECISIONS:
+            for precision in list(PRECISIONS)[::1 if r % 2 == 0 else -1]:  # which runs first alternates
                 runs.setdefault((Architecture(*shape).name, precision), []).append(
                     one_round(shape, precision, args.steps, args.frames))
     keys = ("train_ms_per_step", "score_ms_1_threads", "score_ms_2_threads")

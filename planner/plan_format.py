@@ -31,7 +31,8 @@ of a ``QueryPlan`` and are not stored.
 
 Loading builds only the registered dataclasses, plain values, numpy arrays and specialized CNNs;
 each field's value is checked against the field's declared type, architectures must be the
-planner's own (``CANDIDATES``) and images of its sizes, so a stored plan cannot make loading
+planner's own (``CANDIDATES``, in one of ``PRECISIONS``: a model is scored in the precision it
+was trained in) and images of its sizes, so a stored plan cannot make loading
 build a network or read frames larger than the planner does. Anything else (another magic or
 version, malformed JSON or safetensors, an unknown type name, a missing or unknown field, a
 value of the wrong type, an array whose dtype or shape differs from what its node or its model

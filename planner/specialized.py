@@ -14,8 +14,12 @@ filters, on ``size``×``size`` frames from which the mean training frame is subt
 On the composed hour (objects 8-12 pixels tall at 64×64, walkers sometimes where the training
 frames had nobody), the pooled head trained on 1,800 frames scored 89% of 6,257 held-out frames
 below every one of their 636 positives; the dense one, 0.1% below all but 2 of them and 88.9%
-below all but 5 (``benchmarks/stages.py``). Each candidate trains in about a minute on 2 CPU cores on a few
-thousand frames.
+below all but 5 (``benchmarks/stages.py``). On 900 frames (200 steps, 2 cores) the pooled one
+trained in 18-21 s in float32 and 8-11 s in bfloat16; the larger candidates take up to a minute.
+
+The feature layers compute in the architecture's ``precision`` (PRECISIONS): the planner picks
+bfloat16 where the CPU has it (``default_precision``), and a model is always scored in the
+precision it was trained in, which the stored plan keeps.
 
 >>> arch = Architecture(blocks=2, filters=16, dense=32, size=64, head="pool")
 >>> net = SpecializedCNN(arch)
@@ -47,10 +51,14 @@ CANDIDATES = (
     (3, 32, 128, 64, "dense"),
 )
 HEADS = ("dense", "pool")
-# the precision the convolutions compute in (training and scoring alike; the head is float32):
-# bfloat16 trains 1.7-2.1x and scores 2.3-2.6x faster than float32 on an AMD EPYC with AVX512-BF16
-# (benchmarks/cnn_precision.py), and is emulated, slower, on a CPU without it
+# the precision the feature layers compute in, training and scoring alike (the convolutions, the
+# pooled head's convolution and pooling; the last linear layer or two stay float32), and the
+# suffix of the model's name. On an AMD EPYC with AVX512-BF16 the pooled CNN trained 2.1x and
+# scored 2.3x faster in bfloat16 on the composed hour (benchmarks/stages.py --precisions), and as
+# it separated as well; on a CPU without bfloat16 instructions it is emulated, and slower
 PRECISIONS = {"float32": nullcontext, "bfloat16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
+SUFFIX = {"float32": "", "bfloat16": "-bf16"}
+assert SUFFIX.keys() == PRECISIONS.keys()
 MIN_STEPS = 200  # training steps at least (``train``): more over-fit few frames (benchmarks/stages.py)
 
 
@@ -65,8 +73,7 @@ class Architecture:
 
     @property
     def name(self) -> str:
-        bf16 = "-bf16" if self.precision == "bfloat16" else ""
-        return f"cnn{self.blocks}x{self.filters}-{self.head[0]}{self.dense}@{self.size}{bf16}"
+        return f"cnn{self.blocks}x{self.filters}-{self.head[0]}{self.dense}@{self.size}{SUFFIX.get(self.precision, '')}"
 
     @property
     def shape(self) -> tuple:
@@ -74,23 +81,24 @@ class Architecture:
         return self.blocks, self.filters, self.dense, self.size, self.head
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), as torch reports it
+    (False with a torch too old to say)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
 def default_precision() -> str:
     """The precision the planner trains its CNNs in: ``VQL_CNN_PRECISION`` where set (one of
-    PRECISIONS), else bfloat16 where the CPU has bfloat16 instructions (AVX512-BF16 or AMX),
-    float32 elsewhere. A plan stores each model's precision, so it scores the same on any machine.
-
-    >>> os.environ["VQL_CNN_PRECISION"] = "float32"; default_precision()
-    'float32'
-    >>> del os.environ["VQL_CNN_PRECISION"]
-    """
+    PRECISIONS), else bfloat16 where ``native_bfloat16()``, float32 elsewhere. It applies to
+    plans made from now on: a stored plan keeps each model's precision and is always scored in it
+    (in workers, on Ray, in a later session), as its thresholds were placed and certified."""
     chosen = os.environ.get("VQL_CNN_PRECISION", "").strip()
     if chosen:
         if chosen not in PRECISIONS:
             raise PlanError(f"VQL_CNN_PRECISION={chosen!r} is not a precision: one of {', '.join(PRECISIONS)}")
         return chosen
-    cpu = torch.cpu
-    native = any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return "bfloat16" if native else "float32"
+    return "bfloat16" if native_bfloat16() else "float32"
 
 
 class SpecializedCNN(nn.Module):

@@ -29,15 +29,16 @@ LAST = 239
 LABELS = "SELECT frame, class_id, score, x1, y1, x2, y2 FROM vql_labels ORDER BY ALL"
 
 
-def _choice(video: str, skip: int) -> CascadeChoice:
+def _choice(video: str, skip: int, precision: str = "float32") -> CascadeChoice:
     """A cascade over vtest's first 240 frames: a background detector, then a (randomly
-    initialised, so deterministic) CNN; bands and the gate's δ from quantiles of their scores,
-    so that every stage decides some frames and leaves some to the reference."""
+    initialised, so deterministic) CNN in ``precision``; bands and the gate's δ from quantiles of
+    their scores, so that every stage decides some frames and leaves some to the reference."""
     frames = np.arange(LAST + 1)
     small = np.concatenate([downscale(b, 32) for _, b in read_frames(video, frames, 64)])
     detector = DifferenceDetector("full-mse", 32, np.median(small, axis=0).astype(np.uint8))
     torch.manual_seed(0)
-    cnn = TrainedModel(Architecture(1, 16, 32, 32), SpecializedCNN(Architecture(1, 16, 32, 32)),
+    arch = Architecture(1, 16, 32, 32, precision=precision)
+    cnn = TrainedModel(arch, SpecializedCNN(arch),
                        small.mean(axis=0).astype(np.float32), 0.0)
     d, c = detector.scores(small), cnn.scores(small)
     stages = (Stage(detector, Band(np.quantile(d, 0.3), np.inf), 1e-4),
@@ -52,12 +53,12 @@ def _choice(video: str, skip: int) -> CascadeChoice:
     return CascadeChoice(atom, "cascade", "test", Costs(0.001, 0.05), 0.051, chosen)
 
 
-@pytest.mark.parametrize("skip", [1, 3])
-def test_a_cascade_runs_in_workers_as_in_one_process(shared, monkeypatch, skip):
+@pytest.mark.parametrize("skip, precision", [(1, "float32"), (3, "bfloat16")])
+def test_a_cascade_runs_in_workers_as_in_one_process(shared, monkeypatch, skip, precision):
     monkeypatch.setattr(workers, "CASCADE_MIN_FRAMES", 16)
     monkeypatch.setattr(workers, "CASCADE_TASK_FRAMES", 50)  # several ranges, each starting at an anchor
     video = str(shared / "data" / "vtest.avi")
-    choice = _choice(video, skip)
+    choice = _choice(video, skip, precision)
     pool = workers.Workers(2)
     runs = []
     try:

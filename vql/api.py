@@ -491,9 +491,11 @@ class Connection:
         """The plan of one scan's model tests: from the session, the store, or planned now (and stored)."""
         from vql.planner import plan_format
         from vql.planner.labelling import plan_query
+        from vql.planner.specialized import default_precision
 
         plan = self._stored_plan(ctx, node, fpr, fnr)
         if plan is None:
+            default_precision()  # a bad VQL_CNN_PRECISION is refused before anything is labelled
             plan = plan_query(ctx, node, fpr, fnr)
             key = self._plan_key(node, fpr, fnr)
             self.store.save_plan(key, node.scan.info.fingerprint, plan_format.dumps(plan))
