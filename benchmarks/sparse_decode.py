@@ -9,24 +9,22 @@ thread stalling the reference's threads) or the decoding work itself (grabbing, 
 the frames between sample frames), with the same frames read three ways, the settings
 alternating ``--rounds`` times:
 
-- *beside*: decoding in a thread, batches of 16 queued ahead, the reference (CenterNet, every
-  torch thread) on each batch as it comes: what vql does (``engine/video.py: read_frames``);
-- *alternately*: a batch decoded, then scored, then the next decoded: nothing runs beside the
-  reference;
+- *beside*: ``engine/video.py: read_frames``, decoding in its thread, batches of 16 queued
+  ahead, the reference (CenterNet, every torch thread) on each batch as it comes: what vql does;
+- *alternately*: its decoding in this thread (``decode_batches``): a batch decoded, then
+  scored, then the next decoded: nothing runs beside the reference;
 - *decode only*: the frames read, nothing scored.
 
-The reader grabs gaps up to the seek gap measured on the video and seeks over longer ones, as
-vql's reads do. Writes benchmarks/results/sparse_decode.json.
+All three grab gaps up to the seek gap measured on the video and seek over longer ones, as vql's
+reads do. Writes benchmarks/results/sparse_decode.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import queue
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,57 +34,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from queries import ROOT, machine  # noqa: E402
 from vql.engine import video  # noqa: E402
+from vql.engine.video import read_frames  # noqa: E402
 from vql.udfs.registry import default_model  # noqa: E402
-
-
-def batches(path: str, frames: np.ndarray, gap: int, size: int = 16):
-    """(frames, BGR images) in batches, grabbing gaps up to ``gap`` frames and seeking over longer ones."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    cap = cv2.VideoCapture(path)
-    position, out = 0, []
-    try:
-        for target in frames:
-            if target - position > gap:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, int(target))
-                position = int(target)
-            while position < target:
-                cap.grab()
-                position += 1
-            out.append(cap.read()[1])
-            position += 1
-            if len(out) == size:
-                yield out
-                out = []
-        if out:
-            yield out
-    finally:
-        cap.release()
-
-
-def ahead(source, depth: int = 4):
-    """``source``'s items, produced in a thread up to ``depth`` ahead."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-
-    def run() -> None:
-        for item in source:
-            q.put(item)
-        q.put(None)
-
-    threading.Thread(target=run, daemon=True).start()
-    while (item := q.get()) is not None:
-        yield item
 
 
 def one_pass(path: str, frames: np.ndarray, gap: int, model, mode: str) -> dict:
     """Seconds per frame: wall, and the reference's own."""
-    source = batches(path, frames, gap)
-    if mode == "beside":
-        source = ahead(source)
+    source = (read_frames(path, frames, 16, seek_gap=gap) if mode == "beside" else
+              video.decode_batches(Path(path), np.unique(frames), 16, gap))
     ref = 0.0
     t0 = time.perf_counter()
-    for batch in source:
+    for _, batch in source:
         if model is not None:
             t1 = time.perf_counter()
             model.detect(batch)

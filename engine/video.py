@@ -13,7 +13,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -202,7 +202,6 @@ def read_frames(
                          f"{info.frames if info else 'no negative'} frames")
     state = (info.size, info.mtime_ns) if info is not None and info.size >= 0 else None
     gap = SEEK_GAP if seek_gap is None else seek_gap
-    cap = _open(path)
     out: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
 
@@ -211,51 +210,14 @@ def read_frames(
             raise VideoError(f"{path} changed during the scan; nothing decoded after the change was used")
 
     def decode() -> None:
-        nonlocal cap
-        import cv2
-
         try:
-            cv2.setNumThreads(1)
-            position = 0
-            seek = info is None or info.seekable
-            batch_idx: list[int] = []
-            batch: list[np.ndarray] = []
-            for target in wanted:
-                if seek and target - position > gap:
-                    cap.set(cv2.CAP_PROP_POS_FRAMES, int(target))
-                    if int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == target:
-                        position = int(target)
-                    else:  # an inexact seek: decode forward from the start instead, and seek no more
-                        seek = False
-                        cap.release()
-                        cap = _open(path)
-                        position = 0
-                while position < target:
-                    if not cap.grab():
-                        raise VideoError(f"{path}: frame {position} could not be decoded (the file ends or is "
-                                         f"damaged there); frame {int(target)} was asked")
-                    position += 1
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    raise VideoError(f"{path}: frame {int(target)} could not be decoded (the file ends or is "
-                                     "damaged there)")
-                position += 1
-                batch_idx.append(int(target))
-                batch.append(frame)
-                if len(batch) == batch_size:
-                    check_unchanged()
-                    out.put((np.array(batch_idx), batch))
-                    batch_idx, batch = [], []
-                if stop.is_set():
-                    return
-            if batch_idx:
-                check_unchanged()
-                out.put((np.array(batch_idx), batch))
-            out.put(None)
+            for item in decode_batches(path, wanted, batch_size, gap, info is None or info.seekable,
+                                       check_unchanged, stop.is_set):
+                out.put(item)
+            if not stop.is_set():
+                out.put(None)
         except Exception as e:  # handed to the consumer
             out.put(e)
-        finally:
-            cap.release()
 
     thread = threading.Thread(target=decode, name="vql-decode", daemon=True)
     thread.start()
@@ -276,6 +238,57 @@ def read_frames(
                 out.get_nowait()
             except queue.Empty:
                 thread.join(0.05)
+
+
+def decode_batches(path: Path, wanted: np.ndarray, batch_size: int, gap: int, seekable: bool = True,
+                   check: Callable[[], None] = lambda: None,
+                   stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """``read_frames``' decoding, in the caller's thread: (frame indices, BGR frames) batches of
+    ``wanted`` (sorted, distinct), grabbing gaps up to ``gap`` frames and seeking over longer ones
+    where ``seekable`` (a seek is trusted only when the decoder then reports the frame asked; else
+    decoding restarts from the start and seeks no more). ``check()`` runs before each batch is
+    handed out; decoding ends early once ``stop()``."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    cap = _open(path)
+    try:
+        position, seek = 0, seekable
+        batch_idx: list[int] = []
+        batch: list[np.ndarray] = []
+        for target in wanted:
+            if seek and target - position > gap:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, int(target))
+                if int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == target:
+                    position = int(target)
+                else:  # an inexact seek: decode forward from the start instead, and seek no more
+                    seek = False
+                    cap.release()
+                    cap = _open(path)
+                    position = 0
+            while position < target:
+                if not cap.grab():
+                    raise VideoError(f"{path}: frame {position} could not be decoded (the file ends or is "
+                                     f"damaged there); frame {int(target)} was asked")
+                position += 1
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                raise VideoError(f"{path}: frame {int(target)} could not be decoded (the file ends or is "
+                                 "damaged there)")
+            position += 1
+            batch_idx.append(int(target))
+            batch.append(frame)
+            if len(batch) == batch_size:
+                check()
+                yield np.array(batch_idx), batch
+                batch_idx, batch = [], []
+            if stop():
+                return
+        if batch_idx:
+            check()
+            yield np.array(batch_idx), batch
+    finally:
+        cap.release()
 
 
 def decode_costs(path: str | Path, start: int = 0, n: int = 100) -> tuple[float, float]:
