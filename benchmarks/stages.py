@@ -129,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     y_train = np.array([int(f) in positive for f in train_f])
     y_held = np.array([int(f) in positive for f in held])
     rows = []
+    stacked = {s: (np.stack([small[s][int(f)] for f in train_f]), np.stack([small[s][int(f)] for f in held]))
+               for s in sizes}
     runs = [(Architecture(*shape, precision=p), int(seed)) for shape in shapes
             for p in args.precisions.split(",") for seed in args.seeds.split(",")]
     for arch, seed in runs:
-        x_train = np.stack([small[arch.size][int(f)] for f in train_f])
-        x = np.stack([small[arch.size][int(f)] for f in held])
+        x_train, x = stacked[arch.size]
         model = train(arch, x_train, y_train, seed=seed, min_steps=args.min_steps)
         t = time.perf_counter()
         scores = model.scores(x)
