@@ -20,7 +20,7 @@ import numpy as np
 
 from vql.engine import executor
 from vql.engine.executor import Context, atom_counts
-from vql.engine.video import VideoInfo, read_frames
+from vql.engine.video import VideoInfo, default_readers, read_frames
 from vql.plan import Atom
 from vql.planner.cascade import Candidate, CascadeChoice
 from vql.planner.cost import Costs
@@ -162,7 +162,8 @@ class PassResult:
 
 
 class CascadePass:
-    """The stages of one cascade over frames read in order: frames are downscaled once per view;
+    """The stages of one cascade over frames read in order (without a t−Δ gate, by ``readers``
+    decoding threads in any order: each frame's answer is its own): frames are downscaled once per view;
     under a t−Δ gate a frame off its anchor goes through the stages only when it differs from the
     anchor (read before it) by gate_delta or more; each stage of the candidate decides what reaches
     it (``planner/stages.py``); what no stage decides goes to ``detect`` (the reference) in
@@ -172,8 +173,11 @@ class CascadePass:
     over ranges of it (:func:`ranges`; ``engine/workers.py``), with the same answers."""
 
     def __init__(self, info: VideoInfo, atom: Atom, chosen: Candidate, first: int, unknown_anchors: np.ndarray,
-                 detect: Callable[[list], list], on_labels: Callable[[list[int], list], None]) -> None:
+                 detect: Callable[[list], list], on_labels: Callable[[list[int], list], None],
+                 readers: int = 1) -> None:
         self.info, self.atom, self.chosen, self.first = info, atom, chosen, first
+        # decoding threads (``read_frames``); a t−Δ gate needs every anchor read before its frames
+        self.readers = 1 if chosen.gate is not None else readers
         self.unknown_anchors = unknown_anchors
         self.detect, self.on_labels = detect, on_labels
         self.result = PassResult.empty(chosen)
@@ -187,7 +191,7 @@ class CascadePass:
         answer them; ``on_batch``: told how many frames each read batch held."""
         decode = self.result.decode
         t0 = time.perf_counter()
-        for indices, batch in read_frames(self.info, frames, 64):
+        for indices, batch in read_frames(self.info, frames, 64, readers=self.readers):
             small = {v: downscale(batch, *v) for v in self.views}
             decode.seconds += time.perf_counter() - t0
             decode.frames_in += len(indices)
@@ -340,7 +344,8 @@ def _run_stages(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
         if workers is not None and workers.fits(info, [recipe], todo, cascade=True):
             result = workers.cascade(info, recipe, version, atom, chosen, first, unknown, todo, store, bar.update)
         else:
-            result = CascadePass(info, atom, chosen, first, unknown, model.detect, store).run(todo, bar.update)
+            result = CascadePass(info, atom, chosen, first, unknown, model.detect, store,
+                                 default_readers()).run(todo, bar.update)
     computed[np.asarray(result.yes, np.int64) - first] = True
     inherit[np.isin(asked, result.through)] = False
     answer[asked - first] = np.where(inherit, computed[anchor_of - first], computed[asked - first])

@@ -150,6 +150,29 @@ def test_read_frames_decodes_the_wanted_frames(tmp_path):
         list(read_frames(SAMPLE_VIDEO, [149, 160]))
 
 
+def test_several_readers_decode_every_wanted_frame_once(monkeypatch):
+    import threading
+
+    from vql.engine import video
+
+    monkeypatch.setattr(video, "MIN_PIECE", 8)
+    info = probe(SAMPLE_VIDEO)
+    cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    sequential = [cap.read()[1] for _ in range(150)]
+    wanted = [0, 1, 2, 3, 5, 8, 13, 21, 34, 40, 41, 42, 60, 61, 90, 100, 120, 121, 140, 149]  # seeks over gaps of 12+
+    got = [(int(i), f) for idx, frames in read_frames(info, wanted, batch_size=2, seek_gap=12, readers=2)
+           for i, f in zip(idx, frames)]
+    assert sorted(i for i, _ in got) == wanted  # each once, in pieces of increasing frames
+    for i, frame in got:
+        assert np.array_equal(frame, sequential[i]), f"frame {i} differs"
+    reader = read_frames(info, range(150), batch_size=1, queue_size=1, readers=2)
+    next(reader)
+    reader.close()  # the consumer stops early: every decoding thread ends
+    assert not [t for t in threading.enumerate() if t.name.startswith("vql-decode")]
+    with pytest.raises(vql.VideoError, match="frame 150 could not be decoded"):
+        list(read_frames(SAMPLE_VIDEO, list(range(120, 161)), readers=2))
+
+
 def test_seeking_lands_on_the_right_frame(monkeypatch):
     from vql.engine import video
 
@@ -168,8 +191,8 @@ def _counting_seeks(monkeypatch, video, lands=lambda target: target):
     real_open = video._open
 
     class Counting:
-        def __init__(self, path):
-            self.cap = real_open(path)
+        def __init__(self, path, threads=None):
+            self.cap = real_open(path, threads)
 
         def set(self, prop, value):
             seeks.append(int(value))
