@@ -20,7 +20,7 @@ import numpy as np
 
 from vql.engine import executor
 from vql.engine.executor import Context, atom_counts
-from vql.engine.video import VideoInfo, default_readers, read_frames
+from vql.engine.video import VideoInfo, read_frames
 from vql.plan import Atom
 from vql.planner.cascade import Candidate, CascadeChoice
 from vql.planner.cost import Costs
@@ -187,8 +187,9 @@ class CascadePass:
         self.views = {st.op.view for st in chosen.stages} | ({gate.view} if gate else set())
 
     def run(self, frames: np.ndarray, on_batch: Callable[[int], None] | None = None) -> PassResult:
-        """Read ``frames`` (in order; under a gate, every anchor of a frame comes before it) and
-        answer them; ``on_batch``: told how many frames each read batch held."""
+        """Read ``frames`` (under a gate in order, every anchor of a frame before it; else by
+        ``readers`` threads, in pieces) and answer them; ``on_batch``: told how many frames each
+        read batch held."""
         decode = self.result.decode
         t0 = time.perf_counter()
         for indices, batch in read_frames(self.info, frames, 64, readers=self.readers):
@@ -231,7 +232,7 @@ class CascadePass:
         return through | (is_anchor & np.isin(indices, self.unknown_anchors))
 
     def stages(self, indices: np.ndarray, batch: list, small: dict[View, np.ndarray]) -> None:
-        """Each stage in order on the frames still open (beside the decoding thread:
+        """Each stage in order on the frames still open (beside the decoding threads:
         :func:`beside_decoding`); what none decides waits for the reference."""
         open_ = np.ones(len(indices), bool)
         with beside_decoding():
@@ -270,11 +271,12 @@ class CascadePass:
 @contextmanager
 def beside_decoding() -> Iterator[None]:
     """torch on one thread fewer (at least one) while a cascade pass's cheap stages score frames
-    that the decoding thread keeps reading, its setting restored afterwards (the reference keeps
+    that the decoding threads keep reading, its setting restored afterwards (the reference keeps
     them all); nothing changes where torch has one thread.
 
-    A specialized CNN on all of torch's threads stalls at their barriers whenever the decoder
-    holds a core. On 2 cores, with the pooled CNN scoring 43% of each read batch, it took 1.47
+    A specialized CNN on all of torch's threads stalls at their barriers whenever a decoder
+    holds a core. Measured with one decoding thread (two, ``read_frames(readers=2)``, came
+    after: they only add to what holds the cores): on 2 cores, with the pooled CNN scoring 43% of each read batch, it took 1.47
     (vtest) and 1.62 (the composed hour) ms per frame scored on two threads, 0.80 and 0.93 on
     one, and the pass ran 1.28x and 1.38x faster; scoring every frame, 1.15x and 1.00x
     (``benchmarks/stage_threads.py``, ``benchmarks/results/stage_threads*.json``).
@@ -345,7 +347,7 @@ def _run_stages(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
             result = workers.cascade(info, recipe, version, atom, chosen, first, unknown, todo, store, bar.update)
         else:
             result = CascadePass(info, atom, chosen, first, unknown, model.detect, store,
-                                 default_readers()).run(todo, bar.update)
+                                 executor.pass_readers(ctx, info)).run(todo, bar.update)
     computed[np.asarray(result.yes, np.int64) - first] = True
     inherit[np.isin(asked, result.through)] = False
     answer[asked - first] = np.where(inherit, computed[anchor_of - first], computed[asked - first])

@@ -155,6 +155,20 @@ def sparse_seek_gap(ctx: Context, info: VideoInfo, frames: np.ndarray) -> int | 
     return int(ctx.calibration[key])
 
 
+def pass_readers(ctx: Context, info: VideoInfo) -> int:
+    """Decoding threads for a pass that takes its frames in any order (``video.read_frames``):
+    ``video.default_readers()`` where six seeks spread over this video landed where asked
+    (``video.seek_cost``; measured once per video and machine, vql_calibration), else one: a piece
+    of the scan after the first starts with a seek, and where seeks miss, each would decode
+    from the start."""
+    if not info.seekable:
+        return 1
+    key = f"seeks_land:{info.fingerprint}"
+    if key not in ctx.calibration:
+        ctx.calibration[key] = int(video.seek_cost(info.path, info.frames) is not None)
+    return video.default_readers() if ctx.calibration[key] else 1
+
+
 def decode_cost(ctx: Context, info: VideoInfo, frames: np.ndarray) -> tuple[float, float]:
     """(read, grab) seconds per frame of this video (``engine/video.py: decode_costs``, from the
     middle of ``frames``), measured once per video and machine (vql_calibration)."""

@@ -105,10 +105,14 @@ def _open(path: Path, threads: int | None = None):
     file_state(path)
     if not path.is_file():
         raise VideoError(f"not a video file: {path}")
-    if threads is None:
-        cap = cv2.VideoCapture(str(path))
-    else:
+    cap = None
+    if threads is not None:  # FFmpeg's threads are an FFmpeg option: any other backend opens as by default
         cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads])
+        if not cap.isOpened() or cap.getBackendName() != "FFMPEG":
+            cap.release()
+            cap = None
+    if cap is None:
+        cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise VideoError(f"cannot open video (unreadable or not a video): {path}")
     return cap
@@ -204,10 +208,10 @@ def default_readers() -> int:
 
 def pieces(wanted: np.ndarray, readers: int, gap: int) -> list[np.ndarray]:
     """``wanted`` (sorted, distinct) cut into consecutive pieces of about equal decoding work, for
-    ``readers`` threads to take in turn: PIECES_PER_READER per reader, each of MIN_PIECE frames
-    at least (one piece, the whole, where ``readers`` is 1 or the frames are too few). A frame
-    weighs one read plus GRAB_SHARE of the frames grabbed before it (gaps up to ``gap``; longer
-    ones are sought over).
+    ``readers`` threads to take in turn: PIECES_PER_READER per reader, MIN_PIECE frames or more
+    on average (one piece, the whole, where ``readers`` is 1 or the frames are too few; never an
+    empty one). A frame weighs one read plus GRAB_SHARE of the frames grabbed before it (gaps up
+    to ``gap``; longer ones are sought over).
 
     >>> [len(p) for p in pieces(np.arange(4096), 2, 50)]
     [512, 512, 512, 512, 512, 512, 512, 512]
@@ -220,7 +224,8 @@ def pieces(wanted: np.ndarray, readers: int, gap: int) -> list[np.ndarray]:
         return [wanted]
     grabbed = np.minimum(np.diff(wanted, prepend=wanted[0] - 1) - 1, gap)
     work = np.cumsum(1.0 + GRAB_SHARE * grabbed)
-    return np.split(wanted, np.searchsorted(work, work[-1] * np.arange(1, n) / n, side="right"))
+    cuts = np.unique(np.searchsorted(work, work[-1] * np.arange(1, n) / n, side="right"))
+    return np.split(wanted, cuts[(cuts > 0) & (cuts < len(wanted))])
 
 
 def read_frames(
@@ -234,15 +239,17 @@ def read_frames(
     decoder reports the requested position afterwards (else the file is decoded forward from
     its start), and a video registered as not seekable is never sought. Given a registered
     :class:`VideoInfo`, the file is re-stat-ed before each batch: a file that changes during a
-    scan is a VideoError, never a mix of two contents. Decoding runs in a background thread,
+    scan is a VideoError, never a mix of two contents. Decoding runs in background threads,
     ``queue_size`` batches ahead. Gaps of more than ``seek_gap`` frames (default SEEK_GAP; the
     measured one of the video: :func:`seek_gap`) are sought over, shorter ones grabbed.
 
     With ``readers`` over 1, for a caller that takes batches in any order: on a seekable video,
     up to that many threads decode consecutive pieces of the wanted frames (:func:`pieces`), each
-    from its own capture with one FFmpeg thread. Every wanted frame still arrives once, with the
-    same pixels; batches come in increasing order within a piece, the pieces interleaved, and a
-    VideoError names the first frame of its piece that cannot be decoded.
+    from its own capture with one FFmpeg thread. Every wanted frame still arrives once; batches
+    come in increasing order within a piece, the pieces interleaved, and a VideoError names the
+    first frame of its piece that cannot be decoded. A piece past the start begins with a seek,
+    trusted as above: callers ask for several readers only where seeks were seen to land
+    (``engine/executor.py: pass_readers``), as sparse reads already rely on.
     """
     wanted = np.unique(np.asarray(frames, dtype=np.int64))
     info = source if isinstance(source, VideoInfo) else None
@@ -259,7 +266,7 @@ def read_frames(
     todo: queue.SimpleQueue = queue.SimpleQueue()
     for part in parts:
         todo.put(part)
-    n_threads = min(readers, len(parts))
+    n_threads = max(1, min(readers, len(parts)))
     out: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
 
@@ -335,6 +342,8 @@ def decode_batches(path: Path, wanted: np.ndarray, batch_size: int, gap: int, se
                     cap = _open(path, threads)
                     position = 0
             while position < target:
+                if stop():
+                    return
                 if not cap.grab():
                     raise VideoError(f"{path}: frame {position} could not be decoded (the file ends or is "
                                      f"damaged there); frame {int(target)} was asked")

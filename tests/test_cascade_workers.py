@@ -85,8 +85,9 @@ def test_a_cascade_runs_in_workers_as_in_one_process(shared, monkeypatch, skip, 
 
 def test_a_cascade_reads_with_two_decoders_as_with_one(shared, monkeypatch):
     """Without a t−Δ gate the pass takes its frames from several decoding threads, in pieces
-    (``engine/video.py: read_frames(readers=...)``): the same answers, labels and counts."""
-    from vql.engine import cascade, video
+    (``engine/video.py: read_frames(readers=...)``): the same answers, labels and counts. Under a
+    gate it reads in order, with one."""
+    from vql.engine import cascade, executor, video
 
     monkeypatch.setattr(video, "MIN_PIECE", 16)  # several pieces of vtest's first 240 frames
     parts = []
@@ -94,20 +95,25 @@ def test_a_cascade_reads_with_two_decoders_as_with_one(shared, monkeypatch):
     monkeypatch.setattr(video, "pieces", lambda *a: parts.append(real_pieces(*a)) or parts[-1])
     path = str(shared / "data" / "vtest.avi")
     choice = _choice(path, 1)
-    runs = []
+    runs, pieces_read = [], []
     for readers in (1, 2):
-        monkeypatch.setattr(cascade, "default_readers", lambda: readers)
+        monkeypatch.setattr(video, "default_readers", lambda: readers)  # two, also where one core is free
         with vql.connect(None, progress=False) as con:
             con.sql(f"CREATE VIDEO cam FROM '{path}'")
             info, model = con.store.video("cam"), con.model("centernet")
             ctx = Context(con.store, con.model, False)
             label_frames(ctx, info, model, np.arange(0, 12))
+            assert executor.pass_readers(ctx, info) == readers  # vtest's seeks land where asked
+            parts.clear()
             answer, ops = run_cascade(ctx, info, model, model.version, choice, 0, LAST)
+            pieces_read.append(len(parts[-1]))
             rows = [{k: v for k, v in o.row().items() if k != "seconds"} for o in ops]
             runs.append((answer.tolist(), rows, con.duckdb.execute(LABELS).fetchall()))
-    assert [len(p) for p in parts[:1]] == [1] and len(parts[-1]) == 8  # one piece, then eight for two threads
+    assert pieces_read == [1, 8]
     assert runs[0] == runs[1]
     assert 0 < runs[0][1][-1]["frames_in"] < 100 and 0 < sum(runs[0][0]) < LAST
+    gated = _choice(path, 3)
+    assert cascade.CascadePass(None, gated.atom, gated.chosen, 0, np.zeros(0), None, None, 2).readers == 1
 
 
 def test_a_worker_dying_in_a_cascade_fails_it_clearly(shared, monkeypatch):

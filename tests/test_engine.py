@@ -155,22 +155,48 @@ def test_several_readers_decode_every_wanted_frame_once(monkeypatch):
 
     from vql.engine import video
 
-    monkeypatch.setattr(video, "MIN_PIECE", 8)
+    monkeypatch.setattr(video, "MIN_PIECE", 4)
+    real = video.decode_batches
+    names = []
+
+    def spy(*args, **kwargs):  # which thread decodes each piece
+        names.append(threading.current_thread().name)
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(video, "decode_batches", spy)
     info = probe(SAMPLE_VIDEO)
     cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
     sequential = [cap.read()[1] for _ in range(150)]
     wanted = [0, 1, 2, 3, 5, 8, 13, 21, 34, 40, 41, 42, 60, 61, 90, 100, 120, 121, 140, 149]  # seeks over gaps of 12+
     got = [(int(i), f) for idx, frames in read_frames(info, wanted, batch_size=2, seek_gap=12, readers=2)
            for i, f in zip(idx, frames)]
-    assert sorted(i for i, _ in got) == wanted  # each once, in pieces of increasing frames
+    assert len(names) == 5 and len(set(names)) == 2  # five pieces, two threads
+    assert sorted(i for i, _ in got) == wanted and len(got) == len(wanted)
     for i, frame in got:
         assert np.array_equal(frame, sequential[i]), f"frame {i} differs"
     reader = read_frames(info, range(150), batch_size=1, queue_size=1, readers=2)
     next(reader)
     reader.close()  # the consumer stops early: every decoding thread ends
     assert not [t for t in threading.enumerate() if t.name.startswith("vql-decode")]
-    with pytest.raises(vql.VideoError, match="frame 150 could not be decoded"):
-        list(read_frames(SAMPLE_VIDEO, list(range(120, 161)), readers=2))
+    with pytest.raises(vql.VideoError, match="frame 150 could not be decoded"):  # one reader fails, the other waits
+        list(read_frames(SAMPLE_VIDEO, list(range(100, 161)), batch_size=1, queue_size=1, readers=2))
+    assert not [t for t in threading.enumerate() if t.name.startswith("vql-decode")]
+
+
+def test_several_readers_after_seeks_that_miss(monkeypatch):
+    """Pieces whose seek lands elsewhere decode from the start: still the right frames."""
+    from vql.engine import video
+
+    monkeypatch.setattr(video, "MIN_PIECE", 4)
+    seeks = _counting_seeks(monkeypatch, video, lands=lambda target: target + 3)
+    cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    sequential = [cap.read()[1] for _ in range(150)]
+    wanted = list(range(0, 150, 7))
+    got = [(int(i), f) for idx, frames in read_frames(SAMPLE_VIDEO, wanted, seek_gap=5, readers=2)
+           for i, f in zip(idx, frames)]
+    assert seeks and sorted(i for i, _ in got) == wanted
+    for i, frame in got:
+        assert np.array_equal(frame, sequential[i]), f"frame {i} differs after a missed seek"
 
 
 def test_seeking_lands_on_the_right_frame(monkeypatch):
