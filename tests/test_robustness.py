@@ -251,6 +251,27 @@ def test_lone_surrogates_outside_paths(con, tiny_clip, statement):  # found by t
         con.sql(statement.replace("CLIP", str(tiny_clip)))
 
 
+@pytest.mark.parametrize("statement, line, column", [
+    ("\x00SELECT frame, ts FROM cam WHERE contains('person') AND ts > 0.2 ORDER BY frame LIMIT 3", 1, 1),
+    ("\x00SELECT 1", 1, 1), ("CREATE TABLE t(a INT);\nINSERT INTO t VALUES (1)\x00, (2)", 1, 25)])
+def test_a_nul_character_where_duckdb_reads_is_refused(con, statement, line, column):
+    """DuckDB stops reading at a NUL: found by tests/test_fuzz.py, where DuckDB 1.5.6 returned no
+    cursor for the first statement (an AttributeError escaped) and ran only part of the last."""
+    with pytest.raises(ParseError, match=rf"^syntax error at line {line}, column {column}: a NUL character"):
+        con.sql(statement)
+
+
+def test_a_text_duckdb_finds_no_statement_in_is_an_error(con, monkeypatch):
+    """DuckDB 1.5 returns no cursor for a text without a statement; vql says so."""
+    class NoCursor:
+        def execute(self, sql, params=None):
+            return None
+
+    monkeypatch.setattr(con.store, "con", NoCursor())
+    with pytest.raises(ParseError, match="DuckDB found no statement to run in 'SELECT 1'"):
+        con._duckdb("SELECT 1", None)
+
+
 # --- 7. names never pasted into SQL ------------------------------------------------------------
 
 

@@ -261,6 +261,8 @@ class Connection:
             raise BindError(self._unknown_table(e) if select else str(e)) from e
         except duckdb.Error as e:
             raise ExecutionError(str(e)) from e
+        if cursor is None:  # DuckDB found no statement in the text (it reads up to a NUL character)
+            raise ParseError(f"DuckDB found no statement to run in {sql[:80]!r}")
         if cursor.description is None:
             return _message("OK")
         return Result(arrow_table(cursor))
