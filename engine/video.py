@@ -29,7 +29,7 @@ HASH_CHUNK = 1 << 20
 # Decoding threads of a scan whose batches need not come in frame order (a cascade's pass,
 # ``read_frames(readers=...)``), at most the cores there are. Each decodes consecutive pieces of
 # the wanted frames from its own capture, with one FFmpeg thread: on the 2-core machine two such
-# readers decoded the composed hour 1.85x as fast as one (0.245 against 0.45 ms/frame; one
+# readers decoded the composed hour 1.84x as fast as one (0.245 against 0.45 ms/frame; one
 # capture with FFmpeg's own two threads gained nothing). More readers are unmeasured.
 READERS = 2
 PIECES_PER_READER = 4  # taken in turn by whichever reader is free, so that they finish together

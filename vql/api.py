@@ -25,7 +25,7 @@ from vql.engine.store import ModelRecord, Store, arrow_table
 from vql.engine.video import probe, verify
 from vql.engine.workers import Workers
 from vql.errors import BindError, ExecutionError, ModelError, ParseError, PlanFormatError, VideoError, VqlError
-from vql.parser import parse
+from vql.parser import caret, parse
 from vql.scripts import split_statements
 from vql.paths import checked_path, is_pattern, member_name
 from vql.plan import DEFAULT_MIN_SCORE, PLAN_FORMAT_VERSION, explain
@@ -102,6 +102,15 @@ class Result:
 
 def _message(text: str) -> Result:
     return Result(pa.table({"result": [text]}))
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of ``text[offset]`` (lines split on ``\\n`` only, as Lark's).
+
+    >>> _line_column("ab\\ncd", 3)
+    (2, 1)
+    """
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 class Connection:
@@ -204,10 +213,13 @@ class Connection:
         try:
             statement.encode("utf-8")
         except UnicodeEncodeError as e:
-            line = statement.count("\n", 0, e.start) + 1
-            column = e.start - (statement.rfind("\n", 0, e.start) + 1) + 1
+            line, column = _line_column(statement, e.start)
             raise ParseError(f"the statement is not valid text: a lone surrogate {statement[e.start]!r} at line "
                              f"{line}, column {column} (statements are UTF-8)") from e
+        if isinstance(node, ast.Passthrough) and "\x00" in statement:  # DuckDB would stop reading there
+            line, column = _line_column(statement, statement.index("\x00"))
+            raise ParseError(f"syntax error at line {line}, column {column}: a NUL character (\\x00) in the "
+                             f"statement\n{caret(statement, line, column)}")
         return node
 
     def prepare(self, text: str) -> Result:

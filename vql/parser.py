@@ -523,24 +523,6 @@ def is_owned(statement: str) -> bool:
     return bool(_OWNED.match(strip_comments(statement)))
 
 
-def _passthrough(statement: str, our_error: str | None = None) -> ast.Passthrough:
-    """A statement DuckDB runs as written; one holding a NUL character is refused, since DuckDB
-    stops reading there and would silently skip the rest.
-
-    >>> _passthrough("\\x00SELECT 1")
-    Traceback (most recent call last):
-    vql.errors.ParseError: syntax error at line 1, column 1: a NUL character (\\x00) in the statement
-      ?SELECT 1
-      ^
-    """
-    if "\x00" in statement:
-        before = statement[:statement.index("\x00")]
-        line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
-        raise ParseError(f"syntax error at line {line}, column {column}: a NUL character (\\x00) in the "
-                         f"statement\n{caret(statement, line, column)}")
-    return ast.Passthrough(statement, our_error)
-
-
 def parse(statement: str, video_names: frozenset[str] = frozenset()) -> ast.Node:
     """One statement -> AST; DuckDB's statements (and SELECTs over no video) -> Passthrough."""
     videos = {v.lower() for v in video_names}
@@ -549,12 +531,12 @@ def parse(statement: str, video_names: frozenset[str] = frozenset()) -> ast.Node
             raise ParseError("a statement that starts with a common table expression (WITH name AS (...)) and names a "
                              "video is not supported: write the CTE's query as a subquery over tables, or query the "
                              "video in a subquery in FROM")
-        return _passthrough(statement)
+        return ast.Passthrough(statement)
     try:
         node = parse_statement(statement)
     except ParseError as e:
         head = strip_comments(statement).split(None, 1)[0].lower()
         if head in ("select", "describe", "desc", "explain") and not names_in(statement) & videos:
-            return _passthrough(statement, str(e))
+            return ast.Passthrough(statement, str(e))
         raise
     return node
