@@ -156,6 +156,15 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
             sel = [Claim(n, t, a) for n, t, a in zip(names, sel_truth, _claims(names, frames, answers, atoms, combine))]
             own = chances(sel, rates, sized, **law)  # the proposal's, from its errors on the selection frames
             seen = set()
+            known: dict[tuple, np.ndarray] = {}  # shapes share many steps: each step's chances once
+
+            def step_chances(seq):
+                key = _key((seq,))
+                if key not in known:
+                    known[key] = chances(sel, rates, sized, predicted_rates(seq, by_column, rates, combine, sel_truth),
+                                         **law)
+                return known[key]
+
             for yes_share, shape in ((y, shape) for y in YES_SHARES for shape in SHAPES):
                 sequence = ladder(choices, by_column, None if yes_share is None else yes_share * fpr, SHAPES[shape])
                 if _key(sequence) in seen:  # a shape that moves no stage the other does not
@@ -165,8 +174,7 @@ def propose(inputs: list[AtomInput], combine: Combine | None, fpr: float, fnr: f
                 # per ladder step and size, the chance it passes, taken as no higher than the step before's
                 # (the "no" answers nest along a ladder, the misses with them; a modelling assumption of the
                 # sizing only, the guarantee needs none); the plan that runs is the last one certified
-                steps = [chances(sel, rates, sized, predicted_rates(seq, by_column, rates, combine, sel_truth), **law)
-                         for seq in sequence[:-1]] + [own]
+                steps = [step_chances(seq) for seq in sequence[:-1]] + [own]
                 passes = np.maximum.accumulate(np.array(steps)[::-1])[::-1]
                 runs = passes - np.vstack([passes[1:], np.zeros((1, len(sized)))])
                 for j, n in enumerate(sized):

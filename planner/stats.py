@@ -110,7 +110,43 @@ def betabinom_cdf(k, n, a: float, b: float) -> np.ndarray:
     bound = special.betainc(b, a, 1.0 - t) + special.bdtrc(k.astype(np.int64), n.astype(np.int64), t)  # P(p > t) + P(Bin(n, t) > k)
     todo = ~((bound <= SURE) | (k >= n))
     if todo.any():
-        out[todo] = stats.betabinom.cdf(k[todo], n[todo], a, b)
+        out[todo] = _summed_cdf(np.floor(k[todo]), n[todo], a, b)
+    return out
+
+
+def _summed_cdf(k: np.ndarray, n: np.ndarray, a: float, b: float, cells: int = 1 << 20) -> np.ndarray:
+    """P(BetaBinomial(n, a, b) <= k) as the sum of its probabilities over 0..k, all entries at
+    once, each term from the one before (pmf(j + 1) / pmf(j) = (n − j)(j + a) / ((j + 1)(n − j −
+    1 + b))): scipy's ``betabinom.cdf`` sums the same terms one entry at a time, each from
+    three log-beta functions (80% of the planner's time where it sized certification samples).
+    ``k`` holds whole numbers.
+
+    >>> k, n = np.array([-1.0, 0.0, 5.0, 37.0, 900.0]), np.array([400.0, 400.0, 9.0, 400.0, 3000.0])
+    >>> bool(np.allclose(_summed_cdf(k, n, 2.0, 300.0), stats.betabinom.cdf(k, n, 2.0, 300.0), rtol=1e-10))
+    True
+    """
+    out = np.zeros(k.shape)
+    top = np.minimum(k, n)
+    rows = np.flatnonzero(top >= 0)
+    if len(rows) == 0:
+        return out
+    width = int(top[rows].max()) + 1
+    step = max(1, cells // width)
+    j = np.arange(width, dtype=np.float64)
+    for start in range(0, len(rows), step):
+        r = rows[start:start + step]
+        nn = n[r][:, None]
+        log_pmf = np.empty((len(r), width))
+        log_pmf[:, 0] = special.betaln(a, n[r] + b) - special.betaln(a, b)  # log pmf(0)
+        ratio = log_pmf[:, 1:]
+        with np.errstate(divide="ignore", invalid="ignore"):  # terms past n are masked below
+            np.subtract(nn, j[:-1], out=ratio)
+            ratio *= j[:-1] + a
+            ratio /= (j[:-1] + 1) * (nn - j[:-1] - 1 + b)
+            np.log(ratio, out=ratio)
+        np.cumsum(log_pmf, axis=1, out=log_pmf)
+        log_pmf[j > top[r][:, None]] = -np.inf
+        out[r] = np.exp(log_pmf, out=log_pmf).sum(axis=1)
     return out
 
 
