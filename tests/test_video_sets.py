@@ -135,3 +135,36 @@ def test_names_that_look_like_patterns_and_names_taken(tmp_path):
         assert con.store.video_sets() == {"cams": ("cams_north_2",)}
         with pytest.raises(vql.ExecutionError, match="belongs to the video set"):
             con.store.drop_video("cams_north_2")
+
+
+
+def test_a_where_on_video_scans_only_the_members_it_allows(cams):
+    con, _ = cams
+    model = con._models["centernet"]
+    every = con.sql("SELECT video, frame FROM cams WHERE contains('person') ORDER BY video, frame WITH (exact)")
+    every = every.fetchall()
+    everyone = {"cams_gate_1", "cams_gate_2", "cams_yard"}
+    for where, members in (("video = 'cams_yard'", {"cams_yard"}),
+                           ("'cams_yard' <> video", everyone - {"cams_yard"}),
+                           ("c.video IN ('cams_gate_2', 'elsewhere')", {"cams_gate_2"}),
+                           ("video NOT IN ('cams_gate_2', 'cams_yard')", {"cams_gate_1"}),
+                           ("video NOT IN ('cams_gate_2', NULL)", set()),
+                           ("video = NULL", set()),
+                           ("video = 'CAMS_YARD'", set()),  # DuckDB compares strings exactly
+                           ("video = $1", {"cams_gate_1"}),
+                           ("(video = 'cams_yard' OR frame < 3)", everyone)):
+        for table in ("vql_labels", "vql_labelled_frames"):
+            con.store.con.execute(f"DELETE FROM {table}")
+        model.calls = 0
+        query = f"SELECT video, frame FROM cams c WHERE contains('person') AND {where} ORDER BY video, frame"
+        for options in (" WITH (exact)", ""):
+            got = con.sql(query + options, ["cams_gate_1"] if "$1" in where else None).fetchall()
+            assert model.calls == 48 * len(members), where  # the others were not scanned
+            if "frame" not in where:  # the full query's answer, filtered: nothing lost in the members kept
+                assert got == [r for r in every if r[0] in members], where
+    plan = "\n".join(r[0] for r in con.sql("EXPLAIN SELECT frame FROM cams WHERE video = 'cams_yard' "
+                                           "AND contains('person') WITH (fpr := 0.05, fnr := 0.05)").fetchall())
+    assert plan.count("(0 of 48") == 2 and plan.count("(48 of 48") == 1, plan
+    # the set's union bound counts the members scanned; within a member, `video` is a constant
+    assert "(2 with no frame to scan)" in plan and "at least 1 - 1 x" in plan
+    assert "WHERE (('cams_yard' = 'cams_yard') AND contains('person'" in plan

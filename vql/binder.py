@@ -211,6 +211,68 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
     return int(min(max(lo, 0), info.frames)), int(max(min(hi, info.frames - 1), -1))
 
 
+def _is_member_name(n: ast.Node, alias: str, single_table: bool) -> bool:
+    """Whether ``n`` is the ``video`` column of the video set named ``alias`` in the query."""
+    return isinstance(n, ast.Column) and n.name == "video" and (
+        (n.table is not None and n.table.lower() == alias.lower()) or (n.table is None and single_table))
+
+
+def with_member_name(where: ast.Node | None, alias: str, member: str, single_table: bool) -> ast.Node | None:
+    """WHERE as one member of a video set sees it: its ``video`` column is the member's name, a
+    constant (so ``video IN (...) AND contains('car')`` is about each frame alone).
+
+    >>> to_sql(with_member_name(ast.Binary("=", ast.Column("video"), ast.Literal("a")), "cams", "b", True))
+    "('b' = 'a')"
+    """
+    if where is None:
+        return None
+    return ast.transform(where, lambda n: ast.Literal(member) if _is_member_name(n, alias, single_table) else n)
+
+
+def member_kept(where: ast.Node | None, alias: str, member: str, single_table: bool,
+                param: Callable[[ast.Param], Any] | None = None) -> bool:
+    """Whether a video set's member can give rows, by the top-level ``video`` conjuncts of WHERE:
+    ``video = 'name'``, ``video <> 'name'``, ``video [NOT] IN ('a', 'b')`` with string constants
+    (or parameters whose value ``param`` knows), compared as DuckDB compares strings (exactly).
+    A comparison with NULL holds nowhere. Anything else keeps the member; these conjuncts reject
+    NULL too, so a member dropped from the nullable side of an outer join loses only rows the
+    WHERE clause would drop.
+
+    >>> v = ast.Column("video")
+    >>> w = ast.InList(v, (ast.Literal("a"), ast.Literal("b")))
+    >>> member_kept(w, "cams", "a", True), member_kept(w, "cams", "c", True)
+    (True, False)
+    >>> member_kept(ast.Binary("<>", ast.Literal("a"), v), "cams", "a", True)
+    False
+    >>> member_kept(ast.Binary("=", v, ast.Column("name", "m")), "cams", "a", False)  # a join: kept
+    True
+    """
+    def is_video(n: ast.Node) -> bool:
+        return _is_member_name(n, alias, single_table)
+
+    def const(n: ast.Node) -> tuple[bool, str | None]:  # (known, value): a string, or None for NULL
+        if isinstance(n, ast.Param) and param is not None:
+            n = ast.Literal(param(n))
+        if isinstance(n, ast.Literal) and (n.value is None or isinstance(n.value, str)):
+            return True, n.value
+        return False, None
+
+    for c in _conjuncts(where):
+        if isinstance(c, ast.Binary) and c.op in ("=", "<>"):
+            other = c.right if is_video(c.left) else c.left if is_video(c.right) else None
+            known, value = const(other) if other is not None else (False, None)
+            if known and (value is None or (member == value) != (c.op == "=")):
+                return False
+        elif isinstance(c, ast.InList) and is_video(c.expr):
+            items = [const(i) for i in c.items]
+            if not all(known for known, _ in items):
+                continue
+            values = {v for _, v in items}
+            if (member in values) == c.negated or (c.negated and None in values):
+                return False
+    return True
+
+
 def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], ...]:
     out = {"fpr": catalog.settings.get("fpr", 0.01), "fnr": catalog.settings.get("fnr", 0.01)}
     for opt in select.options:
@@ -329,10 +391,13 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
         is_set = catalog.is_set(name)
         preds = tuple(predicates.values()) if key == owner_alias else ()
         atom_list = tuple(atoms.values()) if key == owner_alias else ()
-        where = frame_local_where(bound.where, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
         parts = []
         for i, (member, info) in enumerate(members):
+            own = with_member_name(bound.where, ref.ref, member, single_table) if is_set else bound.where
+            where = frame_local_where(own, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
             first, last = frame_bounds(bound.where, ref.ref, info, single_table, param)
+            if is_set and not member_kept(bound.where, ref.ref, member, single_table, param):
+                first, last = info.frames, info.frames - 1  # an empty scan: WHERE excludes this member
             scan = VideoScan(member, ref.ref, info, first, min(last, info.frames - 1))
             labels = tuple(
                 LabelFrames(scan, m, catalog.load_model(m).version) for m in dict.fromkeys(p.model for p in preds)

@@ -305,13 +305,16 @@ def explain(plan: SqlQuery, plans: dict | None = None, planning: dict | None = N
     for special in (plan.search, plan.estimate, plan.top, plan.selection):
         if special is not None:
             lines.append("  " + special.explain_line())
+    scans = {ev.table: ev.scan for ev in plan.inputs}
     for table, parts in plan.unions:
-        line = (f"  VideoSet -> {table}: the union of {len(parts)} videos' per-frame tables, with a video column; "
-                "each video is scanned, planned and certified on its own")
+        scanned = sum(scans[part].last >= scans[part].first for _, part in parts)
+        left = f" ({len(parts) - scanned} with no frame to scan)" if scanned < len(parts) else ""
+        line = (f"  VideoSet -> {table}: the union of {len(parts)} videos' per-frame tables{left}, with a video "
+                "column; each video is scanned, planned and certified on its own")
         if plan.cascades and any(ev.atoms for ev in plan.inputs) and dict(plan.options).get("exact") is not True:
             line += (f" (its targets hold for it at the confidence its plan states); the set's pooled fpr and fnr are "
                      f"weighted means of its videos' rates, so the targets hold for the whole set whenever they hold "
-                     f"for every video: with probability at least 1 - {len(parts)} x (1 - that confidence), by the "
+                     f"for every video: with probability at least 1 - {scanned} x (1 - that confidence), by the "
                      f"union bound")
         lines.append(line)
     for ev in plan.inputs:
