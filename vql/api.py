@@ -181,7 +181,8 @@ class Connection:
         return next((recipe for built, recipe in self._recipes.values() if built is model), None)
 
     def catalog(self) -> Catalog:
-        return Catalog(self.store.videos(), self.model, self.settings, self.store.video_sets())
+        (collation,) = self.store.con.execute("SELECT current_setting('default_collation')").fetchone()
+        return Catalog(self.store.videos(), self.model, self.settings, self.store.video_sets(), collation or "")
 
     # --- statements ----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import reduce
 from typing import Any
 
 from vql import ast
@@ -33,6 +34,7 @@ class Catalog:
     load_model: Callable[[str], ReferenceModel]
     settings: dict[str, Any] = field(default_factory=dict)
     sets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # video sets: their member videos
+    collation: str = ""  # DuckDB's default_collation: "" compares strings exactly
 
     def video(self, name: str) -> tuple[str, tuple[tuple[str, VideoInfo], ...]] | None:
         """A video (one member: itself) or a video set (its members), by name: (name as
@@ -217,60 +219,60 @@ def _is_member_name(n: ast.Node, alias: str, single_table: bool) -> bool:
         (n.table is not None and n.table.lower() == alias.lower()) or (n.table is None and single_table))
 
 
-def with_member_name(where: ast.Node | None, alias: str, member: str, single_table: bool) -> ast.Node | None:
-    """WHERE as one member of a video set sees it: its ``video`` column is the member's name, a
-    constant (so ``video IN (...) AND contains('car')`` is about each frame alone).
+def member_where(where: ast.Node | None, alias: str, member: str, single_table: bool,
+                 param: Callable[[ast.Param], Any] | None = None) -> tuple[bool, ast.Node | None]:
+    """WHERE as one member of a video set sees it: (whether the member can give rows, WHERE
+    without the conjuncts that hold on all its rows).
 
-    >>> to_sql(with_member_name(ast.Binary("=", ast.Column("video"), ast.Literal("a")), "cams", "b", True))
-    "('b' = 'a')"
-    """
-    if where is None:
-        return None
-    return ast.transform(where, lambda n: ast.Literal(member) if _is_member_name(n, alias, single_table) else n)
+    Decided are the top-level conjuncts ``video = 'name'``, ``video <> 'name'``, ``video [NOT] IN
+    ('a', 'b')`` with string constants (or parameters whose value ``param`` knows), compared
+    exactly, as DuckDB compares strings under its default collation (the caller decides nothing
+    under another). A comparison with NULL holds nowhere. One that fails drops the member; these
+    conjuncts reject NULL too, so a member dropped from the nullable side of an outer join loses
+    only rows the WHERE clause would drop. One that holds is left out of what remains, so that
+    ``video IN (...) AND contains('car')`` is a claim about each frame alone.
 
-
-def member_kept(where: ast.Node | None, alias: str, member: str, single_table: bool,
-                param: Callable[[ast.Param], Any] | None = None) -> bool:
-    """Whether a video set's member can give rows, by the top-level ``video`` conjuncts of WHERE:
-    ``video = 'name'``, ``video <> 'name'``, ``video [NOT] IN ('a', 'b')`` with string constants
-    (or parameters whose value ``param`` knows), compared as DuckDB compares strings (exactly).
-    A comparison with NULL holds nowhere. Anything else keeps the member; these conjuncts reject
-    NULL too, so a member dropped from the nullable side of an outer join loses only rows the
-    WHERE clause would drop.
-
-    >>> v = ast.Column("video")
-    >>> w = ast.InList(v, (ast.Literal("a"), ast.Literal("b")))
-    >>> member_kept(w, "cams", "a", True), member_kept(w, "cams", "c", True)
-    (True, False)
-    >>> member_kept(ast.Binary("<>", ast.Literal("a"), v), "cams", "a", True)
-    False
-    >>> member_kept(ast.Binary("=", v, ast.Column("name", "m")), "cams", "a", False)  # a join: kept
+    >>> v, car = ast.Column("video"), ast.Column("vql_a0")
+    >>> w = ast.Binary("AND", ast.InList(v, (ast.Literal("a"), ast.Literal("b"))), car)
+    >>> member_where(w, "cams", "a", True), member_where(w, "cams", "c", True)[0]
+    ((True, Column(name='vql_a0', table=None, pos=None)), False)
+    >>> member_where(ast.Binary("<>", ast.Literal("a"), v), "cams", "a", True)
+    (False, None)
+    >>> member_where(ast.Binary("=", v, ast.Column("name", "m")), "cams", "a", False)[0]  # a join: kept
     True
     """
     def is_video(n: ast.Node) -> bool:
         return _is_member_name(n, alias, single_table)
 
     def const(n: ast.Node) -> tuple[bool, str | None]:  # (known, value): a string, or None for NULL
-        if isinstance(n, ast.Param) and param is not None:
-            n = ast.Literal(param(n))
+        if isinstance(n, ast.Param):  # a parameter's None means "not known": it decides nothing
+            value = param(n) if param is not None else None
+            return isinstance(value, str), value if isinstance(value, str) else None
         if isinstance(n, ast.Literal) and (n.value is None or isinstance(n.value, str)):
             return True, n.value
         return False, None
 
-    for c in _conjuncts(where):
+    def holds(c: ast.Node) -> bool | None:  # None: not decided here
         if isinstance(c, ast.Binary) and c.op in ("=", "<>"):
             other = c.right if is_video(c.left) else c.left if is_video(c.right) else None
             known, value = const(other) if other is not None else (False, None)
-            if known and (value is None or (member == value) != (c.op == "=")):
-                return False
+            if known:
+                return value is not None and (member == value) == (c.op == "=")
         elif isinstance(c, ast.InList) and is_video(c.expr):
             items = [const(i) for i in c.items]
-            if not all(known for known, _ in items):
-                continue
-            values = {v for _, v in items}
-            if (member in values) == c.negated or (c.negated and None in values):
-                return False
-    return True
+            if all(known for known, _ in items):
+                values = {v for _, v in items}
+                return member not in values and None not in values if c.negated else member in values
+        return None
+
+    rest = []
+    for c in _conjuncts(where):
+        decided = holds(c)
+        if decided is False:
+            return False, None
+        if decided is None:
+            rest.append(c)
+    return True, reduce(lambda a, b: ast.Binary("AND", a, b), rest) if rest else None
 
 
 def _options(select: ast.Select, catalog: Catalog) -> tuple[tuple[str, object], ...]:
@@ -393,10 +395,11 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
         atom_list = tuple(atoms.values()) if key == owner_alias else ()
         parts = []
         for i, (member, info) in enumerate(members):
-            own = with_member_name(bound.where, ref.ref, member, single_table) if is_set else bound.where
+            kept, own = member_where(bound.where, ref.ref, member, single_table, param) \
+                if is_set and not catalog.collation else (True, bound.where)
             where = frame_local_where(own, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
             first, last = frame_bounds(bound.where, ref.ref, info, single_table, param)
-            if is_set and not member_kept(bound.where, ref.ref, member, single_table, param):
+            if not kept:
                 first, last = info.frames, info.frames - 1  # an empty scan: WHERE excludes this member
             scan = VideoScan(member, ref.ref, info, first, min(last, info.frames - 1))
             labels = tuple(

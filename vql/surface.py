@@ -141,8 +141,9 @@ def _params(select: ast.Select) -> Iterator[ast.Param]:
 def param_values(statement: ast.Select, params) -> Callable[[ast.Param], object]:
     """Each parameter's value as DuckDB will bind it (None where unknown): ``$name`` from a dict,
     ``$k`` and ``?`` (in the order they occur in the text) from a list."""
-    if isinstance(params, dict):
-        return lambda p: params.get(p.text[1:])
+    if isinstance(params, dict):  # DuckDB matches names ignoring case
+        named = {str(k).lower(): v for k, v in params.items()}
+        return lambda p: named.get(p.text[1:].lower())
     values = list(params or [])
     marks = sorted((p.pos.line, p.pos.column) for p in _params(statement) if p.text == "?" and p.pos)
     index = {pos: i for i, pos in enumerate(marks)}
