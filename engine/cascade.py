@@ -35,12 +35,24 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     """Label the sample (reusing stored labels) and keep it downscaled, once per view its stages
     read (``planner/cascade.py: stage_views``); measure per-frame costs
     (the reference on the frames it labels; reading and grabbing once per video and machine).
-    ``label``: what the progress bar says is being done."""
+    ``label``: what the progress bar says is being done.
+
+    Where the workers or Ray take them (``SET workers``, ``executor.label_with``), the frames
+    without stored labels are labelled there first, and this process then only reads and
+    downscales the sample; the reference's cost is then the calibrated one."""
     done = set(ctx.store.labelled_frames(info.fingerprint, version, int(frames.min()), int(frames.max())).tolist())
     small: dict[View, dict[int, np.ndarray]] = {v: {} for v in views}
     ref_s = 0.0
     referenced = decoded = 0
     label = label or f"labelling planning frames of {info.path.split('/')[-1]}"
+    missing = np.array([f for f in frames.tolist() if f not in done], np.int64)
+    recipes = [ctx.recipe(model) if ctx.recipe else None]
+    if ctx.workers is not None and ctx.workers.fits(info, recipes, missing):
+        with Progress(len(missing), "frames", label, enabled=ctx.progress) as bar:
+            executor.label_with(ctx, info, [model], missing, bar.update)
+        done.update(missing.tolist())
+        referenced = len(missing)
+        label = f"reading {label.removeprefix('labelling ')}"
     with Progress(len(frames), "frames", label, enabled=ctx.progress) as bar:
         for indices, batch in read_frames(info, frames, executor.LABEL_BATCH,
                                           seek_gap=executor.sparse_seek_gap(ctx, info, frames)):
@@ -58,8 +70,9 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                 ctx.count("frames_labelled", len(todo))
             bar.update(len(indices))
     ctx.count("frames_cached", decoded - referenced)
-    # a few frames' time is mostly warm-up: below one labelling batch, the calibrated cost
-    reference = ref_s / referenced if referenced >= executor.LABEL_BATCH else reference_cost(ctx, model)
+    # a few frames' time is mostly warm-up: below one labelling batch (or none timed here), the
+    # calibrated cost
+    reference = ref_s / referenced if referenced >= executor.LABEL_BATCH and ref_s else reference_cost(ctx, model)
     read, grab = executor.decode_cost(ctx, info, frames)
     return small, Costs(decode=read, reference=reference, grab=grab)
 
