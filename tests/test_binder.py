@@ -80,6 +80,10 @@ def test_frame_bounds_from_where():
     assert bounds("frame > 99999999999999999999999999") == (1000, 999)  # no int overflow in range()
     assert bounds("ts < 1e309") == (0, 999)  # infinity narrows nothing
     assert bounds("frame BETWEEN -1e400 AND 5") == (0, 999)  # nor does a BETWEEN with an infinite end
+    assert bounds("frame IN (40, 2, 7) AND frame < 30") == (2, 29)  # from the least to the greatest
+    assert bounds("ts IN (0.3, 2.9)") == (3, 29)
+    assert bounds("frame IN (2.5)") == (3, 2)  # no frame is 2.5: empty
+    assert bounds("frame IN (2, 1e309)") == bounds("frame NOT IN (2, 3)") == bounds("frame IN (2, x)") == (0, 999)
 
 
 def mask_measured(text: str) -> str:

@@ -208,7 +208,7 @@ def _run(session, text: str) -> None:
     session.run(text.replace("CLIP", str(session.clip)))
 
 
-@settings(max_examples=1500, **SETTINGS)
+@settings(max_examples=1000, **SETTINGS)
 @given(statements())
 def test_fuzz_grammar(session, text):
     _run(session, text)

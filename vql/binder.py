@@ -161,7 +161,8 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
                  param: Callable[[ast.Param], Any] | None = None) -> tuple[int, int]:
     """The frame range a WHERE clause allows, from its top-level ``frame``/``ts`` conjuncts.
 
-    Only constant bounds count (``ts BETWEEN 10 AND 60``, ``frame < 100``, ``ts >= 3``), and
+    Only constant bounds count (``ts BETWEEN 10 AND 60``, ``frame < 100``, ``ts >= 3``,
+    ``frame IN (2, 40)``: frames 2 to 40), and
     parameters whose value ``param`` knows (``frame < $n``); anything else leaves the range as the
     whole video.
     """
@@ -190,6 +191,11 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
             a, b = const(c.low), const(c.high)
             if a is not None and b is not None:
                 lo, hi = max(lo, math.ceil(to_frames(col, a) - 1e-9)), min(hi, math.floor(to_frames(col, b) + 1e-9))
+        elif isinstance(c, ast.InList) and not c.negated and (col := is_video_col(c.expr)):
+            values = [const(i) for i in c.items]  # the range from the least to the greatest
+            if values and all(v is not None for v in values):
+                lo = max(lo, min(math.ceil(to_frames(col, v) - 1e-9) for v in values))
+                hi = min(hi, max(math.floor(to_frames(col, v) + 1e-9) for v in values))
         elif isinstance(c, ast.Binary) and c.op in ("<", "<=", ">", ">=", "="):
             left, right, op = c.left, c.right, c.op
             if is_video_col(right) and not is_video_col(left):
