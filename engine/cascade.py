@@ -45,7 +45,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     ref_s = 0.0
     referenced = decoded = 0
     label = label or f"labelling planning frames of {info.path.split('/')[-1]}"
-    missing = np.array([f for f in frames.tolist() if f not in done], np.int64)
+    missing = np.array(sorted(set(frames.tolist()) - done), np.int64)
     recipes = [ctx.recipe(model) if ctx.recipe else None]
     if ctx.workers is not None and ctx.workers.fits(info, recipes, missing):
         with Progress(len(missing), "frames", label, enabled=ctx.progress) as bar:
@@ -70,6 +70,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                 ctx.count("frames_labelled", len(todo))
             bar.update(len(indices))
     ctx.count("frames_cached", decoded - referenced)
+    ctx.count("label_seconds", ref_s)  # as the workers' labelling counts it (executor.label_with)
     # a few frames' time is mostly warm-up: below one labelling batch (or none timed here), the
     # calibrated cost
     reference = ref_s / referenced if referenced >= executor.LABEL_BATCH and ref_s else reference_cost(ctx, model)

@@ -83,6 +83,7 @@ def test_frame_bounds_from_where():
     assert bounds("frame IN (40, 2, 7) AND frame < 30") == (2, 29)  # from the least to the greatest
     assert bounds("ts IN (0.3, 2.9)") == (3, 29)
     assert bounds("frame IN (2.5)") == (3, 2)  # no frame is 2.5: empty
+    assert bounds("ts IN (1e308, 0.2)") == bounds("ts < 1e308") == bounds("ts BETWEEN 0 AND 1e308") == (0, 999)
     assert bounds("frame IN (2, 1e309)") == bounds("frame NOT IN (2, 3)") == bounds("frame IN (2, x)") == (0, 999)
 
 

@@ -186,25 +186,30 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
             return None
         return value if math.isfinite(value) else None
 
+    def at(col: str, n: ast.Node) -> float | None:  # a constant in frames, where finite (ts = 1e308 overflows)
+        value = const(n)
+        frames = to_frames(col, value) if value is not None else None
+        return frames if frames is not None and math.isfinite(frames) else None
+
     for c in _conjuncts(where):
         if isinstance(c, ast.Between) and not c.negated and (col := is_video_col(c.expr)):
-            a, b = const(c.low), const(c.high)
+            a, b = at(col, c.low), at(col, c.high)
             if a is not None and b is not None:
-                lo, hi = max(lo, math.ceil(to_frames(col, a) - 1e-9)), min(hi, math.floor(to_frames(col, b) + 1e-9))
+                lo, hi = max(lo, math.ceil(a - 1e-9)), min(hi, math.floor(b + 1e-9))
         elif isinstance(c, ast.InList) and not c.negated and (col := is_video_col(c.expr)):
-            values = [const(i) for i in c.items]  # the range from the least to the greatest
+            values = [at(col, i) for i in c.items]  # the range from the least to the greatest
             if values and all(v is not None for v in values):
-                lo = max(lo, min(math.ceil(to_frames(col, v) - 1e-9) for v in values))
-                hi = min(hi, max(math.floor(to_frames(col, v) + 1e-9) for v in values))
+                lo = max(lo, min(math.ceil(v - 1e-9) for v in values))
+                hi = min(hi, max(math.floor(v + 1e-9) for v in values))
         elif isinstance(c, ast.Binary) and c.op in ("<", "<=", ">", ">=", "="):
             left, right, op = c.left, c.right, c.op
             if is_video_col(right) and not is_video_col(left):
                 left, right = right, left
                 op = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}[op]
-            col, value = is_video_col(left), const(right)
-            if not col or value is None:
+            col = is_video_col(left)
+            v = at(col, right) if col else None
+            if v is None:
                 continue
-            v = to_frames(col, value)
             if op in (">", ">="):
                 bound = math.floor(v) + 1 if (op == ">" and col == "frame") else math.ceil(v - 1e-9)
                 if op == ">" and col == "ts" and float(v).is_integer():
