@@ -46,8 +46,7 @@ def sample_pass(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     referenced = decoded = 0
     label = label or f"labelling planning frames of {info.path.split('/')[-1]}"
     missing = np.array(sorted(set(frames.tolist()) - done), np.int64)
-    recipes = [ctx.recipe(model) if ctx.recipe else None]
-    if ctx.workers is not None and ctx.workers.fits(info, recipes, missing):
+    if executor.pool_recipes(ctx, info, [model], missing) is not None:
         with Progress(len(missing), "frames", label, enabled=ctx.progress) as bar:
             executor.label_with(ctx, info, [model], missing, bar.update)
         done.update(missing.tolist())
@@ -356,9 +355,10 @@ def _run_stages(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
         ctx.store.save_labels(info.fingerprint, version, model.classes, ids, dets)
 
     with Progress(len(todo), "frames", f"{atom.short_text}: cascade", enabled=ctx.progress) as bar:
-        workers, recipe = ctx.workers, ctx.recipe(model) if ctx.recipe else None
-        if workers is not None and workers.fits(info, [recipe], todo, cascade=True):
-            result = workers.cascade(info, recipe, version, atom, chosen, first, unknown, todo, store, bar.update)
+        recipes = executor.pool_recipes(ctx, info, [model], todo, cascade=True)
+        if recipes is not None:
+            result = ctx.workers.cascade(info, recipes[0], version, atom, chosen, first, unknown, todo, store,
+                                         bar.update)
         else:
             result = CascadePass(info, atom, chosen, first, unknown, model.detect, store,
                                  executor.pass_readers(ctx, info)).run(todo, bar.update)

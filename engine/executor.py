@@ -129,9 +129,9 @@ def label_with(ctx: Context, info, models, frames: np.ndarray, on_batch: Callabl
         if on_batch:
             on_batch(len(indices))
 
-    recipes = [ctx.recipe(m) if ctx.recipe else None for m in models]
+    recipes = pool_recipes(ctx, info, models, frames)
     gap = sparse_seek_gap(ctx, info, frames)
-    if ctx.workers is not None and ctx.workers.fits(info, recipes, frames):
+    if recipes is not None:
         ctx.workers.label(info, recipes, [m.version for m in models], frames, store, gap)
     else:
         for indices, batch in read_frames(info, frames, LABEL_BATCH, seek_gap=gap):
@@ -139,6 +139,14 @@ def label_with(ctx: Context, info, models, frames: np.ndarray, on_batch: Callabl
     seconds = time.perf_counter() - start
     ctx.count("label_seconds", seconds)
     return seconds
+
+
+def pool_recipes(ctx: Context, info: VideoInfo, models, frames: np.ndarray, cascade: bool = False) -> list | None:
+    """How the workers (or Ray) rebuild ``models``, where they take the labelling of these
+    frames (``cascade``: a cascade's pass over them; ``Workers.fits``); None where this process
+    does it."""
+    recipes = [ctx.recipe(m) if ctx.recipe else None for m in models]
+    return recipes if ctx.workers is not None and ctx.workers.fits(info, recipes, frames, cascade) else None
 
 
 def sparse_seek_gap(ctx: Context, info: VideoInfo, frames: np.ndarray) -> int | None:

@@ -61,23 +61,17 @@ def test_ray_labels_what_this_machine_labels(shared, monkeypatch):
 
 
 def test_the_planning_sample_is_labelled_on_ray(shared, monkeypatch):
-    from vql.engine.cascade import sample_pass
+    from test_workers import planning_sample
 
     monkeypatch.setattr(workers, "MIN_FRAMES", 8)
     asked = []
     label = RayWorkers.label
     monkeypatch.setattr(RayWorkers, "label", lambda self, *a, **k: asked.append(len(a[3])) or label(self, *a, **k))
     frames = np.arange(3, 200, 7)
-    out = []
-    for executor in ("local", "ray"):
-        with vql.connect(None, progress=False) as con:
-            con.sql(f"CREATE VIDEO cam FROM '{shared / 'data' / 'vtest.avi'}'")
-            con.sql(f"SET executor = '{executor}'")
-            ctx = Context(con.store, con.model, False, workers=con._executor(), recipe=con._recipe)
-            model = con.model("centernet")
-            small, _ = sample_pass(ctx, con.store.video("cam"), model, model.version, frames, ((32, None),))
-            out.append((con.duckdb.execute(LABELS).fetchall(), {f: img.tobytes() for f, img in small[(32, None)].items()}))
-    assert asked == [len(frames)] and out[0] == out[1] and len(out[0][1]) == len(frames)
+    (stored, kept, *_), (stored2, kept2, *_) = [
+        planning_sample(shared / "data" / "vtest.avi", f"SET executor = '{e}'", frames) for e in ("local", "ray")]
+    assert asked == [len(frames)] and stored == stored2 and len(kept) == len(frames)
+    assert all(np.array_equal(kept[f], kept2[f]) for f in frames.tolist())
 
 
 def test_a_cascade_on_ray_answers_as_on_this_machine(shared, monkeypatch):

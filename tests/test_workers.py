@@ -38,29 +38,35 @@ def test_workers_label_exactly_what_one_process_labels(shared, monkeypatch):
     assert len(stored[0]) > 96 and stored[0] == stored[1]  # every box, class and score
 
 
-def test_the_planning_sample_is_labelled_by_the_workers(shared, monkeypatch):
-    """A cascade's planning sample goes to the workers: the same labels stored and the same
-    downscaled frames kept as in one process (which labels them as it reads them)."""
+def planning_sample(video, setting: str, frames: np.ndarray):
+    """``sample_pass`` over ``frames`` of ``video`` in a new session after ``setting`` (a SET
+    statement): the labels stored, the frames kept at 32 pixels, the session's counts, the costs
+    measured, and whether a local worker pool ran."""
     from vql.engine.cascade import sample_pass
     from vql.engine.executor import Context
 
+    with vql.connect(None, progress=False) as con:
+        con.sql(f"CREATE VIDEO cam FROM '{video}'")
+        con.sql(setting)
+        ctx = Context(con.store, con.model, False, workers=con._executor(), recipe=con._recipe)
+        model = con.model("centernet")
+        small, costs = sample_pass(ctx, con.store.video("cam"), model, model.version, frames, ((32, None),))
+        pooled = getattr(con._workers, "_pool", None) is not None
+        return labels_of(con), small[(32, None)], dict(ctx.stats), costs, pooled
+
+
+def test_the_planning_sample_is_labelled_by_the_workers(shared, monkeypatch):
+    """A cascade's planning sample goes to the workers: the same labels stored and the same
+    downscaled frames kept as in one process (which labels them as it reads them)."""
     monkeypatch.setattr(workers, "MIN_FRAMES", 8)
     frames = np.arange(5, 400, 9)  # sparse, as a random sample is
-    kept, stored = [], []
-    for count in (1, 2):
-        with vql.connect(None, progress=False) as con:
-            con.sql(f"CREATE VIDEO cam FROM '{shared / 'data' / 'vtest.avi'}'")
-            con.sql(f"SET workers = {count}")
-            ctx = Context(con.store, con.model, False, workers=con._executor(), recipe=con._recipe)
-            model = con.model("centernet")
-            small, costs = sample_pass(ctx, con.store.video("cam"), model, model.version, frames, ((32, None),))
-            kept.append(small)
-            stored.append(labels_of(con))
-            assert (con._workers is not None and con._workers._pool is not None) == (count > 1)
-            assert ctx.stats["frames_labelled"] == len(frames) and costs.reference > 0
-    assert stored[0] == stored[1] and len(stored[0]) > len(frames)
-    assert sorted(kept[0][(32, None)]) == sorted(kept[1][(32, None)]) == frames.tolist()
-    assert all(np.array_equal(kept[0][(32, None)][f], kept[1][(32, None)][f]) for f in frames.tolist())
+    runs = [planning_sample(shared / "data" / "vtest.avi", f"SET workers = {count}", frames) for count in (1, 2)]
+    (stored, kept, _, _, pooled), (stored2, kept2, _, _, pooled2) = runs
+    assert not pooled and pooled2
+    assert all(stats["frames_labelled"] == len(frames) and costs.reference > 0 for _, _, stats, costs, _ in runs)
+    assert stored == stored2 and len(stored) > len(frames)
+    assert sorted(kept) == sorted(kept2) == frames.tolist()
+    assert all(np.array_equal(kept[f], kept2[f]) for f in frames.tolist())
 
 
 def test_a_model_handed_in_labels_in_this_process(tmp_path, monkeypatch):

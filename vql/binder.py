@@ -157,6 +157,15 @@ def _conjuncts(node: ast.Node | None) -> list[ast.Node]:
     return [node]
 
 
+def _own_column(n: ast.Node, alias: str, single_table: bool) -> str | None:
+    """The name of ``n`` where it is a column of the video named ``alias`` in the query (qualified
+    by it, or unqualified in a query over that video alone)."""
+    if isinstance(n, ast.Column) and ((n.table and n.table.lower() == alias.lower()) or
+                                      (n.table is None and single_table)):
+        return n.name
+    return None
+
+
 def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_table: bool,
                  param: Callable[[ast.Param], Any] | None = None) -> tuple[int, int]:
     """The frame range a WHERE clause allows, from its top-level ``frame``/``ts`` conjuncts.
@@ -169,10 +178,8 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
     lo, hi = 0.0, float(info.frames - 1)
 
     def is_video_col(n: ast.Node) -> str | None:
-        if isinstance(n, ast.Column) and n.name in VIDEO_COLUMNS:
-            if (n.table and n.table.lower() == alias.lower()) or (n.table is None and single_table):
-                return n.name
-        return None
+        name = _own_column(n, alias, single_table)
+        return name if name in VIDEO_COLUMNS else None
 
     def to_frames(col: str, value: float) -> float:
         return value * info.fps if col == "ts" else value
@@ -224,12 +231,6 @@ def frame_bounds(where: ast.Node | None, alias: str, info: VideoInfo, single_tab
     return int(min(max(lo, 0), info.frames)), int(max(min(hi, info.frames - 1), -1))
 
 
-def _is_member_name(n: ast.Node, alias: str, single_table: bool) -> bool:
-    """Whether ``n`` is the ``video`` column of the video set named ``alias`` in the query."""
-    return isinstance(n, ast.Column) and n.name == "video" and (
-        (n.table is not None and n.table.lower() == alias.lower()) or (n.table is None and single_table))
-
-
 def member_where(where: ast.Node | None, alias: str, member: str, single_table: bool,
                  param: Callable[[ast.Param], Any] | None = None) -> tuple[bool, ast.Node | None]:
     """WHERE as one member of a video set sees it: (whether the member can give rows, WHERE
@@ -253,7 +254,7 @@ def member_where(where: ast.Node | None, alias: str, member: str, single_table: 
     True
     """
     def is_video(n: ast.Node) -> bool:
-        return _is_member_name(n, alias, single_table)
+        return _own_column(n, alias, single_table) == "video"
 
     def const(n: ast.Node) -> tuple[bool, str | None]:  # (known, value): a string, or None for NULL
         if isinstance(n, ast.Param):  # a parameter's None means "not known": it decides nothing
@@ -409,9 +410,9 @@ def bind_select(select: ast.Select, catalog: Catalog, param: Callable[[ast.Param
             kept, own = member_where(bound.where, ref.ref, member, single_table, param) \
                 if is_set and not catalog.collation else (True, bound.where)
             where = frame_local_where(own, ref.ref, {a.column for a in atom_list}, single_table) if atom_list else None
-            first, last = frame_bounds(bound.where, ref.ref, info, single_table, param)
-            if not kept:
-                first, last = info.frames, info.frames - 1  # an empty scan: WHERE excludes this member
+            # WHERE excludes a member not kept: an empty scan
+            first, last = frame_bounds(bound.where, ref.ref, info, single_table, param) if kept else \
+                (info.frames, info.frames - 1)
             scan = VideoScan(member, ref.ref, info, first, min(last, info.frames - 1))
             labels = tuple(
                 LabelFrames(scan, m, catalog.load_model(m).version) for m in dict.fromkeys(p.model for p in preds)
