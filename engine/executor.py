@@ -209,14 +209,35 @@ def judge_frames(ctx: Context, node: EvaluatePredicates, frames: np.ndarray) -> 
     return values, where_truth(ctx, node)(frames, values)
 
 
-def predicate_sql(pred: ModelPredicate, info) -> str:
-    """The aggregate counting a predicate's objects in one frame's labels."""
+def predicate_condition(pred: ModelPredicate, info) -> str:
+    """Which rows of ``vql_labels`` are objects the predicate counts: its class, at its score,
+    centred in its region."""
     cond = [f"class_id = {pred.class_id}", f"score >= {pred.min_score!r}"]
     if pred.region is not None:
         x0, y0, x1, y1 = pred.region
         cx, cy = f"((x1 + x2) / 2 / {float(info.width)!r})", f"((y1 + y2) / 2 / {float(info.height)!r})"
         cond += [f"{cx} BETWEEN {x0!r} AND {x1!r}", f"{cy} BETWEEN {y0!r} AND {y1!r}"]
-    return f"count(*) FILTER (WHERE {' AND '.join(cond)}) AS {ident(pred.column)}"
+    return " AND ".join(cond)
+
+
+def predicate_sql(pred: ModelPredicate, info) -> str:
+    """The aggregate counting a predicate's objects in one frame's labels."""
+    return f"count(*) FILTER (WHERE {predicate_condition(pred, info)}) AS {ident(pred.column)}"
+
+
+def predicate_extents(ctx: Context, info: VideoInfo, version: str, pred: ModelPredicate,
+                      frames: np.ndarray) -> np.ndarray:
+    """[n, 2]: the height and the width, as fractions of the frame's, of each object ``pred``
+    counts on the labelled ``frames``."""
+    frames = np.asarray(frames, np.int64)
+    if not len(frames):
+        return np.zeros((0, 2))
+    with ctx.store.registered("vql_wanted_frames", pa.table({"frame": frames})) as con:
+        rows = con.execute(
+            f"SELECT (y2 - y1) / {float(info.height)!r} AS h, (x2 - x1) / {float(info.width)!r} AS w FROM vql_labels "
+            f"WHERE video_fp = ? AND model_version = ? AND frame IN (SELECT frame FROM vql_wanted_frames) AND "
+            f"{predicate_condition(pred, info)}", [info.fingerprint, version]).fetchnumpy()
+    return np.stack([np.asarray(rows["h"], float), np.asarray(rows["w"], float)], 1)
 
 
 def atom_counts(ctx: Context, info: VideoInfo, version: str, atom: Atom, first: int, last: int) -> dict[int, int]:

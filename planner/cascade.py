@@ -26,7 +26,7 @@ from vql.engine.difference import DETECTORS, AnchorGate, DifferenceDetector, bac
 from vql.engine.views import Crop, View
 from vql.plan import Atom
 from vql.planner.cost import Costs, cascade_cost, exact_cost
-from vql.planner.specialized import CANDIDATES, Architecture, default_precision, train
+from vql.planner.specialized import CANDIDATES, POOL_SIZES, Architecture, default_precision, train
 from vql.planner.stages import Stage, answer, decide
 from vql.planner.thresholds import place
 
@@ -39,6 +39,10 @@ from vql.planner.thresholds import place
 DIFF_SIZE = 64
 TRAINED = 2  # the first CANDIDATES are trained: the cheapest dense model and the pooled one
 CROP_MARGIN = 0.08  # of the frame, around a region (``stage_crop``)
+# the pooled CNN's input: the smallest of POOL_SIZES at which the median object of the training
+# frames spans this many pixels (``pool_size``). A vtest walker, ~15% of the frame's height, spans
+# 9-10 at 64; the composed hour's, 8-12
+MIN_OBJECT_PX = 8
 MAX_ALTERNATIVES = 4
 
 
@@ -121,6 +125,11 @@ class Stages:
 
     groups: list[list]
 
+    @property
+    def views(self) -> tuple[View, ...]:
+        """The downscaled frames its operators read."""
+        return tuple(dict.fromkeys(op.view for group in self.groups for op in group))
+
     def scored(self, frames: np.ndarray, small: dict[View, dict[int, np.ndarray]]) -> list[list[tuple]]:
         """Per group, (operator, scores on ``frames``, measured seconds per frame) of each of its
         operators, led by (None, None, 0.0): the plan without a stage there."""
@@ -153,22 +162,57 @@ def stage_crop(region: Crop | None) -> Crop | None:
     return (round(max(0.0, x0 - m), 4), round(max(0.0, y0 - m), 4), round(min(1.0, x1 + m), 4), round(min(1.0, y1 + m), 4))
 
 
+def pool_size(extents: np.ndarray, crop: Crop | None) -> int:
+    """The pooled CNN's input size: the smallest of POOL_SIZES at which the median object spans
+    at least MIN_OBJECT_PX pixels (its larger side, once the crop is scaled to size x size), the
+    largest where none does, the first where there are no objects. ``extents`` is [n, 2]: the
+    objects' height and width as fractions of the frame (``engine/executor.py: predicate_extents``
+    on the training frames).
+
+    >>> walker = np.array([[0.15, 0.04]])     # 9.6 pixels tall at 64
+    >>> far = walker * 0.4                     # 3.8 pixels at 64, 7.7 at 128; in the bottom half, 9.9 at 96
+    >>> pool_size(walker, None), pool_size(far, None), pool_size(far, (0.0, 0.42, 1.0, 1.0))
+    (64, 128, 96)
+    """
+    if not len(extents):
+        return POOL_SIZES[0]
+    x0, y0, x1, y1 = crop or (0.0, 0.0, 1.0, 1.0)
+    span = float(np.median(np.maximum(extents[:, 0] / (y1 - y0), extents[:, 1] / (x1 - x0))))
+    return next((size for size in POOL_SIZES if size * span >= MIN_OBJECT_PX), POOL_SIZES[-1])
+
+
+def trained_shapes(size: int = POOL_SIZES[0]) -> tuple[tuple, ...]:
+    """The CNNs the planner trains: the first TRAINED of CANDIDATES, the pooled one at ``size``.
+
+    >>> [s[3] for s in trained_shapes(128)]
+    [32, 128]
+    """
+    shapes = tuple((*shape[:3], size, shape[4]) if shape[4] == "pool" else shape for shape in CANDIDATES[:TRAINED])
+    assert all(shape in CANDIDATES for shape in shapes), size
+    return shapes
+
+
 def stage_views(crop: Crop | None) -> tuple[View, ...]:
-    """The downscaled frames an atom's stages read: its region's crop (None: the whole frame) at
-    the difference detectors' size and at each trained CNN's.
+    """The downscaled frames an atom's stages may read, kept for its training frames: its
+    region's crop (None: the whole frame) at the difference detectors' size and at each trained
+    CNN's, the pooled one's at each of POOL_SIZES (it is picked once the training frames are
+    labelled).
 
     >>> stage_views(None), stage_views((0.0, 0.5, 1.0, 1.0))[1]
-    (((64, None), (32, None)), (32, (0.0, 0.5, 1.0, 1.0)))
+    (((64, None), (32, None), (96, None), (128, None)), (32, (0.0, 0.5, 1.0, 1.0)))
     """
-    return tuple(dict.fromkeys([(DIFF_SIZE, crop)] + [(shape[3], crop) for shape in CANDIDATES[:TRAINED]]))
+    sizes = [DIFF_SIZE] + [shape[3] for size in POOL_SIZES for shape in trained_shapes(size)]
+    return tuple((size, crop) for size in dict.fromkeys(sizes))
 
 
 def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[View, dict[int, np.ndarray]],
-                 max_steps: int = 1500, crop: Crop | None = None) -> Stages | None:
+                 max_steps: int = 1500, crop: Crop | None = None, extents: np.ndarray | None = None) -> Stages | None:
     """Difference detectors against the background (the median of the training frames without
     the predicate) and the first TRAINED specialized CNNs, each trained for a fixed number of steps,
     all reading the frames cut to ``crop`` (a region predicate's region: what lies outside it
-    cannot change the answer), the CNNs in this machine's ``default_precision``; None when the training frames hold one class only."""
+    cannot change the answer), the pooled one at the size ``pool_size`` picks from the ``extents``
+    of the predicate's objects on these frames (the default size without them), the CNNs in this
+    machine's ``default_precision``; None when the training frames hold one class only."""
     y = np.array([truth[int(f)] for f in frames], bool)
     if y.all() or not y.any():
         return None
@@ -177,8 +221,9 @@ def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[View, d
     bg = background(negatives if len(negatives) >= 10 else train_d)
     detectors = [DifferenceDetector(metric, DIFF_SIZE, bg, crop) for metric in DETECTORS]
     precision = default_precision()
+    size = pool_size(np.zeros((0, 2)) if extents is None else extents, crop)
     models = [train(Architecture(*shape, precision=precision), _stack(small[(shape[3], crop)], frames), y,
-                    max_steps=max_steps, crop=crop) for shape in CANDIDATES[:TRAINED]]
+                    max_steps=max_steps, crop=crop) for shape in trained_shapes(size)]
     return Stages([detectors, models])
 
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from vql.engine.cascade import sample_pass
-from vql.engine.executor import Context, atom_truth, where_truth
+from vql.engine.executor import Context, atom_truth, predicate_extents, where_truth
 from vql.planner.cascade import exact_choice, op_scores, stage_crop, stage_views, train_stages
 from vql.planner.cost import Costs
 from vql.plan import claim_names
@@ -48,10 +48,13 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     costs = _label(ctx, scan, atoms, order[:n_train], small, truth, "training")
     n_train, why = _grow_prefix(ctx, scan, atoms, order, n_train, why, small, truth, min(fpr, fnr))
     sample = Sample(order, n_train)
-    inputs = []
+    inputs, views = [], {}
     for atom in atoms:
         t = truth[atom.column]
-        s = train_stages(sample.train, t, small, crop=stage_crop(atom.predicate.region))
+        extents = predicate_extents(ctx, scan.info, ctx.model(atom.predicate.model).version, atom.predicate,
+                                    sample.train)
+        s = train_stages(sample.train, t, small, crop=stage_crop(atom.predicate.region), extents=extents)
+        views[atom.column] = s.views if s is not None else ()
         y_sel = np.array([t[int(f)] for f in sample.select], bool)
         rate = float(np.mean([t[int(f)] for f in sample.prefix]))
         inputs.append(AtomInput(atom, y_sel, rate, s.scored(sample.select, small) if s is not None else None))
@@ -67,7 +70,7 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     if proposal.cascade:
         sample = Sample(sample.order, n_train, proposal.sizing.frames)
         frames = sample.certify
-        _label(ctx, scan, atoms, frames, small, truth, "certification")
+        _label(ctx, scan, atoms, frames, small, truth, "certification", views)
         values = {a.column: np.array([truth[a.column][int(f)] for f in frames], bool) for a in atoms}
         scored: dict = {}
 
@@ -101,17 +104,19 @@ def _grow_prefix(ctx: Context, scan, atoms, order: np.ndarray, n_train: int, why
 
 
 def _label(ctx: Context, scan, atoms, frames: np.ndarray, small: dict, truth: dict[str, dict[int, bool]],
-           kind: str) -> Costs:
+           kind: str, views: dict[str, tuple] | None = None) -> Costs:
     """Label ``frames`` with each atom's reference (stored labels reused), keep them downscaled in
-    ``small`` and each atom's value on them in ``truth``; the costs measured on the way. The
-    progress bar says "labelling {kind} frames for" the atoms."""
+    ``small`` (at ``views[atom's column]``; by default, every view its stages may be trained on)
+    and each atom's value on them in ``truth``; the costs measured on the way. The progress bar
+    says "labelling {kind} frames for" the atoms."""
     costs = None
     for name in dict.fromkeys(a.predicate.model for a in atoms):
         model = ctx.model(name)
         tests = ", ".join(a.short_text for a in atoms if a.predicate.model == name)
-        views = tuple(dict.fromkeys(v for a in atoms if a.predicate.model == name
-                                    for v in stage_views(stage_crop(a.predicate.region))))
-        new_small, measured = sample_pass(ctx, scan.info, model, model.version, np.sort(frames), views,
+        wanted = tuple(dict.fromkeys(v for a in atoms if a.predicate.model == name
+                                     for v in (stage_views(stage_crop(a.predicate.region)) if views is None
+                                               else views[a.column])))
+        new_small, measured = sample_pass(ctx, scan.info, model, model.version, np.sort(frames), wanted,
                                           label=f"labelling {kind} frames for {tests}")
         costs = costs or measured
         for view, images in new_small.items():

@@ -41,14 +41,19 @@ from torch import nn
 from vql.engine.views import Crop, View, crop_text
 from vql.errors import PlanError
 
+# the pooled CNN's input sizes: the planner picks one from the objects' size on the training
+# frames (``planner/cascade.py: pool_size``); the first is the default
+POOL_SIZES = (64, 96, 128)
 CANDIDATES = (
     # (blocks, filters, dense, size, head): the planner trains the first ``planner/cascade.py:
-    # TRAINED`` (the cheapest, and the pooled one), the rest by cost
+    # TRAINED`` (the cheapest, and the pooled one at the size it picks of POOL_SIZES), the rest
+    # by cost (``benchmarks/stages.py``)
     (1, 16, 32, 32, "dense"),
-    (2, 16, 32, 64, "pool"),
+    (2, 16, 32, POOL_SIZES[0], "pool"),
     (2, 16, 32, 64, "dense"),
     (2, 32, 64, 64, "dense"),
     (3, 32, 128, 64, "dense"),
+    *((2, 16, 32, size, "pool") for size in POOL_SIZES[1:]),
 )
 HEADS = ("dense", "pool")
 # the precision the feature layers compute in, training and scoring alike (the convolutions, the
