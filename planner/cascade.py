@@ -40,8 +40,8 @@ DIFF_SIZE = 64
 TRAINED = 2  # the first CANDIDATES are trained: the cheapest dense model and the pooled one
 CROP_MARGIN = 0.08  # of the frame, around a region (``stage_crop``)
 # the pooled CNN's input: the smallest of POOL_SIZES at which the median object of the training
-# frames spans this many pixels (``pool_size``). A vtest walker, ~15% of the frame's height, spans
-# 9-10 at 64; the composed hour's, 8-12
+# frames spans this many pixels (``pool_size``). vtest's median walker (``contains('person')``
+# at the default score) spans 8.8 pixels at 64; the composed hour's, 8-12
 MIN_OBJECT_PX = 8
 MAX_ALTERNATIVES = 4
 
@@ -192,26 +192,24 @@ def trained_shapes(size: int = POOL_SIZES[0]) -> tuple[tuple, ...]:
     return shapes
 
 
-def stage_views(crop: Crop | None) -> tuple[View, ...]:
-    """The downscaled frames an atom's stages may read, kept for its training frames: its
-    region's crop (None: the whole frame) at the difference detectors' size and at each trained
-    CNN's, the pooled one's at each of POOL_SIZES (it is picked once the training frames are
-    labelled).
+def stage_views(crop: Crop | None, size: int | None = None) -> tuple[View, ...]:
+    """The downscaled frames an atom's stages read: its region's crop (None: the whole frame) at
+    the difference detectors' size and at each trained CNN's, the pooled one at ``size`` (None:
+    at each of POOL_SIZES, for the frames that size is picked on).
 
-    >>> stage_views(None), stage_views((0.0, 0.5, 1.0, 1.0))[1]
+    >>> stage_views(None), stage_views((0.0, 0.5, 1.0, 1.0), 64)[1]
     (((64, None), (32, None), (96, None), (128, None)), (32, (0.0, 0.5, 1.0, 1.0)))
     """
-    sizes = [DIFF_SIZE] + [shape[3] for size in POOL_SIZES for shape in trained_shapes(size)]
-    return tuple((size, crop) for size in dict.fromkeys(sizes))
+    sizes = [DIFF_SIZE] + [shape[3] for pool in ((size,) if size else POOL_SIZES) for shape in trained_shapes(pool)]
+    return tuple((s, crop) for s in dict.fromkeys(sizes))
 
 
 def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[View, dict[int, np.ndarray]],
-                 max_steps: int = 1500, crop: Crop | None = None, extents: np.ndarray | None = None) -> Stages | None:
+                 max_steps: int = 1500, crop: Crop | None = None, size: int = POOL_SIZES[0]) -> Stages | None:
     """Difference detectors against the background (the median of the training frames without
     the predicate) and the first TRAINED specialized CNNs, each trained for a fixed number of steps,
     all reading the frames cut to ``crop`` (a region predicate's region: what lies outside it
-    cannot change the answer), the pooled one at the size ``pool_size`` picks from the ``extents``
-    of the predicate's objects on these frames (the default size without them), the CNNs in this
+    cannot change the answer), the pooled one at ``size`` (``pool_size``'s pick), the CNNs in this
     machine's ``default_precision``; None when the training frames hold one class only."""
     y = np.array([truth[int(f)] for f in frames], bool)
     if y.all() or not y.any():
@@ -221,7 +219,6 @@ def train_stages(frames: np.ndarray, truth: dict[int, bool], small: dict[View, d
     bg = background(negatives if len(negatives) >= 10 else train_d)
     detectors = [DifferenceDetector(metric, DIFF_SIZE, bg, crop) for metric in DETECTORS]
     precision = default_precision()
-    size = pool_size(np.zeros((0, 2)) if extents is None else extents, crop)
     models = [train(Architecture(*shape, precision=precision), _stack(small[(shape[3], crop)], frames), y,
                     max_steps=max_steps, crop=crop) for shape in trained_shapes(size)]
     return Stages([detectors, models])

@@ -16,7 +16,7 @@ import numpy as np
 
 from vql.engine.cascade import sample_pass
 from vql.engine.executor import Context, atom_truth, predicate_extents, where_truth
-from vql.planner.cascade import exact_choice, op_scores, stage_crop, stage_views, train_stages
+from vql.planner.cascade import exact_choice, op_scores, pool_size, stage_crop, stage_views, train_stages
 from vql.planner.cost import Costs
 from vql.plan import claim_names
 from vql.planner.query import AtomInput, QueryPlan, certification_claims, finish, propose
@@ -46,14 +46,14 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
     small: dict = {}
     truth: dict[str, dict[int, bool]] = {a.column: {} for a in atoms}
     costs = _label(ctx, scan, atoms, order[:n_train], small, truth, "training")
-    n_train, why = _grow_prefix(ctx, scan, atoms, order, n_train, why, small, truth, min(fpr, fnr))
+    sizes = _pool_sizes(ctx, scan, atoms, Sample(order, n_train).train, small)
+    views = {a.column: stage_views(stage_crop(a.predicate.region), sizes[a.column]) for a in atoms}
+    n_train, why = _grow_prefix(ctx, scan, atoms, order, n_train, why, small, truth, min(fpr, fnr), views)
     sample = Sample(order, n_train)
-    inputs, views = [], {}
+    inputs = []
     for atom in atoms:
         t = truth[atom.column]
-        extents = predicate_extents(ctx, scan.info, ctx.model(atom.predicate.model).version, atom.predicate,
-                                    sample.train)
-        s = train_stages(sample.train, t, small, crop=stage_crop(atom.predicate.region), extents=extents)
+        s = train_stages(sample.train, t, small, crop=stage_crop(atom.predicate.region), size=sizes[atom.column])
         views[atom.column] = s.views if s is not None else ()
         y_sel = np.array([t[int(f)] for f in sample.select], bool)
         rate = float(np.mean([t[int(f)] for f in sample.prefix]))
@@ -85,9 +85,23 @@ def plan_query(ctx: Context, node, fpr: float, fnr: float) -> QueryPlan:
                   plan_seconds=time.perf_counter() - start)
 
 
+def _pool_sizes(ctx: Context, scan, atoms, train: np.ndarray, small: dict) -> dict[str, int]:
+    """Each atom's pooled CNN input size, picked (``pool_size``) from the objects its predicate
+    counts on ``train``, the training part of the first labelled prefix (which any grown prefix's
+    training part contains: nothing else decides it); the downscaled frames at the sizes not
+    picked are dropped from ``small``."""
+    sizes = {a.column: pool_size(predicate_extents(ctx, scan.info, ctx.model(a.predicate.model).version, a.predicate,
+                                                   train), stage_crop(a.predicate.region)) for a in atoms}
+    kept = {v for a in atoms for v in stage_views(stage_crop(a.predicate.region), sizes[a.column])}
+    for view in set(small) - kept:
+        del small[view]
+    return sizes
+
+
 def _grow_prefix(ctx: Context, scan, atoms, order: np.ndarray, n_train: int, why: str, small: dict,
-                 truth: dict[str, dict[int, bool]], target: float) -> tuple[int, str]:
-    """Extend the labelled training prefix as ``sampling.grow`` says for ``target``."""
+                 truth: dict[str, dict[int, bool]], target: float, views: dict[str, tuple]) -> tuple[int, str]:
+    """Extend the labelled training prefix as ``sampling.grow`` says for ``target``, its frames
+    kept downscaled at ``views`` (per atom's column)."""
     start = n_train
     while True:
         rare = min(min(sum(v), len(v) - sum(v)) for v in ([truth[a.column][int(f)] for f in order[:n_train]]
@@ -95,7 +109,7 @@ def _grow_prefix(ctx: Context, scan, atoms, order: np.ndarray, n_train: int, why
         grown = grow(n_train, len(order), rare, target)
         if grown == n_train:
             break
-        _label(ctx, scan, atoms, order[n_train:grown], small, truth, "more training")
+        _label(ctx, scan, atoms, order[n_train:grown], small, truth, "more training", views)
         n_train = grown
     if n_train > start:
         why += (f"; grown to {n_train} frames to hold {min_rare(target)} of each test's rarer class "
@@ -106,7 +120,7 @@ def _grow_prefix(ctx: Context, scan, atoms, order: np.ndarray, n_train: int, why
 def _label(ctx: Context, scan, atoms, frames: np.ndarray, small: dict, truth: dict[str, dict[int, bool]],
            kind: str, views: dict[str, tuple] | None = None) -> Costs:
     """Label ``frames`` with each atom's reference (stored labels reused), keep them downscaled in
-    ``small`` (at ``views[atom's column]``; by default, every view its stages may be trained on)
+    ``small`` (at ``views[atom's column]``; by default, at every size its pooled CNN may take)
     and each atom's value on them in ``truth``; the costs measured on the way. The progress bar
     says "labelling {kind} frames for" the atoms."""
     costs = None

@@ -4,14 +4,18 @@ they no longer vanish, and the model separates held-out frames the default size 
 
 from __future__ import annotations
 
+from dataclasses import replace
+from types import SimpleNamespace
+
 import numpy as np
 
 from patches import clip, session
 from vql.engine.executor import Context, predicate_extents
 from vql.engine.views import downscale
-from vql.planner.cascade import pool_size, stage_views, train_stages
+from vql.planner.cascade import pool_size, stage_crop, stage_views, train_stages
+from vql.planner.labelling import _pool_sizes
 from vql.planner.sampling import Sample, permutation
-from vql.plan import ModelPredicate
+from vql.plan import Atom, ModelPredicate
 from vql.planner.specialized import POOL_SIZES
 
 H, W = 144, 192
@@ -47,7 +51,8 @@ def test_small_objects_get_a_larger_input_that_separates_them(monkeypatch):
     train = Sample(permutation("walkers", 0, n - 1), n).order  # every frame trains here
     labels = {i: bool(t) for i, t in enumerate(truth)}
     extents = np.tile(np.array([WALKER[0] / H, WALKER[1] / W]), (int(truth.sum()), 1))
-    picked = train_stages(train, labels, small, max_steps=60, extents=extents)
+    size = pool_size(extents, None)
+    picked = train_stages(train, labels, small, max_steps=60, size=size)
     default = train_stages(train, labels, small, max_steps=60)
     pooled = {s.arch.head: s for s in picked.groups[1]}["pool"]
     assert pooled.size == 96 and (96, None) in picked.views and "@96" in pooled.name
@@ -84,3 +89,12 @@ def test_extents_are_those_of_the_objects_the_predicate_counts(tmp_path):
     assert len(predicate_extents(ctx, info, model.version, person, np.array([], np.int64))) == 0
     car = ModelPredicate("contains", "car", 1, 0.5, None, "centernet", "n")
     assert len(predicate_extents(ctx, info, model.version, car, np.arange(12))) == 0
+    # planning picks each atom's size on the training frames and keeps the frames at its views only
+    atoms = [Atom(person, column="vql_a0"), Atom(replace(left, column="m"), column="vql_a1")]
+    small = {v: {} for a in atoms for v in stage_views(stage_crop(a.predicate.region))}
+    assert len(small) == 8
+    sizes = _pool_sizes(ctx, SimpleNamespace(info=info), atoms, np.arange(12), small)
+    # a patch is 8 pixels tall at 64 in the whole frame; in the left region's crop (0.18 of the
+    # frame's width, all of its height) its larger side, the width, spans 8 / 96 / 0.18 x 64 = 30
+    assert sizes == {"vql_a0": 64, "vql_a1": 64}
+    assert set(small) == {(64, None), (32, None), (64, stage_crop(left.region)), (32, stage_crop(left.region))}
