@@ -2,7 +2,9 @@
 ``vql DB --ray ADDRESS``, ``SET executor = 'ray'``.
 
 The same tasks as the local worker processes (``engine/workers.py``: labelling a run of wanted
-frames; a cascade's pass over a range of the scan) run as Ray tasks, one CPU each. A Ray worker
+frames; a cascade's pass over a range of the scan) run as Ray tasks, one CPU each; a task whose
+model is on CUDA also asks for a share of a GPU (the cluster's GPUs over its CPUs, at most one),
+so every CPU can decode for a GPU that several tasks' models share. A Ray worker
 process keeps the models it built (the module's cache), so each model is loaded once per worker
 process, not once per task. Workers read the video by its path: on a cluster every node must
 see the file at the same path (a shared file system); a worker that cannot is a VideoError
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 
 from vql.engine import workers as local
-from vql.engine.workers import Workers
+from vql.engine.workers import Workers, device_of, on_gpu
 from vql.errors import ExecutionError, VqlError
 
 RETRIES = 2  # Ray's retries of a task whose worker died
@@ -50,10 +52,24 @@ def start(address: str | None) -> None:
         raise ExecutionError(f"cannot connect to Ray at {address!r}: {e}") from e
 
 
-def _on_gpu(recipe: tuple) -> bool:
-    """Whether a model recipe (``engine/workers.py``) runs its model on a GPU."""
-    device = recipe[1] if recipe[0] == "default" else dict(recipe[3]).get("device", "cpu")
-    return str(device) not in ("cpu", "None")
+def gpu_share(gpus: float, cpus: float) -> float:
+    """The share of a GPU a task asks for: the cluster's GPUs over its CPUs, at most one, at least
+    Ray's smallest step (0.0001); 0 without GPUs.
+
+    >>> gpu_share(1, 16), gpu_share(8, 8), gpu_share(4, 2), gpu_share(0, 16), gpu_share(1, 3)
+    (0.0625, 1.0, 1.0, 0.0, 0.3333)
+    """
+    return 0.0 if gpus <= 0 else max(0.0001, min(1.0, round(gpus / max(cpus, 1), 4)))
+
+
+def _ray_device(recipe: tuple) -> bool:
+    """Whether a task on Ray can run the recipe's model: on the CPU, or on the GPU Ray assigns the
+    task (``cuda`` or ``cuda:0``: Ray shows a task only its own GPU, as device 0).
+
+    >>> _ray_device(("default", "cpu")), _ray_device(("default", "cuda:0")), _ray_device(("default", "cuda:1"))
+    (True, True, False)
+    """
+    return not on_gpu(recipe) or device_of(recipe) in ("cuda", "cuda:0")
 
 
 class RayWorkers(Workers):
@@ -65,7 +81,9 @@ class RayWorkers(Workers):
     def __init__(self, address: str | None) -> None:
         start(address)
         ray = _ray()
-        super().__init__(max(1, int(ray.cluster_resources().get("CPU", 1))))
+        resources = ray.cluster_resources()
+        super().__init__(max(1, int(resources.get("CPU", 1))))
+        self.gpu = gpu_share(resources.get("GPU", 0), self.count)  # what a task on a GPU asks for
         self._remote: dict = {}
         self.lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                      ray.exceptions.RaySystemError)
@@ -73,16 +91,19 @@ class RayWorkers(Workers):
     def fits(self, info, recipes, frames, cascade: bool = False) -> bool:
         """As for local workers (``engine/workers.py``), with enough frames for two workers' worth
         (Ray was asked for: a bigger cluster does not need more frames before it is used). A
-        model on a GPU stays in this process: tasks ask Ray for one CPU and no GPU."""
+        model on CUDA goes to Ray only where the cluster has GPUs and the model is on the GPU Ray
+        assigns (``cuda``, ``cuda:0``); otherwise it stays in this process."""
         least = local.CASCADE_MIN_FRAMES if cascade else local.MIN_FRAMES
-        return (info.seekable and all(r is not None and not _on_gpu(r) for r in recipes)
-                and len(frames) >= least * 2)
+        return (info.seekable and len(frames) >= least * 2
+                and all(r is not None and _ray_device(r) and (self.gpu > 0 or not on_gpu(r)) for r in recipes))
 
-    def submit(self, fn, *args):
+    def submit(self, fn, *args, gpu: bool = False):
+        """``fn(*args)`` as a Ray task of one CPU (``gpu``: and :attr:`gpu` of a GPU)."""
         ray = _ray()
-        if fn not in self._remote:
-            self._remote[fn] = ray.remote(num_cpus=1, max_retries=RETRIES)(fn)
-        return self._remote[fn].remote(*args)
+        key = (fn, gpu)
+        if key not in self._remote:
+            self._remote[key] = ray.remote(num_cpus=1, num_gpus=self.gpu if gpu else 0, max_retries=RETRIES)(fn)
+        return self._remote[key].remote(*args)
 
     def get(self, task):
         ray = _ray()

@@ -54,6 +54,22 @@ Recipe = tuple  # ("default", device) or ("load", kind, path, options): how a wo
 _models: dict[str, object] = {}  # in a worker: the models built so far, by their recipe's repr
 
 
+def device_of(recipe: Recipe) -> str:
+    """The torch device a recipe's model runs on, as the coordinator resolved it.
+
+    >>> device_of(("default", "cuda:0")), device_of(("load", "onnx", "m.onnx", (("device", "cpu"),)))
+    ('cuda:0', 'cpu')
+    >>> device_of(("load", "ultralytics", "y.pt", (("name", "y"),)))
+    'cpu'
+    """
+    return str(recipe[1] if recipe[0] == "default" else dict(recipe[3]).get("device", "cpu"))
+
+
+def on_gpu(recipe: Recipe) -> bool:
+    """Whether a recipe's model runs on a GPU (``device_of`` is not the CPU)."""
+    return device_of(recipe) not in ("cpu", "None")
+
+
 def _start(threads: int) -> None:
     """A worker's start: torch on its share of the cores; Ctrl-C is the coordinator's to handle
     (a worker sharing the terminal would otherwise die with it and break the pool)."""
@@ -134,8 +150,9 @@ class Workers:
         self.count = count
         self._pool: ProcessPoolExecutor | None = None
 
-    def submit(self, fn, *args):
-        """Start ``fn(*args)`` in a worker: something :meth:`get` and :meth:`cancel` take."""
+    def submit(self, fn, *args, gpu: bool = False):
+        """Start ``fn(*args)`` in a worker: something :meth:`get` and :meth:`cancel` take. ``gpu``:
+        the task runs a model on a GPU (a local worker uses the device its recipe names)."""
         return self.pool().submit(fn, *args)
 
     def get(self, task):
@@ -184,7 +201,7 @@ class Workers:
                                      f"this process did; SET workers = 1 labels in this process")
             store(indices, dets)
 
-        self.run(calls, stored, f"labelling {info.path}")
+        self.run(calls, stored, f"labelling {info.path}", gpu=any(on_gpu(r) for r in recipes))
 
     def cascade(self, info: VideoInfo, recipe: Recipe, version: str, atom, chosen, first: int, unknown: np.ndarray,
                 frames: np.ndarray, store: Callable[[list[int], list], None], on_batch: Callable[[int], None]):
@@ -209,20 +226,20 @@ class Workers:
             total.add(part)
             on_batch(part.decode.frames_in)  # every frame of the range was read
 
-        self.run(calls, merged, f"running a cascade over {info.path}")
+        self.run(calls, merged, f"running a cascade over {info.path}", gpu=on_gpu(recipe))
         return total
 
-    def run(self, calls: deque, take: Callable[[object], None], what: str) -> None:
+    def run(self, calls: deque, take: Callable[[object], None], what: str, gpu: bool = False) -> None:
         """Run ``calls`` ((function, *args) each) in the workers, :data:`IN_FLIGHT` per worker
-        ahead of the one being taken; ``take`` gets each result in order, in this process. A
-        worker that dies is an ExecutionError (``what`` it was doing); on any error or Ctrl-C,
-        what is still queued is dropped."""
+        ahead of the one being taken (``gpu``: they run a model on a GPU); ``take`` gets each result
+        in order, in this process. A worker that dies is an ExecutionError (``what`` it was
+        doing); on any error or Ctrl-C, what is still queued is dropped."""
         futures: deque = deque()
         try:
             while calls or futures:
                 while calls and len(futures) < IN_FLIGHT * self.count:
                     fn, *args = calls.popleft()
-                    futures.append(self.submit(fn, *args))
+                    futures.append(self.submit(fn, *args, gpu=gpu))
                 take(self.get(futures.popleft()))
         except self.lost as e:
             for future in futures:

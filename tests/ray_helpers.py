@@ -15,3 +15,10 @@ def dies_once(marker: str) -> str:
 
 def always_dies(*args) -> None:
     os._exit(1)
+
+
+def gpu_ids() -> list:
+    """The GPUs Ray assigned the task running this."""
+    import ray
+
+    return [str(i) for i in ray.get_gpu_ids()]

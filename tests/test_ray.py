@@ -1,6 +1,7 @@
 """Ray as the executor (``engine/ray_backend.py``), on a local Ray of 2 CPUs: the same answers as
 this machine's executor, retried tasks, clear errors. Run where Ray is installed (CI's second
-environment: ``pip install 'vql[ray]'``); every test is bounded by an alarm."""
+environment: ``pip install 'vql[ray]'``); every test is bounded by an alarm. The local Ray
+declares one GPU, which Ray hands out as a resource; no task here uses a real one."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ LIMIT_S = 240  # a local Ray on 2 cores has hung before: no test waits longer
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     tests = str(Path(__file__).resolve().parent)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,  # a GPU Ray counts, none real
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}})
     yield
     ray.shutdown()
@@ -101,7 +102,7 @@ def test_a_killed_task_is_retried_and_one_that_keeps_dying_fails_clearly(shared,
     assert (tmp_path / "died").exists()
     stored = []
     monkeypatch.setattr(workers, "MIN_FRAMES", 1)
-    monkeypatch.setattr(pool, "submit", lambda fn, *args: RayWorkers.submit(pool, ray_helpers.always_dies, *args))
+    monkeypatch.setattr(pool, "submit", lambda fn, *args, **kw: RayWorkers.submit(pool, ray_helpers.always_dies, *args))
     info = probe(shared / "data" / "vtest.avi")
     with pytest.raises(ExecutionError, match="Ray worker labelling .* died 3 times"):
         pool.label(info, [("default", "cpu")], ["v"], np.arange(8), lambda *a: stored.append(a))
@@ -116,6 +117,29 @@ def test_a_video_a_worker_cannot_read_is_a_clear_error(shared, tmp_path):
     pool = RayWorkers("local")
     with pytest.raises(VideoError, match=f"worker .* cannot read {path}"):
         pool.label(info, [("default", "cpu")], ["v"], np.arange(8), lambda *a: None)
+
+
+def test_a_model_on_cuda_asks_ray_for_a_share_of_a_gpu(shared, monkeypatch):
+    import ray_helpers
+
+    from vql.udfs.registry import default_model
+
+    pool = RayWorkers("local")
+    assert pool.gpu == 0.5  # the cluster's 1 GPU over its 2 CPUs: two tasks share it
+    info, frames = probe(shared / "data" / "vtest.avi"), np.arange(2 * workers.MIN_FRAMES)
+    assert pool.fits(info, [("default", "cuda:0")], frames) and pool.fits(info, [("default", "cpu")], frames)
+    assert not pool.fits(info, [("default", "cuda:1")], frames)  # Ray shows a task its own GPU only, as device 0
+    assert pool.get(pool.submit(ray_helpers.gpu_ids, gpu=True)) == ["0"]
+    assert pool.get(pool.submit(ray_helpers.gpu_ids)) == []
+    # Labelling with a model on CUDA submits its tasks for a GPU; here they build the CPU model in them
+    asked, stored = [], []
+    cpu = ("default", "cpu")
+    monkeypatch.setattr(pool, "submit", lambda fn, info, recipes, *rest, gpu=False: asked.append(gpu) or
+                        RayWorkers.submit(pool, fn, info, (cpu,), *rest, gpu=gpu))
+    pool.label(info, [("default", "cuda:0")], [default_model("cpu").version], np.arange(3), lambda f, d: stored.append(f))
+    assert asked == [True] and np.concatenate(stored).tolist() == [0, 1, 2]
+    pool.gpu = 0.0  # a cluster without GPUs: a model on CUDA stays in this process
+    assert not pool.fits(info, [("default", "cuda:0")], frames) and pool.fits(info, [cpu], frames)
 
 
 def test_ray_is_asked_for_by_name():

@@ -78,6 +78,19 @@ def test_a_model_handed_in_labels_in_this_process(tmp_path, monkeypatch):
     assert model.calls == 64 and con._workers._pool is None  # the stand-in cannot be rebuilt in a worker
 
 
+def test_a_recipe_names_the_device_its_model_was_built_on_here(shared, tmp_path):
+    """A worker (or a Ray task on another machine) builds the model on the device this process
+    resolved: 'auto' is decided once, here, not again where the worker runs."""
+    tfjs = shared / "models" / "centernet" / "centernet.json"
+    with vql.connect(None, device="auto", progress=False) as con:
+        model = con.model("centernet")
+        assert con._recipe(model) == ("default", str(model.device)) and workers.device_of(con._recipe(model)) == "cpu"
+        con.sql(f"CREATE FUNCTION det TYPE tfjs MODEL '{tfjs}'")
+        recipe = con._recipe(con.model("det"))
+        assert recipe[:3] == ("load", "tfjs", str(tfjs)) and dict(recipe[3])["device"] == "cpu"
+        assert not workers.on_gpu(recipe) and workers.on_gpu(("default", "cuda:0"))
+
+
 def test_worker_errors_are_the_query_errors(shared):
     info = probe(shared / "data" / "vtest.avi")
     pool = workers.Workers(2)

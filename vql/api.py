@@ -156,8 +156,8 @@ class Connection:
         key = name.lower()
         if key not in self._models:
             if key == "centernet":
-                self._models[key] = default_model(self.device)
-                self._recipes[key] = (self._models[key], ("default", self.device))
+                self._models[key] = model = default_model(self.device)
+                self._recipes[key] = (model, ("default", str(getattr(model, "device", self.device))))
             else:
                 record = next((r for n, r in self.store.models().items() if n.lower() == key), None)
                 if record is None:
@@ -173,8 +173,10 @@ class Connection:
         options = {"name": record.name, **record.options, **forced}
         if record.kind != "ultralytics":
             options.setdefault("device", self.device)
-        recipe = ("load", record.kind, record.path, tuple(sorted(options.items())))
-        return load_model(record.kind, record.path, **options), recipe
+        model = load_model(record.kind, record.path, **options)
+        if "device" in options and getattr(model, "device", None) is not None:
+            options["device"] = str(model.device)  # as resolved here ("auto": this machine's pick), for every worker
+        return model, ("load", record.kind, record.path, tuple(sorted(options.items())))
 
     def _recipe(self, model: ReferenceModel) -> tuple | None:
         """How a worker process builds this model, if this session built it (not one handed in)."""
