@@ -3,8 +3,8 @@
 
 The same tasks as the local worker processes (``engine/workers.py``: labelling a run of wanted
 frames; a cascade's pass over a range of the scan) run as Ray tasks, one CPU each; a task whose
-model is on CUDA also asks for a share of a GPU (the cluster's GPUs over its CPUs, at most one),
-so every CPU can decode for a GPU that several tasks' models share. A Ray worker
+model is on CUDA also asks for a share of a GPU (a GPU node's GPUs over its CPUs, at most one),
+so every CPU of a GPU node can decode for a GPU that several tasks' models share. A Ray worker
 process keeps the models it built (the module's cache), so each model is loaded once per worker
 process, not once per task. Workers read the video by its path: on a cluster every node must
 see the file at the same path (a shared file system); a worker that cannot is a VideoError
@@ -81,9 +81,11 @@ class RayWorkers(Workers):
     def __init__(self, address: str | None) -> None:
         start(address)
         ray = _ray()
-        resources = ray.cluster_resources()
-        super().__init__(max(1, int(resources.get("CPU", 1))))
-        self.gpu = gpu_share(resources.get("GPU", 0), self.count)  # what a task on a GPU asks for
+        super().__init__(max(1, int(ray.cluster_resources().get("CPU", 1))))
+        # what a task on a GPU asks for: the smallest share among the nodes with GPUs, so that every
+        # CPU of each such node can hold a task (a node's tasks are capped by its CPUs anyway)
+        self.gpu = min((gpu_share(r["GPU"], r.get("CPU", 1)) for n in ray.nodes() if n.get("Alive")
+                        for r in [n.get("Resources") or {}] if r.get("GPU", 0) > 0), default=0.0)
         self._remote: dict = {}
         self.lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                      ray.exceptions.RaySystemError)
@@ -98,11 +100,14 @@ class RayWorkers(Workers):
                 and all(r is not None and _ray_device(r) and (self.gpu > 0 or not on_gpu(r)) for r in recipes))
 
     def submit(self, fn, *args, gpu: bool = False):
-        """``fn(*args)`` as a Ray task of one CPU (``gpu``: and :attr:`gpu` of a GPU)."""
+        """``fn(*args)`` as a Ray task of one CPU (``gpu``: and :attr:`gpu` of a GPU). A task on a
+        GPU may reuse its worker process as a CPU task does (Ray would otherwise start a process
+        per GPU task, ``max_calls=1``, and the model would be loaded for every task)."""
         ray = _ray()
         key = (fn, gpu)
         if key not in self._remote:
-            self._remote[key] = ray.remote(num_cpus=1, num_gpus=self.gpu if gpu else 0, max_retries=RETRIES)(fn)
+            options = {"num_gpus": self.gpu, "max_calls": 0} if gpu else {}
+            self._remote[key] = ray.remote(num_cpus=1, max_retries=RETRIES, **options)(fn)
         return self._remote[key].remote(*args)
 
     def get(self, task):

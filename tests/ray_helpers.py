@@ -17,8 +17,8 @@ def always_dies(*args) -> None:
     os._exit(1)
 
 
-def gpu_ids() -> list:
-    """The GPUs Ray assigned the task running this."""
+def gpu_ids() -> tuple[list, int]:
+    """The GPUs Ray assigned the task running this, and its worker process."""
     import ray
 
-    return [str(i) for i in ray.get_gpu_ids()]
+    return [str(i) for i in ray.get_gpu_ids()], os.getpid()

@@ -129,8 +129,10 @@ def test_a_model_on_cuda_asks_ray_for_a_share_of_a_gpu(shared, monkeypatch):
     info, frames = probe(shared / "data" / "vtest.avi"), np.arange(2 * workers.MIN_FRAMES)
     assert pool.fits(info, [("default", "cuda:0")], frames) and pool.fits(info, [("default", "cpu")], frames)
     assert not pool.fits(info, [("default", "cuda:1")], frames)  # Ray shows a task its own GPU only, as device 0
-    assert pool.get(pool.submit(ray_helpers.gpu_ids, gpu=True)) == ["0"]
-    assert pool.get(pool.submit(ray_helpers.gpu_ids)) == []
+    on_gpu = [pool.get(pool.submit(ray_helpers.gpu_ids, gpu=True)) for _ in range(3)]
+    assert [ids for ids, _ in on_gpu] == [["0"]] * 3
+    assert len({pid for _, pid in on_gpu}) == 1  # one worker process serves them: its model is loaded once
+    assert pool.get(pool.submit(ray_helpers.gpu_ids))[0] == []
     # Labelling with a model on CUDA submits its tasks for a GPU; here they build the CPU model in them
     asked, stored = [], []
     cpu = ("default", "cpu")
