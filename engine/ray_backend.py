@@ -53,23 +53,13 @@ def start(address: str | None) -> None:
 
 
 def gpu_share(gpus: float, cpus: float) -> float:
-    """The share of a GPU a task asks for: the cluster's GPUs over its CPUs, at most one, at least
+    """The share of a GPU a task asks for on a node: its GPUs over its CPUs, at most one, at least
     Ray's smallest step (0.0001); 0 without GPUs.
 
     >>> gpu_share(1, 16), gpu_share(8, 8), gpu_share(4, 2), gpu_share(0, 16), gpu_share(1, 3)
     (0.0625, 1.0, 1.0, 0.0, 0.3333)
     """
     return 0.0 if gpus <= 0 else max(0.0001, min(1.0, round(gpus / max(cpus, 1), 4)))
-
-
-def _ray_device(recipe: tuple) -> bool:
-    """Whether a task on Ray can run the recipe's model: on the CPU, or on the GPU Ray assigns the
-    task (``cuda`` or ``cuda:0``: Ray shows a task only its own GPU, as device 0).
-
-    >>> _ray_device(("default", "cpu")), _ray_device(("default", "cuda:0")), _ray_device(("default", "cuda:1"))
-    (True, True, False)
-    """
-    return not on_gpu(recipe) or device_of(recipe) in ("cuda", "cuda:0")
 
 
 class RayWorkers(Workers):
@@ -97,7 +87,13 @@ class RayWorkers(Workers):
         assigns (``cuda``, ``cuda:0``); otherwise it stays in this process."""
         least = local.CASCADE_MIN_FRAMES if cascade else local.MIN_FRAMES
         return (info.seekable and len(frames) >= least * 2
-                and all(r is not None and _ray_device(r) and (self.gpu > 0 or not on_gpu(r)) for r in recipes))
+                and all(r is not None and self._takes(r) for r in recipes))
+
+    def _takes(self, recipe: tuple) -> bool:
+        """Whether a task can run the recipe's model: on the CPU, or on CUDA where the cluster has
+        GPUs and the model is on the GPU Ray assigns the task (``cuda`` or ``cuda:0``: Ray shows a
+        task only its own GPU, as device 0)."""
+        return not on_gpu(recipe) or (self.gpu > 0 and device_of(recipe) in ("cuda", "cuda:0"))
 
     def submit(self, fn, *args, gpu: bool = False):
         """``fn(*args)`` as a Ray task of one CPU (``gpu``: and :attr:`gpu` of a GPU). A task on a

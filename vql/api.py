@@ -157,7 +157,7 @@ class Connection:
         if key not in self._models:
             if key == "centernet":
                 self._models[key] = model = default_model(self.device)
-                self._recipes[key] = (model, ("default", str(getattr(model, "device", self.device))))
+                self._recipes[key] = (model, ("default", str(model.device)))
             else:
                 record = next((r for n, r in self.store.models().items() if n.lower() == key), None)
                 if record is None:
@@ -174,7 +174,7 @@ class Connection:
         if record.kind != "ultralytics":
             options.setdefault("device", self.device)
         model = load_model(record.kind, record.path, **options)
-        if "device" in options and getattr(model, "device", None) is not None:
+        if "device" in options:
             options["device"] = str(model.device)  # as resolved here ("auto": this machine's pick), for every worker
         return model, ("load", record.kind, record.path, tuple(sorted(options.items())))
 
