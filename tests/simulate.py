@@ -11,6 +11,9 @@ far from independent.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,6 +28,28 @@ from vql.planner.stages import NO_ONLY, PROBABILITY, register
 from vql.planner.stats import upper_bound
 
 COSTS = Costs(decode=1e-3, reference=0.05)
+
+
+def in_parallel(fn, args: list[tuple]) -> list:
+    """``[fn(*a) for a in args]``, in order, spread over this machine's cores in spawned
+    processes: a coverage test's simulated scans are independent and single-threaded (numpy,
+    scipy), so their number, which gives the test its power, need not cost its wall time.
+    ``fn`` must be a module-level function (it is sent to the processes by name); each scan
+    draws from its own seed, so the outcome does not depend on the number of cores.
+
+    >>> in_parallel(divmod, [(7, 2), (9, 4)])
+    [(3, 1), (2, 1)]
+    """
+    workers = min(len(args), os.cpu_count() or 1)
+    if workers <= 1:
+        return [fn(*a) for a in args]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, *zip(*args), chunksize=max(1, len(args) // (8 * workers))))
+
+
+def seeds(seed: int, count: int) -> list[np.random.SeedSequence]:
+    """``count`` independent seeds drawn from ``seed``, one per simulated scan (``in_parallel``)."""
+    return np.random.SeedSequence(seed).spawn(count)
 
 
 class SimDetector:

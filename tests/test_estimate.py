@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 from patches import clip, session
-from simulate import episodes
+from simulate import episodes, in_parallel, seeds
 
 from vql.engine.estimate import estimate_count
 from vql.errors import BindError
@@ -21,24 +21,38 @@ from vql.errors import BindError
 TRIALS = 400
 
 
+def shuffled(rng, n: int) -> np.ndarray:
+    """A uniform random order of the scan's frames (what the estimator is built on)."""
+    return rng.permutation(n)
+
+
+def stretch(rng, n: int) -> np.ndarray:
+    """Consecutive frames from a random start: not a uniform sample of an episodic scan."""
+    start = int(rng.integers(n))
+    return (start + np.arange(n)) % n
+
+
+def scan(seed, order_of) -> tuple[int, float, float, object, bool]:
+    """One simulated scan: its length, presence, the error asked for, the estimate, and whether
+    its interval holds the true count."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([2_000, 6_000, 12_000]))
+    presence = float(rng.choice([0.03, 0.1, 0.3, 0.6]))
+    truth, _ = episodes(rng, n, presence)
+    error = float(rng.choice([0.05, 0.1, 0.2]))
+    est = estimate_count(order_of(rng, n), 0, lambda f: truth[f], error)
+    return n, presence, error, est, bool(est.low <= int(truth.sum()) <= est.high)
+
+
 def coverage(order_of, seed: int = 0) -> tuple[float, list]:
     """Share of simulated scans whose true count lies in the interval; ``order_of(rng, n)``
     gives the order the estimator labels frames in."""
-    rng = np.random.default_rng(seed)
-    inside, runs = 0, []
-    for t in range(TRIALS):
-        n = int(rng.choice([2_000, 6_000, 12_000]))
-        presence = float(rng.choice([0.03, 0.1, 0.3, 0.6]))
-        truth, _ = episodes(rng, n, presence)
-        error = float(rng.choice([0.05, 0.1, 0.2]))
-        est = estimate_count(order_of(rng, n), 0, lambda f: truth[f], error)
-        inside += est.low <= int(truth.sum()) <= est.high
-        runs.append((n, presence, error, est))
-    return inside / TRIALS, runs
+    runs = in_parallel(scan, [(s, order_of) for s in seeds(seed, TRIALS)])
+    return sum(inside for *_, inside in runs) / TRIALS, [r[:4] for r in runs]
 
 
 def test_the_interval_covers_the_true_count_on_correlated_scans():
-    share, runs = coverage(lambda rng, n: rng.permutation(n))
+    share, runs = coverage(shuffled)
     slack = 3 * math.sqrt(0.95 * 0.05 / TRIALS)
     assert share >= 0.95 - slack, share
     # and the intervals are about as tight as asked where the plan did not fall back to every frame
@@ -53,10 +67,6 @@ def test_the_interval_covers_the_true_count_on_correlated_scans():
 def test_a_contiguous_sample_fails_the_same_check():
     """A stretch of consecutive frames (a random start) is not a uniform sample of a scan whose
     truth comes in episodes: the same estimator's intervals miss far more often."""
-    def stretch(rng, n):
-        start = int(rng.integers(n))
-        return (start + np.arange(n)) % n
-
     share, _ = coverage(stretch, seed=1)
     assert share < 0.8, share
 
@@ -177,25 +187,30 @@ def proxied_scan(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return truth, seen + rng.normal(0, rng.uniform(0.1, 0.5), n)
 
 
+def stratified_scan(seed) -> tuple[bool, bool, float | None]:
+    """One proxied scan: whether the interval holds the true count, whether the estimator
+    stratified, and then its frames over those of the same estimate without the proxy."""
+    rng = np.random.default_rng(seed)
+    truth, key = proxied_scan(rng)
+    error = float(rng.choice([0.05, 0.1, 0.2]))
+    order = rng.permutation(len(truth))
+    est = estimate_count(order, 0, lambda f: truth[f], error, keys=lambda f: key[f])
+    hit = bool(est.low <= int(truth.sum()) <= est.high)
+    if not est.strata:
+        return hit, False, None
+    uniform = estimate_count(order, 0, lambda f: truth[f], error)
+    return hit, True, (est.pilot + est.sampled) / (uniform.pilot + uniform.sampled)
+
+
 def test_stratified_intervals_cover_the_true_count_on_correlated_scans():
     """With a proxy, the estimator may stratify its sample (planner/strata.py); the summed exact
     intervals still hold the true count in at least 95% of scans within Monte Carlo error, and
     stratifying saves frames where the proxy separates well."""
-    rng = np.random.default_rng(7)
-    inside = inside_strata = stratified = 0
-    saved = []
-    for _ in range(300):
-        truth, key = proxied_scan(rng)
-        error = float(rng.choice([0.05, 0.1, 0.2]))
-        order = rng.permutation(len(truth))
-        est = estimate_count(order, 0, lambda f: truth[f], error, keys=lambda f: key[f])
-        hit = est.low <= int(truth.sum()) <= est.high
-        inside += hit
-        if est.strata:
-            stratified += 1
-            inside_strata += hit
-            uniform = estimate_count(order, 0, lambda f: truth[f], error)
-            saved.append((est.pilot + est.sampled) / (uniform.pilot + uniform.sampled))
+    runs = in_parallel(stratified_scan, [(s,) for s in seeds(7, 300)])
+    inside = sum(hit for hit, _, _ in runs)
+    stratified = sum(strata for _, strata, _ in runs)
+    inside_strata = sum(hit for hit, strata, _ in runs if strata)
+    saved = [s for _, strata, s in runs if strata]
     slack = 3 * math.sqrt(0.95 * 0.05 / 300)
     assert inside / 300 >= 0.95 - slack, inside / 300
     assert stratified >= 60, stratified

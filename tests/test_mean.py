@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 from patches import clip, logged, session
-from simulate import episodes
+from simulate import episodes, in_parallel, seeds
 
 from vql.engine.mean import estimate_mean
 from vql.errors import BindError, ExecutionError
@@ -32,23 +32,37 @@ def counts_in_episodes(rng, n: int) -> np.ndarray:
     return np.where(truth, level, 0)
 
 
+def shuffled(rng, n: int) -> np.ndarray:
+    """A uniform random order of the scan's frames (what the estimator is built on)."""
+    return rng.permutation(n)
+
+
+def stretch(rng, n: int) -> np.ndarray:
+    """Consecutive frames from a random start: not a uniform sample of an episodic scan."""
+    start = int(rng.integers(n))
+    return (start + np.arange(n)) % n
+
+
+def scan(seed, order_of) -> tuple[int, float, object, bool]:
+    """One simulated scan: its length, the error asked for, the estimate, and whether its
+    interval holds the true sum."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1_500, 4_000]))
+    counts = counts_in_episodes(rng, n)
+    error = float(rng.choice([0.15, 0.3]))
+    est = estimate_mean(order_of(rng, n), lambda f: counts[f], 0, 0, CAP, error)
+    return n, error, est, bool(est.total_low <= int(counts.sum()) <= est.total_high)
+
+
 def coverage(order_of, seed: int = 0, trials: int = TRIALS) -> tuple[float, list]:
     """Share of simulated scans whose true sum lies in the interval; ``order_of(rng, n)`` gives
     the order the estimator labels frames in."""
-    rng = np.random.default_rng(seed)
-    inside, runs = 0, []
-    for _ in range(trials):
-        n = int(rng.choice([1_500, 4_000]))
-        counts = counts_in_episodes(rng, n)
-        error = float(rng.choice([0.15, 0.3]))
-        est = estimate_mean(order_of(rng, n), lambda f: counts[f], 0, 0, CAP, error)
-        inside += est.total_low <= int(counts.sum()) <= est.total_high
-        runs.append((n, error, est))
-    return inside / trials, runs
+    runs = in_parallel(scan, [(s, order_of) for s in seeds(seed, trials)])
+    return sum(inside for *_, inside in runs) / trials, [r[:3] for r in runs]
 
 
 def test_the_interval_covers_the_true_sum_on_correlated_scans():
-    share, runs = coverage(lambda rng, n: rng.permutation(n))
+    share, runs = coverage(shuffled)
     slack = 3 * math.sqrt(0.95 * 0.05 / TRIALS)
     assert share >= 0.95 - slack, share
     stopped = [(n, e, est) for n, e, est in runs if not est.exact]
@@ -62,10 +76,6 @@ def test_the_interval_covers_the_true_sum_on_correlated_scans():
 def test_a_contiguous_sample_fails_the_same_check():
     """Consecutive frames from a random start are not a uniform sample of a scan whose counts come
     in episodes: the same estimator's intervals miss far more often."""
-    def stretch(rng, n):
-        start = int(rng.integers(n))
-        return (start + np.arange(n)) % n
-
     share, _ = coverage(stretch, seed=1, trials=50)   # it misses so often that 50 scans show it (0.04 inside)
     assert share < 0.8, share
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from patches import clip, logged, session
+from simulate import in_parallel
 
 from vql.engine.recall import select
 from vql.errors import BindError
@@ -116,25 +117,33 @@ class Contiguous:
         return np.arange(start, start + n)
 
 
+def uniform(rng: np.random.Generator) -> np.random.Generator:
+    """The selection's own design: its sample drawn uniformly (``rng.choice``)."""
+    return rng
+
+
+def scan(t: int, target: float, sampler) -> tuple[bool, float | None]:
+    """Scan ``t``: whether the returned set's recall is below ``target``, and where the proxy is
+    blind to under 2% of the true frames, the share of frames returned over the share true."""
+    truth, key, blind = simulated_scan(np.random.default_rng(5000 + t))
+    sel = select(key, 0, 600, sampler(np.random.default_rng(t)), lambda i: truth[i], target)
+    returned = sel.chosen | sel.labelled_true
+    return bool(returned[truth].mean() < target), (returned.mean() / truth.mean() if blind < 0.02 else None)
+
+
 def coverage(trials: int, target: float, sampler) -> tuple[float, float]:
     """(share of scans whose returned set's recall is below ``target``, median share of the frames
     returned where the proxy is blind to under 2% of the true frames, over the share true)."""
-    misses, excess = 0, []
-    for t in range(trials):
-        truth, key, blind = simulated_scan(np.random.default_rng(5000 + t))
-        sel = select(key, 0, 600, sampler(np.random.default_rng(t)), lambda i: truth[i], target)
-        returned = sel.chosen | sel.labelled_true
-        misses += returned[truth].mean() < target
-        if blind < 0.02:
-            excess.append(returned.mean() / truth.mean())
-    return misses / trials, float(np.median(excess))
+    runs = in_parallel(scan, [(t, target, sampler) for t in range(trials)])
+    excess = [e for _, e in runs if e is not None]
+    return sum(m for m, _ in runs) / trials, float(np.median(excess)) if excess else float("nan")
 
 
 def test_coverage_of_the_recall_guarantee_on_correlated_scans():
     """The returned set's recall is at least the target in at least 95% of scans within Monte
     Carlo error; the same selection fed a contiguous stretch of frames as its sample fails it."""
     trials = 200
-    rate, excess = coverage(trials, 0.9, lambda rng: rng)
+    rate, excess = coverage(trials, 0.9, uniform)
     assert rate <= 0.05 + 2.5 * (0.05 * 0.95 / trials) ** 0.5, rate
     assert excess < 4, excess  # where the proxy sees the episodes, the set is far from everything (median 1/0.17)
     broken, _ = coverage(100, 0.9, Contiguous)  # 0.25 of 100 scans
