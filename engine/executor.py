@@ -70,6 +70,7 @@ class Context:
     audit: int = 0  # WITH (audit := N): frames to judge the answers on after the run
     workers: object | None = None  # engine.workers.Workers: SET workers = N, labelling in N processes
     recipe: Callable[[ReferenceModel], tuple | None] | None = None  # how a worker rebuilds a model, if it can
+    labelled: set = field(default_factory=set)  # LabelFrames a set's members' labelling did (engine/members.py)
     text: str = ""  # the statement, for the query log (vql_queries)
 
     def count(self, key: str, value: float) -> None:
@@ -99,13 +100,21 @@ def answer_atoms(spec, node: EvaluatePredicates, ctx: Context) -> None:
 def _label_frames(node: LabelFrames, ctx: Context, tests: str = "") -> None:
     """Run the reference on every frame of the scan that has no stored labels yet (``tests``: the
     model tests it is for, as the progress bar names them)."""
+    if node in ctx.labelled:  # labelled with the other members of its video set (engine/members.py)
+        return
     scan = node.scan
     model = ctx.model(node.model)
-    done = ctx.store.labelled_frames(scan.info.fingerprint, node.model_version, scan.first, scan.last)
-    missing = np.setdiff1d(np.arange(scan.first, scan.last + 1, dtype=np.int64), done, assume_unique=True)
+    done, missing = missing_frames(ctx, node)
     ctx.count("frames_cached", len(done))
     label_frames(ctx, scan.info, model, missing,
                  f"labelling {scan.video} for {tests}" if tests else f"labelling {scan.video} with {model.name}")
+
+
+def missing_frames(ctx: Context, node: LabelFrames) -> tuple[np.ndarray, np.ndarray]:
+    """(the frames of the scan its model has labelled already, those it has not)."""
+    scan = node.scan
+    done = ctx.store.labelled_frames(scan.info.fingerprint, node.model_version, scan.first, scan.last)
+    return done, np.setdiff1d(np.arange(scan.first, scan.last + 1, dtype=np.int64), done, assume_unique=True)
 
 
 def label_frames(ctx: Context, info, model: ReferenceModel, frames: np.ndarray, label: str = "") -> None:
@@ -121,14 +130,7 @@ def label_with(ctx: Context, info, models, frames: np.ndarray, on_batch: Callabl
     """Run every one of ``models`` on these frames and store the labels, one transaction per
     batch and model (``on_batch``: told how many frames each batch held); seconds spent."""
     start = time.perf_counter()
-
-    def store(indices: np.ndarray, dets: list[list]) -> None:
-        for model, found in zip(models, dets):
-            ctx.store.save_labels(info.fingerprint, model.version, model.classes, indices.tolist(), found)
-        ctx.count("frames_labelled", len(indices))
-        if on_batch:
-            on_batch(len(indices))
-
+    store = label_store(ctx, info, models, on_batch)
     recipes = pool_recipes(ctx, info, models, frames)
     gap = sparse_seek_gap(ctx, info, frames)
     if recipes is not None:
@@ -139,6 +141,19 @@ def label_with(ctx: Context, info, models, frames: np.ndarray, on_batch: Callabl
     seconds = time.perf_counter() - start
     ctx.count("label_seconds", seconds)
     return seconds
+
+
+def label_store(ctx: Context, info, models, on_batch: Callable[[int], None] | None = None) -> Callable:
+    """``store(indices, detections per model)``: saves a batch's labels, one transaction per
+    model, and counts the frames labelled (``on_batch``: told how many)."""
+    def store(indices: np.ndarray, dets: list[list]) -> None:
+        for model, found in zip(models, dets):
+            ctx.store.save_labels(info.fingerprint, model.version, model.classes, indices.tolist(), found)
+        ctx.count("frames_labelled", len(indices))
+        if on_batch:
+            on_batch(len(indices))
+
+    return store
 
 
 def pool_recipes(ctx: Context, info: VideoInfo, models, frames: np.ndarray, cascade: bool = False) -> list | None:
@@ -503,6 +518,9 @@ def create_unions(plan: SqlQuery, ctx: Context) -> None:
 
 
 def _run_once(plan: SqlQuery, ctx: Context, params, query_id: int) -> pa.Table:
+    from vql.engine.members import label_together
+
+    label_together([node for node in plan.inputs if not node.atoms], ctx)  # a set's exact scans: at once
     for node in plan.inputs:
         run_operator(node, ctx)
     create_unions(plan, ctx)

@@ -21,13 +21,15 @@ A worker pool is used where it can pay:
 - every model is one vql can rebuild in a worker (the packaged CenterNet, or a model registered
   with CREATE FUNCTION; not a model object handed to the connection in Python);
 - the video can be sought;
-- there are at least :data:`MIN_FRAMES` wanted frames per worker.
+- there are at least :data:`MIN_FRAMES` wanted frames per worker (in an exact scan of a video
+  set, over its members together: they are labelled in one run, ``engine/members.py``).
 
 Otherwise the frames are labelled in this process.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -190,18 +192,33 @@ class Workers:
         ``store(frames, detections per model)`` is called in frame order, once per task, in this
         process. A worker whose model has another version than ``versions`` (the coordinator's:
         another file, another runtime) is an error."""
-        frames = np.unique(np.asarray(frames, np.int64))
-        calls = deque((_task, info, tuple(recipes), frames[i:i + TASK_FRAMES], seek_gap)
-                      for i in range(0, len(frames), TASK_FRAMES))
+        self.label_many([(info, recipes, versions, frames, store, seek_gap)])
 
-        def stored(result) -> None:
-            got, indices, dets = result
-            if list(got) != list(versions):
-                raise ExecutionError(f"a {self.name} built model versions {got}, not {list(versions)} as "
-                                     f"this process did; SET workers = 1 labels in this process")
-            store(indices, dets)
+    def label_many(self, jobs: Sequence[tuple]) -> None:
+        """Label several videos' frames in one run of the workers, each job ``(info, recipes,
+        versions, frames, store, seek_gap)`` as :meth:`label` takes it: a video set's members'
+        tasks keep every worker busy where each member alone has too few frames for them, and
+        no worker waits at the end of one member for the next. Each ``store`` is called in its
+        video's frame order; the videos' tasks run in the order of ``jobs``."""
+        calls: deque = deque()
+        takers: deque = deque()
+        for info, recipes, versions, frames, store, seek_gap in jobs:
+            frames = np.unique(np.asarray(frames, np.int64))
+            for i in range(0, len(frames), TASK_FRAMES):
+                calls.append((_task, info, tuple(recipes), frames[i:i + TASK_FRAMES], seek_gap))
+                takers.append(functools.partial(self._stored, versions, store))
+        what = (f"labelling {jobs[0][0].path}" if len(jobs) == 1
+                else f"labelling {len(jobs)} videos ({', '.join(str(job[0].path) for job in jobs)})")
+        self.run(calls, lambda result: takers.popleft()(result), what,
+                 gpu=any(on_gpu(r) for job in jobs for r in job[1]))
 
-        self.run(calls, stored, f"labelling {info.path}", gpu=any(on_gpu(r) for r in recipes))
+    def _stored(self, versions: Sequence[str], store: Callable[[np.ndarray, list[list]], None], result) -> None:
+        """A labelling task's result to ``store``, once its models' versions are checked."""
+        got, indices, dets = result
+        if list(got) != list(versions):
+            raise ExecutionError(f"a {self.name} built model versions {got}, not {list(versions)} as "
+                                 f"this process did; SET workers = 1 labels in this process")
+        store(indices, dets)
 
     def cascade(self, info: VideoInfo, recipe: Recipe, version: str, atom, chosen, first: int, unknown: np.ndarray,
                 frames: np.ndarray, store: Callable[[list[int], list], None], on_batch: Callable[[int], None]):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
+import cv2
 import numpy as np
 import pytest
 from patches import clip, session
@@ -91,6 +92,42 @@ def test_a_recipe_names_the_device_its_model_was_built_on_here(shared, tmp_path)
         recipe = con._recipe(con.model("det"))
         assert recipe[:3] == ("load", "tfjs", str(tfjs)) and dict(recipe[3])["device"] == here
         assert not workers.on_gpu(recipe) and workers.on_gpu(("default", "cuda:0"))
+
+
+def test_a_sets_members_are_labelled_together_in_the_workers(shared, tmp_path, monkeypatch):
+    """Each member of the set alone has too few frames for 2 workers; together they have enough:
+    one run of the workers labels them all (engine/members.py), with one process's labels and
+    answers, counted as labelled by the query; the next query reads them all from the store."""
+    monkeypatch.setattr(workers, "MIN_FRAMES", 16)  # 2 workers want 32 frames: a member has 24, the set 72
+    folder = tmp_path / "cams"
+    folder.mkdir()
+    cap = cv2.VideoCapture(str(shared / "data" / "vtest.avi"))
+    for start in (0, 300, 600):  # three cameras with different content (each its own fingerprint)
+        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        writer = cv2.VideoWriter(str(folder / f"cam{start}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
+        for _ in range(24):
+            ok, frame = cap.read()
+            assert ok
+            writer.write(frame)
+        writer.release()
+    cap.release()
+    query = "SELECT video, frame, object_count('person') AS n FROM cams ORDER BY video, frame WITH (exact)"
+    answers, stored = [], []
+    for count in (1, 2):
+        with vql.connect(None, progress=False) as con:
+            con.sql(f"CREATE VIDEO cams FROM '{folder}/*.avi'")
+            con.sql(f"SET workers = {count}")
+            result = con.sql(query)
+            answers.append(result.fetchall())
+            assert result.metadata["frames_labelled"] == 72 and result.metadata.get("frames_cached", 0) == 0
+            assert (con._workers is not None and con._workers._pool is not None) == (count > 1)
+            again = con.sql(query)
+            assert again.metadata.get("frames_labelled", 0) == 0 and again.metadata["frames_cached"] == 72
+            assert again.fetchall() == answers[-1]
+            stored.append(con.duckdb.execute("SELECT video_fp, frame, class_id, score, x1, y1, x2, y2 FROM vql_labels "
+                                             "ORDER BY video_fp, frame, class_id, score, x1").fetchall())
+    assert len(answers[0]) == 72 and answers[0] == answers[1] and sum(n for *_, n in answers[0]) > 72
+    assert len({fp for fp, *_ in stored[0]}) == 3 and stored[0] == stored[1]  # every box, class and score
 
 
 def test_worker_errors_are_the_query_errors(shared):
