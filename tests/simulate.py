@@ -40,7 +40,8 @@ def in_parallel(fn, args: list[tuple]) -> list:
     >>> in_parallel(divmod, [(7, 2), (9, 4)])
     [(3, 1), (2, 1)]
     """
-    workers = min(len(args), os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(len(args), cores)
     if workers <= 1:
         return [fn(*a) for a in args]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
