@@ -12,9 +12,10 @@ a frame is never sent twice).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -109,10 +110,38 @@ class OperatorStats:
                 "passed_on": self.passed_on, "seconds": round(self.seconds, 4)}
 
 
+@dataclass(frozen=True)
+class PassRequest:
+    """A cascade's pass over ``frames`` that the caller runs: :func:`run_pass` alone, or
+    ``engine/members.py`` with a video set's other members' passes in one run of the workers.
+    The reference's labels go to ``store(frames, detections)``; ``label`` names its progress bar."""
+
+    info: VideoInfo
+    model: ReferenceModel
+    version: str
+    atom: Atom
+    chosen: Candidate
+    first: int
+    unknown: np.ndarray
+    frames: np.ndarray
+    store: Callable[[list[int], list], None]
+    label: str
+
+
+Steps = Generator[PassRequest, "PassResult", Any]  # yields the passes it needs, is sent their results
+
+
 def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
                 first: int, last: int, evaluate: np.ndarray | None = None) -> tuple[np.ndarray, list[OperatorStats]]:
     """The atom's answer for the frames of [first, last] marked in ``evaluate`` (all by default),
     and what each operator did. Frames not marked are left False and never decoded."""
+    return drive(ctx, cascade_steps(ctx, info, model, version, choice, first, last, evaluate))
+
+
+def cascade_steps(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
+                  first: int, last: int, evaluate: np.ndarray | None = None) -> Steps:
+    """:func:`run_cascade` as steps: it yields the pass it needs (a :class:`PassRequest`), is sent
+    that pass's :class:`PassResult`, and returns (the answer, the operators' counts)."""
     atom = choice.atom
     n = max(0, last - first + 1)
     evaluate = np.ones(n, bool) if evaluate is None else evaluate
@@ -139,7 +168,53 @@ def run_cascade(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
                 answer[f - first] = bool(atom.holds(np.array(c)))
         ctx.count("frames_sent_to_reference", len(todo))
         return answer, [cached, ref]
-    return _run_stages(ctx, info, model, version, choice, first, known, todo, answer, cached)
+    return (yield from _stage_steps(ctx, info, model, version, choice, first, known, todo, answer, cached))
+
+
+def drive(ctx: Context, steps: Steps):
+    """Run ``steps`` (as :func:`cascade_steps` makes) to its end, each pass it asks for alone
+    (:func:`run_pass`); what it returns."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(run_pass(ctx, request))
+    except StopIteration as done:
+        return done.value
+
+
+def run_pass(ctx: Context, request: PassRequest) -> PassResult:
+    """One cascade's pass, in the session's workers where they take it alone
+    (``Workers.fits``), else in this process."""
+    start = time.perf_counter()
+    with Progress(len(request.frames), "frames", request.label, enabled=ctx.progress) as bar:
+        recipes = executor.pool_recipes(ctx, request.info, [request.model], request.frames, cascade=True)
+        if recipes is not None:
+            result = ctx.workers.cascade(request.info, recipes[0], request.version, request.atom, request.chosen,
+                                         request.first, request.unknown, request.frames, request.store, bar.update)
+        else:
+            result = CascadePass(request.info, request.atom, request.chosen, request.first, request.unknown,
+                                 request.model.detect, request.store, executor.pass_readers(ctx, request.info)
+                                 ).run(request.frames, bar.update)
+    result.wall = time.perf_counter() - start
+    return result
+
+
+def timed(steps: Steps, took: list[float]) -> Steps:
+    """``steps`` passed through unchanged, adding to ``took[0]`` the seconds spent in it and the
+    wall time of each pass it is sent (where a set's passes ran together, their shared run's),
+    not the time its caller spends elsewhere between them (on a set's other members)."""
+    t = time.perf_counter()
+    try:
+        request = next(steps)
+        while True:
+            took[0] += time.perf_counter() - t
+            result = yield request
+            t = time.perf_counter()
+            took[0] += result.wall
+            request = steps.send(result)
+    except StopIteration as done:
+        took[0] += time.perf_counter() - t
+        return done.value
 
 
 @dataclass
@@ -155,6 +230,7 @@ class PassResult:
     gate: OperatorStats
     stage_ops: list[OperatorStats]
     ref: OperatorStats
+    wall: float = 0.0  # seconds the run that gave it took (set by its caller; a set's passes run together share one)
 
     @classmethod
     def empty(cls, chosen: Candidate) -> PassResult:
@@ -333,14 +409,15 @@ def ranges(todo: np.ndarray, first: int, chosen: Candidate, size: int) -> list[n
     return [todo[a:b] for a, b in zip(cuts, cuts[1:] + [len(todo)])]
 
 
-def _run_stages(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
+def _stage_steps(ctx: Context, info: VideoInfo, model: ReferenceModel, version: str, choice: CascadeChoice,
                 first: int, known: dict[int, int], asked: np.ndarray, answer: np.ndarray,
-                cached: OperatorStats) -> tuple[np.ndarray, list[OperatorStats]]:
+                cached: OperatorStats) -> Steps:
     """The cascade over the ``asked`` frames the store cannot answer. Under frame skipping the
     stages run on each frame's anchor (a stored anchor answers from its labels); under a t−Δ gate
     every frame is read and a frame off its anchor that differs from it by gate_delta or more
-    goes through the stages itself (:class:`CascadePass`, in this process or in the session's
-    workers). The reference's labels are stored as they come, one transaction per batch."""
+    goes through the stages itself (:class:`CascadePass`: yielded as a :class:`PassRequest`, which
+    its caller runs in this process or in the session's workers, alone or beside a video set's
+    other members). The reference's labels are stored as they come, one transaction per batch."""
     atom, chosen = choice.atom, choice.chosen
     computed = np.zeros(len(answer), bool)  # the cascade's answer per frame it evaluated
     anchor_of = anchors(asked, first, chosen.skip)
@@ -354,14 +431,8 @@ def _run_stages(ctx: Context, info: VideoInfo, model: ReferenceModel, version: s
     def store(ids: list[int], dets: list) -> None:
         ctx.store.save_labels(info.fingerprint, version, model.classes, ids, dets)
 
-    with Progress(len(todo), "frames", f"{atom.short_text}: cascade", enabled=ctx.progress) as bar:
-        recipes = executor.pool_recipes(ctx, info, [model], todo, cascade=True)
-        if recipes is not None:
-            result = ctx.workers.cascade(info, recipes[0], version, atom, chosen, first, unknown, todo, store,
-                                         bar.update)
-        else:
-            result = CascadePass(info, atom, chosen, first, unknown, model.detect, store,
-                                 executor.pass_readers(ctx, info)).run(todo, bar.update)
+    result = yield PassRequest(info, model, version, atom, chosen, first, unknown, todo, store,
+                               f"{atom.short_text}: cascade")
     computed[np.asarray(result.yes, np.int64) - first] = True
     inherit[np.isin(asked, result.through)] = False
     answer[asked - first] = np.where(inherit, computed[anchor_of - first], computed[asked - first])

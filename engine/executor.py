@@ -66,11 +66,12 @@ class Context:
     calibration: dict[str, Any] = field(default_factory=dict)  # measured costs (Calibration), kept per session
     plan_query: Callable | None = None  # EvaluatePredicates -> planner.query.QueryPlan, cached by the session
     plans: dict[str, object] = field(default_factory=dict)  # per-frame table -> the QueryPlan used
-    choices: dict[str, object] = field(default_factory=dict)  # atom column -> its CascadeChoice in that plan
+    choices: dict[str, object] = field(default_factory=dict)  # an atom's key (EvaluatePredicates.key) -> its CascadeChoice
     audit: int = 0  # WITH (audit := N): frames to judge the answers on after the run
     workers: object | None = None  # engine.workers.Workers: SET workers = N, labelling in N processes
     recipe: Callable[[ReferenceModel], tuple | None] | None = None  # how a worker rebuilds a model, if it can
     labelled: set = field(default_factory=set)  # LabelFrames a set's members' labelling did (engine/members.py)
+    evaluated: set = field(default_factory=set)  # EvaluatePredicates a set's members' cascades did (the same)
     text: str = ""  # the statement, for the query log (vql_queries)
 
     def count(self, key: str, value: float) -> None:
@@ -312,26 +313,30 @@ def atom_order(node: EvaluatePredicates, choices: dict) -> list:
     return sorted(node.atoms, key=rank)
 
 
-def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
+def evaluate_steps(node: EvaluatePredicates, ctx: Context):
     """Answer each atom with its cascade; materialise frame, ts and one column per atom. Under a
     top-level AND (OR) of atoms, each atom runs only on the frames the ones before left open; the
-    others get NULL, which AND (OR) resolves the same way."""
-    from vql.engine.cascade import run_cascade
+    others get NULL, which AND (OR) resolves the same way.
+
+    As steps (``engine/cascade.py: cascade_steps``): it yields each cascade pass it needs and is
+    sent its result, so that a video set's members' passes can run together (``engine/members.py``);
+    ``engine/cascade.py: drive`` runs it alone."""
+    from vql.engine.cascade import cascade_steps, timed
 
     scan, info = node.scan, node.scan.info
     frames = np.arange(scan.first, scan.last + 1, dtype=np.int64)
     columns = {"frame": pa.array(frames), "ts": pa.array(frames / info.fps)}
     ctx.plans[node.table] = plan = ctx.plan_query(node)
-    for atom in node.atoms:
-        ctx.choices[atom.column] = plan.choice(atom.column)
+    choices = {atom.column: plan.choice(atom.column) for atom in node.atoms}
+    ctx.choices.update({node.key(column): choice for column, choice in choices.items()})
     open_frames = np.ones(len(frames), bool)
     operators = ctx.stats.setdefault("operators", {})
-    for atom in atom_order(node, ctx.choices):
+    for atom in atom_order(node, choices):
         model = ctx.model(atom.predicate.model)
-        start = time.perf_counter()
-        answer, ops = run_cascade(ctx, info, model, model.version, ctx.choices[atom.column], scan.first, scan.last,
-                                  open_frames.copy())
-        operators[node.key(atom.column)] = {"ops": [o.row() for o in ops], "seconds": time.perf_counter() - start,
+        took = [0.0]
+        answer, ops = yield from timed(cascade_steps(ctx, info, model, model.version, choices[atom.column],
+                                                     scan.first, scan.last, open_frames.copy()), took)
+        operators[node.key(atom.column)] = {"ops": [o.row() for o in ops], "seconds": took[0],
                                   "frames": int(open_frames.sum())}
         columns[atom.column] = pa.array(answer, mask=~open_frames)
         if node.combine == "and":
@@ -349,8 +354,12 @@ def _evaluate_atoms(node: EvaluatePredicates, ctx: Context) -> None:
 @run_operator.register
 def _evaluate(node: EvaluatePredicates, ctx: Context) -> None:
     """Materialise the per-frame table: frame, ts and one column per model predicate."""
+    if node in ctx.evaluated:  # with the other members of its video set (engine/members.py)
+        return
     if node.atoms:
-        _evaluate_atoms(node, ctx)
+        from vql.engine.cascade import drive
+
+        drive(ctx, evaluate_steps(node, ctx))
         return
     for labels in node.labels:
         run_operator(labels, ctx, ", ".join(p.short_text for p in node.predicates if p.model == labels.model))
@@ -518,9 +527,10 @@ def create_unions(plan: SqlQuery, ctx: Context) -> None:
 
 
 def _run_once(plan: SqlQuery, ctx: Context, params, query_id: int) -> pa.Table:
-    from vql.engine.members import label_together
+    from vql.engine.members import evaluate_together, label_together
 
     label_together([node for node in plan.inputs if not node.atoms], ctx)  # a set's exact scans: at once
+    evaluate_together([node for node in plan.inputs if node.atoms], ctx)  # its cascades' passes: at once
     for node in plan.inputs:
         run_operator(node, ctx)
     create_unions(plan, ctx)

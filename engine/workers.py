@@ -21,8 +21,9 @@ A worker pool is used where it can pay:
 - every model is one vql can rebuild in a worker (the packaged CenterNet, or a model registered
   with CREATE FUNCTION; not a model object handed to the connection in Python);
 - the video can be sought;
-- there are at least :data:`MIN_FRAMES` wanted frames per worker (in an exact scan of a video
-  set, over its members together: they are labelled in one run, ``engine/members.py``).
+- there are at least :data:`MIN_FRAMES` wanted frames per worker (:data:`CASCADE_MIN_FRAMES`
+  for a cascade's pass; in a video set, over its members together: an exact scan's labelling,
+  and the members' passes, run in one run of the workers, ``engine/members.py``).
 
 Otherwise the frames are labelled in this process.
 """
@@ -226,25 +227,43 @@ class Workers:
         cut into ranges of :data:`CASCADE_TASK_FRAMES` (under a t−Δ gate, each starting at an anchor); the reference's
         labels go to ``store(frames, detections)`` in frame order, in this process. The merged
         result, as one process would have found it."""
+        return self.cascade_many([(info, recipe, version, atom, chosen, first, unknown, frames, store)], on_batch)[0]
+
+    def cascade_many(self, jobs: Sequence[tuple], on_batch: Callable[[int], None]) -> list:
+        """Several cascades' passes in one run of the workers, each job ``(info, recipe, version,
+        atom, chosen, first, unknown, frames, store)`` as :meth:`cascade` takes it: a video set's
+        members' ranges keep every worker busy where one member alone has too few frames for
+        them, and no worker waits at the end of one member for the next (``engine/members.py``).
+        Each ``store`` is called in its video's frame order; the merged result per job."""
         from vql.engine.cascade import PassResult, ranges
 
-        total = PassResult.empty(chosen)
-        calls = deque((_cascade_task, info, recipe, atom, chosen, first,
-                       unknown[(unknown >= run[0]) & (unknown <= run[-1])], run)
-                      for run in ranges(frames, first, chosen, CASCADE_TASK_FRAMES))
+        calls: deque = deque()
+        takers: deque = deque()
+        totals = []
+        for info, recipe, version, atom, chosen, first, unknown, frames, store in jobs:
+            totals.append(PassResult.empty(chosen))
+            for run in ranges(frames, first, chosen, CASCADE_TASK_FRAMES):
+                if len(run):
+                    calls.append((_cascade_task, info, recipe, atom, chosen, first,
+                                  unknown[(unknown >= run[0]) & (unknown <= run[-1])], run))
+                    takers.append(functools.partial(self._merged, version, store, totals[-1], on_batch))
+        what = (f"running a cascade over {jobs[0][0].path}" if len(jobs) == 1
+                else f"running cascades over {len(jobs)} videos ({', '.join(str(job[0].path) for job in jobs)})")
+        self.run(calls, lambda result: takers.popleft()(result), what, gpu=any(on_gpu(job[1]) for job in jobs))
+        return totals
 
-        def merged(result) -> None:
-            got, part = result
-            if got is not None and got != version:
-                raise ExecutionError(f"a {self.name} built model version {got}, not {version} as this process "
-                                     f"did; SET workers = 1 runs the cascade in this process")
-            for ids, dets in part.labels:
-                store(ids, dets)
-            total.add(part)
-            on_batch(part.decode.frames_in)  # every frame of the range was read
-
-        self.run(calls, merged, f"running a cascade over {info.path}", gpu=on_gpu(recipe))
-        return total
+    def _merged(self, version: str, store: Callable[[list[int], list], None], total, on_batch: Callable[[int], None],
+                result) -> None:
+        """A cascade task's result added to its pass's ``total``, its labels to ``store``, once its
+        model's version is checked."""
+        got, part = result
+        if got is not None and got != version:
+            raise ExecutionError(f"a {self.name} built model version {got}, not {version} as this process "
+                                 f"did; SET workers = 1 runs the cascade in this process")
+        for ids, dets in part.labels:
+            store(ids, dets)
+        total.add(part)
+        on_batch(part.decode.frames_in)  # every frame of the range was read
 
     def run(self, calls: deque, take: Callable[[object], None], what: str, gpu: bool = False) -> None:
         """Run ``calls`` ((function, *args) each) in the workers, :data:`IN_FLIGHT` per worker

@@ -83,3 +83,21 @@ def write_tiny_clip(path: Path, frames: int = 8, width: int = 96, height: int = 
 def tiny_clip(tmp_path_factory) -> Path:
     """8 frames at 96x64 (see :func:`write_tiny_clip`)."""
     return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny.avi")
+
+
+@pytest.fixture(scope="session")
+def cameras(tmp_path_factory, vtest_path) -> Path:
+    """A folder of three 24-frame cuts of vtest (from frames 0, 300 and 600), MJPG: a video set's
+    members with different content (each its own fingerprint)."""
+    folder = tmp_path_factory.mktemp("cams")
+    cap = cv2.VideoCapture(str(vtest_path))
+    for start in (0, 300, 600):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        writer = cv2.VideoWriter(str(folder / f"cam{start}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
+        for _ in range(24):
+            ok, frame = cap.read()
+            assert ok
+            writer.write(frame)
+        writer.release()
+    cap.release()
+    return folder

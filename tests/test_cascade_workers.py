@@ -137,3 +137,41 @@ def test_a_worker_dying_in_a_cascade_fails_it_clearly(shared, monkeypatch):
             assert pool._pool is None  # the next query starts afresh
         finally:
             pool.close()
+
+
+def test_a_sets_cascades_run_their_passes_together_in_the_workers(cameras, vtest_path, monkeypatch):
+    """Each member's cascade pass alone has too few frames for 2 workers; the set's three together
+    have enough: one run of the workers holds all three passes (engine/members.py), and each
+    member gets one process's answers, stored labels and operators' counts."""
+    from dataclasses import replace
+
+    from vql.planner.query import QueryPlan
+
+    monkeypatch.setattr(workers, "CASCADE_MIN_FRAMES", 16)  # 2 workers want 32 frames: a member has 24, the set 72
+    monkeypatch.setattr(workers, "CASCADE_TASK_FRAMES", 10)  # several ranges per member
+    choice = _choice(str(vtest_path), 1)
+    runs_together = []
+    real = workers.Workers.cascade_many
+    monkeypatch.setattr(workers.Workers, "cascade_many",
+                        lambda self, jobs, on_batch: runs_together.append(len(jobs)) or real(self, jobs, on_batch))
+    query = "SELECT video, frame FROM cams WHERE contains('person') ORDER BY video, frame"
+    runs = []
+    for count in (1, 2):
+        with vql.connect(None, progress=False) as con:
+            con.sql(f"CREATE VIDEO cams FROM '{cameras}/*.avi'")
+            con.sql(f"SET workers = {count}")
+            # every member's plan: the test's cascade (a 24-frame member is too short to plan one on)
+            monkeypatch.setattr(con, "_plan_query", lambda ctx, node, fpr, fnr: QueryPlan(
+                "cascade", "the test's cascade", (replace(choice, atom=node.atoms[0]),), fpr, fnr))
+            result = con.sql(query)
+            ops = {key: [{k: v for k, v in o.items() if k != "seconds"} for o in run["ops"]]
+                   for key, run in result.metadata["operators"].items()}
+            runs.append((result.fetchall(), ops, con.duckdb.execute(LABELS).fetchall(),
+                         result.metadata["frames_sent_to_reference"]))
+            assert (con._workers is not None and con._workers._pool is not None) == (count > 1)
+    assert runs_together == [3]  # one run, three passes
+    assert runs[0] == runs[1]
+    rows, ops, labels, sent = runs[0]
+    assert len(ops) == 3 and sum(o[-1]["frames_in"] for o in ops.values()) == sent
+    assert 0 < len(rows) < 72 and 0 < sent < 72 and labels  # the reference saw some frames, the stages decided some
+    assert {video for video, _ in rows} <= {key.split(":")[0] for key in ops}  # the members' names

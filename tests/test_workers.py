@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 
-import cv2
 import numpy as np
 import pytest
 from patches import clip, session
@@ -94,28 +93,16 @@ def test_a_recipe_names_the_device_its_model_was_built_on_here(shared, tmp_path)
         assert not workers.on_gpu(recipe) and workers.on_gpu(("default", "cuda:0"))
 
 
-def test_a_sets_members_are_labelled_together_in_the_workers(shared, tmp_path, monkeypatch):
+def test_a_sets_members_are_labelled_together_in_the_workers(cameras, monkeypatch):
     """Each member of the set alone has too few frames for 2 workers; together they have enough:
     one run of the workers labels them all (engine/members.py), with one process's labels and
     answers, counted as labelled by the query; the next query reads them all from the store."""
     monkeypatch.setattr(workers, "MIN_FRAMES", 16)  # 2 workers want 32 frames: a member has 24, the set 72
-    folder = tmp_path / "cams"
-    folder.mkdir()
-    cap = cv2.VideoCapture(str(shared / "data" / "vtest.avi"))
-    for start in (0, 300, 600):  # three cameras with different content (each its own fingerprint)
-        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-        writer = cv2.VideoWriter(str(folder / f"cam{start}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
-        for _ in range(24):
-            ok, frame = cap.read()
-            assert ok
-            writer.write(frame)
-        writer.release()
-    cap.release()
     query = "SELECT video, frame, object_count('person') AS n FROM cams ORDER BY video, frame WITH (exact)"
     answers, stored = [], []
     for count in (1, 2):
         with vql.connect(None, progress=False) as con:
-            con.sql(f"CREATE VIDEO cams FROM '{folder}/*.avi'")
+            con.sql(f"CREATE VIDEO cams FROM '{cameras}/*.avi'")
             con.sql(f"SET workers = {count}")
             result = con.sql(query)
             answers.append(result.fetchall())
