@@ -139,27 +139,30 @@ def test_a_worker_dying_in_a_cascade_fails_it_clearly(shared, monkeypatch):
             pool.close()
 
 
-def test_a_sets_cascades_run_their_passes_together_in_the_workers(cameras, vtest_path, monkeypatch):
-    """Each member's cascade pass alone has too few frames for 2 workers; the set's three together
-    have enough: one run of the workers holds all three passes (engine/members.py), and each
-    member gets one process's answers, stored labels and operators' counts."""
+def set_runs(cameras, vtest_path, monkeypatch, executor: str) -> tuple[list, list[int]]:
+    """The cascades of a set of three 24-frame cameras (``cameras``), each member's plan the
+    test's cascade, in one process and under ``executor`` (a SET statement): per run the rows,
+    the operators' counts, the stored labels and the frames sent to the reference; and how many
+    passes each run of ``Workers.cascade_many`` held. Each member's pass alone has too few
+    frames for 2 workers (the pool's least lowered to 16 per worker: 32), the three together (72)
+    have enough."""
     from dataclasses import replace
 
     from vql.planner.query import QueryPlan
 
-    monkeypatch.setattr(workers, "CASCADE_MIN_FRAMES", 16)  # 2 workers want 32 frames: a member has 24, the set 72
+    monkeypatch.setattr(workers, "CASCADE_MIN_FRAMES", 16)
     monkeypatch.setattr(workers, "CASCADE_TASK_FRAMES", 10)  # several ranges per member
     choice = _choice(str(vtest_path), 1)
-    runs_together = []
+    together: list[int] = []
     real = workers.Workers.cascade_many
     monkeypatch.setattr(workers.Workers, "cascade_many",
-                        lambda self, jobs, on_batch: runs_together.append(len(jobs)) or real(self, jobs, on_batch))
+                        lambda self, jobs, on_batch: together.append(len(jobs)) or real(self, jobs, on_batch))
     query = "SELECT video, frame FROM cams WHERE contains('person') ORDER BY video, frame"
     runs = []
-    for count in (1, 2):
+    for setting in ("SET workers = 1", executor):
         with vql.connect(None, progress=False) as con:
             con.sql(f"CREATE VIDEO cams FROM '{cameras}/*.avi'")
-            con.sql(f"SET workers = {count}")
+            con.sql(setting)
             # every member's plan: the test's cascade (a 24-frame member is too short to plan one on)
             monkeypatch.setattr(con, "_plan_query", lambda ctx, node, fpr, fnr: QueryPlan(
                 "cascade", "the test's cascade", (replace(choice, atom=node.atoms[0]),), fpr, fnr))
@@ -168,8 +171,15 @@ def test_a_sets_cascades_run_their_passes_together_in_the_workers(cameras, vtest
                    for key, run in result.metadata["operators"].items()}
             runs.append((result.fetchall(), ops, con.duckdb.execute(LABELS).fetchall(),
                          result.metadata["frames_sent_to_reference"]))
-            assert (con._workers is not None and con._workers._pool is not None) == (count > 1)
-    assert runs_together == [3]  # one run, three passes
+    return runs, together
+
+
+def test_a_sets_cascades_run_their_passes_together_in_the_workers(cameras, vtest_path, monkeypatch):
+    """One run of the workers holds the three members' passes (engine/members.py; without it, the
+    pool never starts), and each member gets one process's answers, stored labels and operators'
+    counts."""
+    runs, together = set_runs(cameras, vtest_path, monkeypatch, "SET workers = 2")
+    assert together == [3]  # one run, three passes
     assert runs[0] == runs[1]
     rows, ops, labels, sent = runs[0]
     assert len(ops) == 3 and sum(o[-1]["frames_in"] for o in ops.values()) == sent

@@ -94,6 +94,27 @@ def test_a_cascade_on_ray_answers_as_on_this_machine(shared, monkeypatch):
     assert runs[0] == runs[1] and 0 < runs[0][1][-1]["frames_in"] < 100
 
 
+def test_a_sets_members_run_together_on_ray(cameras, vtest_path, monkeypatch):
+    """A video set's members on Ray: their cascades' passes in one run of Ray tasks, and an exact
+    scan's labelling in one run (engine/members.py), with the answers and labels of one process."""
+    from test_cascade_workers import set_runs
+
+    runs, together = set_runs(cameras, vtest_path, monkeypatch, "SET executor = 'ray'")
+    assert together == [3] and runs[0] == runs[1] and 0 < runs[0][3] < 72
+    monkeypatch.setattr(workers, "MIN_FRAMES", 16)  # 2 workers' worth: 32 frames; a member has 24, the set 72
+    started = []
+    real = RayWorkers.label_many
+    monkeypatch.setattr(RayWorkers, "label_many", lambda self, jobs: started.append(len(jobs)) or real(self, jobs))
+    query = "SELECT video, frame, object_count('person') AS n FROM cams ORDER BY video, frame WITH (exact)"
+    out = []
+    for executor in ("local", "ray"):
+        with vql.connect(None, progress=False) as con:
+            con.sql(f"CREATE VIDEO cams FROM '{cameras}/*.avi'")
+            con.sql(f"SET executor = '{executor}'")
+            out.append((con.sql(query).fetchall(), con.duckdb.execute(LABELS).fetchall()))
+    assert started == [3] and out[0] == out[1] and len(out[0][0]) == 72
+
+
 def test_a_killed_task_is_retried_and_one_that_keeps_dying_fails_clearly(shared, tmp_path, monkeypatch):
     import ray_helpers
 
