@@ -43,18 +43,21 @@ def test_the_pooled_head_finds_an_object_where_training_had_none(precision):
     """Trained with walkers in the left third only, judged with walkers in the right third: the
     pooled head still ranks every walker above every empty frame (the planner then
     settles the empty frames without missing one), in either precision; this fails for a head whose
-    weights are tied to positions, as the dense head's are (checked beside it: it separates worse).
+    weights are tied to positions, as the dense head's are (checked beside it in float32: it
+    separates worse; a property of the layout, not of the precision).
     At 32x32 pixels: on a CPU without bfloat16 instructions torch trains bfloat16 convolutions
-    without oneDNN, about 7x slower than float32 (at 64x64 this test took 345 s there)."""
+    without oneDNN, about 7x slower than float32 (at 64x64 this test took 345 s there; at 32x32,
+    with the dense head beside it, 90 s)."""
     x_train, y_train = _frames(400, (0, 8), seed=1, size=32)
     x_test, y_test = _frames(400, (21, 29), seed=2, size=32)
     separated = {}
-    for head in HEADS:
+    for head in HEADS if precision == "float32" else ("pool",):
         model = train(Architecture(2, 16, 32, 32, head, precision), x_train, y_train, min_steps=100, max_steps=100)
         s = model.scores(x_test)
         separated[head] = float(np.mean(s[~y_test] < s[y_test].min()))  # empty frames below every walker
     assert separated["pool"] == 1.0, separated
-    assert separated["dense"] < separated["pool"], separated
+    if precision == "float32":
+        assert separated["dense"] < separated["pool"], separated
 
 
 def test_the_planner_trains_a_pooled_model_and_every_candidate_builds():
