@@ -40,21 +40,15 @@ def label_together(nodes: list, ctx: Context) -> None:
     if (ctx.workers is None or ctx.recipe is None or len({fp for fp, _ in keys}) < 2
             or len(set(keys)) < len(keys)):  # members of the same content: one after the other
         return
-    jobs, todo, total = [], [], 0
-    for lf in labels:
-        model = ctx.model(lf.model)
-        done, missing = missing_frames(ctx, lf)
-        jobs.append((lf, model, done, missing))
-        todo.append(missing)
-        total += len(missing)
-    every = np.concatenate(todo)
+    jobs = [(lf, ctx.model(lf.model), *missing_frames(ctx, lf)) for lf in labels]  # (node, model, done, missing)
+    every = np.concatenate([missing for *_, missing in jobs])
     recipes = {lf.model: ctx.recipe(model) for lf, model, _, _ in jobs}
-    if (not total or None in recipes.values()
+    if (not len(every) or None in recipes.values()
             or len({on_gpu(r) for r in recipes.values()}) > 1  # a run's tasks all ask for a GPU, or none
             or not all(ctx.workers.fits(lf.scan.info, [recipes[lf.model]], every) for lf, *_ in jobs)):
         return
     names = ", ".join(dict.fromkeys(model.name for _, model, _, _ in jobs))
-    with Progress(total, "frames", f"labelling {len(jobs)} videos with {names}", enabled=ctx.progress) as bar:
+    with Progress(len(every), "frames", f"labelling {len(jobs)} videos with {names}", enabled=ctx.progress) as bar:
         runs = [(lf.scan.info, [recipes[lf.model]], [model.version], missing,
                  label_store(ctx, lf.scan.info, [model], bar.update), sparse_seek_gap(ctx, lf.scan.info, missing))
                 for lf, model, _, missing in jobs if len(missing)]
